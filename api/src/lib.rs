@@ -1,0 +1,382 @@
+//! vledger's HTTP service on axum: commands in, receipts, checkpoints, entries and proofs out.
+//!
+//! Handlers translate between HTTP and [`vledger_ledger::node::Node`]; they hold no rules.
+
+pub mod metrics;
+pub mod problem;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use vledger_ledger::entry::Entry;
+use vledger_ledger::envelope::{DsseEnvelope, VerifiedEnvelope};
+use vledger_ledger::limits::{MAX_ENTRIES_PAGE, MAX_ENVELOPE_BYTES};
+use vledger_ledger::merkle::leaf_hash;
+use vledger_ledger::node::Node;
+use vledger_ledger::receipt::Receipt;
+
+pub use metrics::HttpMetrics;
+pub use problem::Problem;
+
+/// Longest time one request may take before it is answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub node: Arc<Node>,
+    pub metrics: Arc<HttpMetrics>,
+}
+
+/// The router of the public interface.
+pub fn router(node: Arc<Node>) -> Router {
+    let state = AppState {
+        node,
+        metrics: Arc::new(HttpMetrics::default()),
+    };
+    Router::new()
+        .route("/v1/commands", post(post_command))
+        .route("/v1/node", get(get_node))
+        .route("/v1/checkpoint", get(get_checkpoint))
+        .route("/v1/entries", get(get_entries))
+        .route("/v1/proofs/inclusion", get(get_inclusion_proof))
+        .route("/v1/proofs/consistency", get(get_consistency_proof))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(get_metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
+
+/// Serves the router on `listener` until `shutdown` resolves, then lets the writer finish the
+/// commands it already accepted.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(node.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tokio::task::spawn_blocking(move || node.shutdown())
+        .await
+        .expect("shutdown task");
+    Ok(())
+}
+
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .record(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn not_found() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such endpoint; see /openapi.json",
+    )
+}
+
+/// Query parameters, whose rejection is a problem document rather than axum's plain text.
+pub struct ProblemQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ProblemQuery<T> {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ProblemQuery(q.0))
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid-query", e.body_text()))
+    }
+}
+
+/// The answer to an accepted command.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CommandAccepted {
+    pub receipt: Receipt,
+    /// The signed checkpoint of the batch that committed the command.
+    pub checkpoint: String,
+    /// True when this repeats the receipt of an earlier identical submission.
+    pub replayed: bool,
+}
+
+async fn post_command(State(state): State<AppState>, body: Body) -> Result<Response, Problem> {
+    // Read one byte past the limit so that "too large" is told apart from "exactly at the limit".
+    let bytes =
+        axum::body::to_bytes(body, MAX_ENVELOPE_BYTES + 1)
+            .await
+            .map_err(|_| {
+                Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("the request body is over the {MAX_ENVELOPE_BYTES}-byte limit of one envelope"),
+        )
+            })?;
+    let envelope = VerifiedEnvelope::parse_and_verify(&bytes)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state
+        .node
+        .submit(envelope, Box::new(move |answer| drop(tx.send(answer))));
+    let accepted = rx.await.map_err(|_| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "the writer stopped",
+        )
+    })??;
+    let receipt = state.node.receipt(&accepted.receipt);
+    let status = if accepted.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let body = CommandAccepted {
+        receipt,
+        checkpoint: accepted.checkpoint.to_string(),
+        replayed: accepted.replayed,
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+/// What `GET /v1/node` answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub region: String,
+    /// The checkpoint origin (the log's name).
+    pub origin: String,
+    /// The node's key as a C2SP verifier key, `name+hash+base64`.
+    pub verifier_key: String,
+    /// The node's ed25519 public key, standard base64.
+    pub node_key: String,
+    pub tree_size: u64,
+}
+
+async fn get_node(State(state): State<AppState>) -> Json<NodeInfo> {
+    let node = &state.node;
+    Json(NodeInfo {
+        region: node.region().to_string(),
+        origin: node.origin().to_string(),
+        verifier_key: node.verifier_key(),
+        node_key: node.node_key().to_base64(),
+        tree_size: node.tree_size(),
+    })
+}
+
+async fn get_checkpoint(State(state): State<AppState>) -> Response {
+    let note = state.node.checkpoint();
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        note.to_string(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntriesQuery {
+    start: u64,
+    end: u64,
+}
+
+/// One entry as `GET /v1/entries` answers it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EntryView {
+    pub index: u64,
+    /// The exact entry bytes, standard base64: the leaf hash is SHA-256(0x00 ‖ these bytes).
+    pub entry: String,
+    pub leaf_hash: String,
+    pub decoded: DecodedEntry,
+}
+
+/// The same entry, decoded for reading.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DecodedEntry {
+    pub node_time_ms: u64,
+    pub prev_leaf_hash: String,
+    pub envelope: DsseEnvelope,
+    /// The DSSE payload, decoded.
+    pub command: serde_json::Value,
+    pub events: serde_json::Value,
+}
+
+/// A page of entries.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EntriesPage {
+    pub entries: Vec<EntryView>,
+    pub tree_size: u64,
+}
+
+fn entry_view(index: u64, bytes: &[u8]) -> Result<EntryView, Problem> {
+    let corrupt = |what: String| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage-failure",
+            format!("entry {index}: {what}"),
+        )
+    };
+    let entry = Entry::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let envelope: DsseEnvelope =
+        serde_json::from_slice(&entry.envelope).map_err(|e| corrupt(e.to_string()))?;
+    let payload = B64
+        .decode(&envelope.payload)
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok(EntryView {
+        index,
+        entry: B64.encode(bytes),
+        leaf_hash: B64.encode(leaf_hash(bytes)),
+        decoded: DecodedEntry {
+            node_time_ms: entry.node_time_ms,
+            prev_leaf_hash: B64.encode(entry.prev_leaf_hash),
+            command: serde_json::from_slice(&payload).map_err(|e| corrupt(e.to_string()))?,
+            events: serde_json::from_slice(&entry.events).map_err(|e| corrupt(e.to_string()))?,
+            envelope,
+        },
+    })
+}
+
+async fn get_entries(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<EntriesQuery>,
+) -> Result<Json<EntriesPage>, Problem> {
+    if q.end <= q.start {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "out-of-range",
+            "end must be greater than start",
+        ));
+    }
+    let end = q.end.min(q.start.saturating_add(MAX_ENTRIES_PAGE));
+    let node = state.node.clone();
+    let rows = tokio::task::spawn_blocking(move || node.entries(q.start, end))
+        .await
+        .expect("read task")?;
+    let entries = rows
+        .iter()
+        .map(|(i, b)| entry_view(*i, b))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(EntriesPage {
+        entries,
+        tree_size: state.node.tree_size(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionQuery {
+    index: u64,
+    size: u64,
+}
+
+/// An RFC 9162 inclusion proof.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub size: u64,
+    pub leaf_hash: String,
+    pub root_hash: String,
+    /// Sibling hashes from the leaf up, standard base64.
+    pub proof: Vec<String>,
+}
+
+async fn get_inclusion_proof(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<InclusionQuery>,
+) -> Result<Json<InclusionProof>, Problem> {
+    if q.index >= q.size {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "out-of-range",
+            "index must be below size",
+        ));
+    }
+    let node = state.node.clone();
+    let (proof, root, leaf) = tokio::task::spawn_blocking(move || {
+        let proof = node.inclusion_proof(q.index, q.size)?;
+        let root = node.root(q.size)?;
+        let leaf = node.inclusion_leaf(q.index)?;
+        Ok::<_, vledger_ledger::node::ReadError>((proof, root, leaf))
+    })
+    .await
+    .expect("read task")?;
+    Ok(Json(InclusionProof {
+        index: q.index,
+        size: q.size,
+        leaf_hash: B64.encode(leaf),
+        root_hash: B64.encode(root),
+        proof: proof.iter().map(|h| B64.encode(h)).collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+/// An RFC 9162 consistency proof.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    pub proof: Vec<String>,
+}
+
+async fn get_consistency_proof(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<ConsistencyQuery>,
+) -> Result<Json<ConsistencyProof>, Problem> {
+    if q.from > q.to {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "out-of-range",
+            "from must not exceed to",
+        ));
+    }
+    let node = state.node.clone();
+    let proof = tokio::task::spawn_blocking(move || node.consistency_proof(q.from, q.to))
+        .await
+        .expect("read task")?;
+    Ok(Json(ConsistencyProof {
+        from: q.from,
+        to: q.to,
+        proof: proof.iter().map(|h| B64.encode(h)).collect(),
+    }))
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "tree_size": state.node.tree_size() }))
+}
+
+async fn get_metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(&state.node);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

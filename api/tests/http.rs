@@ -1,0 +1,513 @@
+//! The public interface over real HTTP on loopback, against a real node with a temporary store.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+use vledger_api::{CommandAccepted, InclusionProof, NodeInfo, Problem};
+use vledger_ledger::domain::GenesisBody;
+use vledger_ledger::envelope::{seal, CommandPayload};
+use vledger_ledger::keys::SigningKey;
+use vledger_ledger::merkle;
+use vledger_ledger::node::{Node, NodeConfig};
+use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
+
+struct TestApp {
+    base: String,
+    client: reqwest::Client,
+    admin: SigningKey,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = SigningKey::generate(&mut rand::rngs::OsRng);
+    let node = Node::open(NodeConfig {
+        data_dir: dir.path().join("db"),
+        region: "cq".try_into().unwrap(),
+        origin: "vledger.test/cq".into(),
+        node_key: SigningKey::generate(&mut rand::rngs::OsRng),
+        genesis: Some(GenesisBody {
+            region_name: "Chongqing".into(),
+            admin_key: admin.public_key(),
+            admin_name: "CQ admin".into(),
+            time_zone: "Asia/Shanghai".into(),
+        }),
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(vledger_api::serve(
+        listener,
+        Arc::clone(&node),
+        std::future::pending(),
+    ));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        admin,
+        _dir: dir,
+    }
+}
+
+fn payload(signer: &SigningKey, command_type: &str, nonce: &str, body: Value) -> CommandPayload {
+    CommandPayload {
+        v: 1,
+        command_type: command_type.into(),
+        region: "cq".try_into().unwrap(),
+        signer: signer.public_key(),
+        nonce: nonce.into(),
+        body,
+    }
+}
+
+fn register_body(key: &SigningKey, role: &str) -> Value {
+    json!({ "key": key.public_key().to_base64(), "role": role, "home_region": "cq", "name": "Party" })
+}
+
+fn fresh_key() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+impl TestApp {
+    async fn post_raw(&self, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/commands", self.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn submit(
+        &self,
+        signer: &SigningKey,
+        command_type: &str,
+        nonce: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.post_raw(seal(&payload(signer, command_type, nonce, body), signer))
+            .await
+    }
+
+    async fn tree_size(&self) -> u64 {
+        self.node_info().await.tree_size
+    }
+
+    async fn node_info(&self) -> NodeInfo {
+        self.client
+            .get(format!("{}/v1/node", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn register(&self, key: &SigningKey, role: &str) -> CommandAccepted {
+        let nonce = key.public_key().to_base64();
+        let response = self
+            .submit(
+                &self.admin,
+                "party.register",
+                &nonce,
+                register_body(key, role),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        response.json().await.unwrap()
+    }
+
+    /// Posts bad input and checks it gets the problem `code` with `status`, and writes nothing.
+    async fn expect_problem(
+        &self,
+        response: reqwest::Response,
+        status: u16,
+        code: &str,
+    ) -> Problem {
+        assert_eq!(response.status(), status);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Problem = response.json().await.unwrap();
+        assert_eq!(
+            problem.problem_type,
+            format!("urn:vledger:problem:{code}"),
+            "{problem:?}"
+        );
+        assert_eq!(problem.status, status);
+        problem
+    }
+}
+
+#[tokio::test]
+async fn accepted_command_gets_a_verifiable_receipt_and_checkpoint() {
+    let app = spawn_app().await;
+    let info = app.node_info().await;
+    assert_eq!(info.tree_size, 1, "genesis is entry 0");
+    let verifier = NoteVerifier::parse(&info.verifier_key).unwrap();
+
+    let accepted = app.register(&fresh_key(), "agency").await;
+    assert_eq!(accepted.receipt.index, 1);
+    assert!(!accepted.replayed);
+    let receipt = SignedNote::parse(&accepted.receipt.note).unwrap();
+    receipt.verify(std::slice::from_ref(&verifier)).unwrap();
+    assert!(receipt
+        .text
+        .starts_with("vledger/receipt/v1\nvledger.test/cq\n1\n"));
+
+    let note_text: String = app
+        .client
+        .get(format!("{}/v1/checkpoint", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let note = SignedNote::parse(&note_text).unwrap();
+    note.verify(std::slice::from_ref(&verifier)).unwrap();
+    let checkpoint = Checkpoint::parse(&note.text).unwrap();
+    assert_eq!(checkpoint.size, 2);
+
+    let proof: InclusionProof = app
+        .client
+        .get(format!("{}/v1/proofs/inclusion?index=1&size=2", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let leaf: merkle::Hash = B64
+        .decode(&accepted.receipt.leaf_hash)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let hashes: Vec<merkle::Hash> = proof
+        .proof
+        .iter()
+        .map(|h| B64.decode(h).unwrap().try_into().unwrap())
+        .collect();
+    merkle::verify_inclusion(&leaf, 1, 2, &hashes, &checkpoint.root_hash).unwrap();
+}
+
+#[tokio::test]
+async fn entries_page_holds_exact_bytes_and_decoded_form() {
+    let app = spawn_app().await;
+    app.register(&fresh_key(), "enterprise").await;
+    let page: Value = app
+        .client
+        .get(format!("{}/v1/entries?start=0&end=10", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    for (i, entry) in entries.iter().enumerate() {
+        let bytes = B64.decode(entry["entry"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            B64.encode(merkle::leaf_hash(&bytes)),
+            entry["leaf_hash"].as_str().unwrap()
+        );
+        assert_eq!(entry["index"], i as u64);
+    }
+    assert_eq!(entries[0]["decoded"]["command"]["type"], "region.genesis");
+    assert_eq!(
+        entries[1]["decoded"]["events"][0]["type"],
+        "party.registered"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_returns_the_original_receipt_and_a_reused_nonce_is_refused() {
+    let app = spawn_app().await;
+    let key = fresh_key();
+    let envelope = seal(
+        &payload(
+            &app.admin,
+            "party.register",
+            "n-1",
+            register_body(&key, "agency"),
+        ),
+        &app.admin,
+    );
+    let first = app.post_raw(envelope.clone()).await;
+    assert_eq!(first.status(), 201);
+    let first: CommandAccepted = first.json().await.unwrap();
+    let again = app.post_raw(envelope).await;
+    assert_eq!(again.status(), 200);
+    let again: CommandAccepted = again.json().await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.receipt, first.receipt);
+    assert_eq!(app.tree_size().await, 2);
+
+    let other = app
+        .submit(
+            &app.admin,
+            "party.register",
+            "n-1",
+            register_body(&fresh_key(), "agency"),
+        )
+        .await;
+    app.expect_problem(other, 409, "nonce-reused").await;
+    assert_eq!(app.tree_size().await, 2);
+}
+
+#[tokio::test]
+async fn every_kind_of_bad_input_has_its_own_problem_and_writes_nothing() {
+    let app = spawn_app().await;
+    let before = app.tree_size().await;
+    let good = |nonce: &str| {
+        payload(
+            &app.admin,
+            "party.register",
+            nonce,
+            register_body(&fresh_key(), "agency"),
+        )
+    };
+
+    app.expect_problem(
+        app.post_raw(b"{not json".to_vec()).await,
+        400,
+        "malformed-json",
+    )
+    .await;
+
+    let mut envelope: Value = serde_json::from_slice(&seal(&good("b64"), &app.admin)).unwrap();
+    envelope["payload"] = json!("%%% not base64 %%%");
+    app.expect_problem(
+        app.post_raw(serde_json::to_vec(&envelope).unwrap()).await,
+        400,
+        "bad-base64",
+    )
+    .await;
+
+    let mut envelope: Value = serde_json::from_slice(&seal(&good("pt"), &app.admin)).unwrap();
+    envelope["payloadType"] = json!("application/json");
+    app.expect_problem(
+        app.post_raw(serde_json::to_vec(&envelope).unwrap()).await,
+        415,
+        "wrong-payload-type",
+    )
+    .await;
+
+    let stranger = fresh_key();
+    let response = app
+        .submit(
+            &stranger,
+            "party.register",
+            "s",
+            register_body(&fresh_key(), "agency"),
+        )
+        .await;
+    app.expect_problem(response, 403, "unknown-signer").await;
+
+    let mut envelope: Value = serde_json::from_slice(&seal(&good("sig"), &app.admin)).unwrap();
+    let mut sig = B64
+        .decode(envelope["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    sig[10] ^= 1;
+    envelope["signatures"][0]["sig"] = json!(B64.encode(sig));
+    app.expect_problem(
+        app.post_raw(serde_json::to_vec(&envelope).unwrap()).await,
+        401,
+        "bad-signature",
+    )
+    .await;
+
+    let mut big = good("big");
+    big.body["name"] = json!("x".repeat(70 * 1024));
+    app.expect_problem(
+        app.post_raw(seal(&big, &app.admin)).await,
+        413,
+        "body-too-large",
+    )
+    .await;
+
+    let mut elsewhere = good("region");
+    elsewhere.region = "sc".try_into().unwrap();
+    app.expect_problem(
+        app.post_raw(seal(&elsewhere, &app.admin)).await,
+        421,
+        "wrong-region",
+    )
+    .await;
+
+    let response = app
+        .submit(&app.admin, "voucher.print_money", "t", json!({}))
+        .await;
+    app.expect_problem(response, 400, "unknown-command-type")
+        .await;
+
+    let response = app
+        .submit(&app.admin, "party.register", "body", json!({ "key": 5 }))
+        .await;
+    app.expect_problem(response, 400, "malformed-body").await;
+
+    let mut future = good("v");
+    future.v = 2;
+    app.expect_problem(
+        app.post_raw(seal(&future, &app.admin)).await,
+        400,
+        "unsupported-version",
+    )
+    .await;
+
+    // The identity point: small order, refused at registration.
+    let mut weak = [0u8; 32];
+    weak[0] = 1;
+    let body =
+        json!({ "key": B64.encode(weak), "role": "agency", "home_region": "cq", "name": "Weak" });
+    let response = app.submit(&app.admin, "party.register", "weak", body).await;
+    app.expect_problem(response, 422, "weak-key").await;
+
+    assert_eq!(
+        app.tree_size().await,
+        before,
+        "refused input must write nothing"
+    );
+}
+
+#[tokio::test]
+async fn roles_revocation_and_the_last_admin_rule() {
+    let app = spawn_app().await;
+    let agency = fresh_key();
+    app.register(&agency, "agency").await;
+
+    let response = app
+        .submit(
+            &agency,
+            "party.register",
+            "a1",
+            register_body(&fresh_key(), "agency"),
+        )
+        .await;
+    app.expect_problem(response, 403, "not-authorized").await;
+
+    let revoke_self = json!({ "key": app.admin.public_key().to_base64(), "reason": "leaving" });
+    let response = app
+        .submit(&app.admin, "party.revoke_key", "r0", revoke_self)
+        .await;
+    app.expect_problem(response, 422, "last-admin").await;
+
+    let revoke = json!({ "key": agency.public_key().to_base64(), "reason": "laptop stolen" });
+    assert_eq!(
+        app.submit(&app.admin, "party.revoke_key", "r1", revoke.clone())
+            .await
+            .status(),
+        201
+    );
+    let response = app
+        .submit(&app.admin, "party.revoke_key", "r2", revoke)
+        .await;
+    app.expect_problem(response, 409, "key-already-revoked")
+        .await;
+
+    let response = app
+        .submit(
+            &agency,
+            "party.register",
+            "a2",
+            register_body(&fresh_key(), "agency"),
+        )
+        .await;
+    app.expect_problem(response, 403, "signer-revoked").await;
+
+    let response = app
+        .submit(
+            &app.admin,
+            "party.register",
+            "dup",
+            register_body(&app.admin, "agency"),
+        )
+        .await;
+    app.expect_problem(response, 409, "party-exists").await;
+
+    let mut other_home = register_body(&fresh_key(), "agency");
+    other_home["home_region"] = json!("sc");
+    let response = app
+        .submit(&app.admin, "party.register", "home", other_home)
+        .await;
+    app.expect_problem(response, 422, "home-region-mismatch")
+        .await;
+}
+
+#[tokio::test]
+async fn proofs_and_queries_refuse_bad_ranges_with_problems() {
+    let app = spawn_app().await;
+    for _ in 0..5 {
+        app.register(&fresh_key(), "enterprise").await;
+    }
+    let get = |path: &str| app.client.get(format!("{}{path}", app.base)).send();
+    app.expect_problem(
+        get("/v1/proofs/inclusion?index=9&size=3").await.unwrap(),
+        400,
+        "out-of-range",
+    )
+    .await;
+    app.expect_problem(
+        get("/v1/proofs/inclusion?index=0&size=99").await.unwrap(),
+        400,
+        "out-of-range",
+    )
+    .await;
+    app.expect_problem(
+        get("/v1/proofs/consistency?from=1&to=99").await.unwrap(),
+        400,
+        "out-of-range",
+    )
+    .await;
+    app.expect_problem(
+        get("/v1/entries?start=abc&end=2").await.unwrap(),
+        400,
+        "invalid-query",
+    )
+    .await;
+    app.expect_problem(
+        get("/v1/entries?start=50&end=60").await.unwrap(),
+        400,
+        "out-of-range",
+    )
+    .await;
+    app.expect_problem(get("/v1/nope").await.unwrap(), 404, "not-found")
+        .await;
+
+    let proof: Value = get("/v1/proofs/consistency?from=2&to=6")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hashes: Vec<merkle::Hash> = proof["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| B64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    let root_at = |size: u64| async move {
+        let p: Value = get(&format!("/v1/proofs/inclusion?index=0&size={size}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let root: merkle::Hash = B64
+            .decode(p["root_hash"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        root
+    };
+    merkle::verify_consistency(2, 6, &root_at(2).await, &root_at(6).await, &hashes).unwrap();
+
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("vledger_tree_size 6"), "{metrics}");
+    assert!(metrics.contains("route=\"/v1/commands\",status=\"201\""));
+}

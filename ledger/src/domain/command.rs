@@ -1,0 +1,77 @@
+//! The commands of the state machine, parsed from a payload's `type` and `body`.
+
+use serde::{Deserialize, Serialize};
+
+use super::parties::Role;
+use super::Rejection;
+use crate::keys::PublicKey;
+use crate::types::RegionId;
+
+/// A command the state machine understands. The serde tag is the payload's `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "body")]
+pub enum Command {
+    /// The region's first entry: founds the region and registers its first admin.
+    #[serde(rename = "region.genesis")]
+    Genesis(GenesisBody),
+    /// A region admin registers a party (key, role, home region).
+    #[serde(rename = "party.register")]
+    RegisterParty(RegisterPartyBody),
+    /// A region admin, or the key's own holder, revokes a key: it can never sign again.
+    #[serde(rename = "party.revoke_key")]
+    RevokeKey(RevokeKeyBody),
+}
+
+/// Body of `region.genesis`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisBody {
+    /// The region's display name, e.g. "重庆市科学技术局".
+    pub region_name: String,
+    /// The first admin's key.
+    pub admin_key: PublicKey,
+    /// The first admin's display name.
+    pub admin_name: String,
+    /// IANA time zone of the region, for calendar-year caps; defaults to Asia/Shanghai.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    "Asia/Shanghai".to_string()
+}
+
+/// Body of `party.register`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterPartyBody {
+    /// The party's key, standard base64 of the 32-byte ed25519 public key. Kept as text here so
+    /// that a weak key is refused with its own reason, not as a malformed body.
+    pub key: String,
+    pub role: Role,
+    pub home_region: RegionId,
+    pub name: String,
+}
+
+/// Body of `party.revoke_key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKeyBody {
+    pub key: PublicKey,
+    pub reason: String,
+}
+
+impl Command {
+    /// Parses a command from a payload's `type` and `body`.
+    pub fn parse(command_type: &str, body: &serde_json::Value) -> Result<Self, Rejection> {
+        if !Self::TYPES.contains(&command_type) {
+            return Err(Rejection::UnknownCommandType(command_type.to_string()));
+        }
+        let tagged = serde_json::json!({ "type": command_type, "body": body });
+        serde_json::from_value(tagged).map_err(|e| Rejection::MalformedBody(e.to_string()))
+    }
+
+    /// Every command type this node accepts.
+    pub const TYPES: &'static [&'static str] =
+        &["region.genesis", "party.register", "party.revoke_key"];
+}

@@ -1,0 +1,67 @@
+//! The events commands produce, and their canonical encoding in entries.
+
+use serde::{Deserialize, Serialize};
+
+use super::parties::Role;
+use crate::keys::PublicKey;
+use crate::limits::MAX_EVENTS_BYTES;
+use crate::types::RegionId;
+
+/// Something that happened, recorded in the entry of the command that caused it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    #[serde(rename = "region.founded")]
+    RegionFounded {
+        region: RegionId,
+        region_name: String,
+        node_key: PublicKey,
+        time_zone: String,
+    },
+    #[serde(rename = "party.registered")]
+    PartyRegistered {
+        key: PublicKey,
+        role: Role,
+        home_region: RegionId,
+        name: String,
+    },
+    #[serde(rename = "party.key_revoked")]
+    KeyRevoked { key: PublicKey, reason: String },
+}
+
+/// The canonical bytes of an entry's events: a JSON array in RFC 8785 (JCS) form. Object keys
+/// are sorted and no whitespace is written; every number is an integer below 2^53, where JCS
+/// and plain integer formatting agree.
+pub fn encode_events(events: &[Event]) -> Vec<u8> {
+    // serde_json's Value keeps object keys in a BTreeMap, i.e. sorted by bytes; all keys are
+    // ASCII, where byte order and JCS's UTF-16 order agree.
+    let value = serde_json::to_value(events).expect("events serialize");
+    let bytes = serde_json::to_vec(&value).expect("values serialize");
+    assert!(
+        bytes.len() <= MAX_EVENTS_BYTES,
+        "events of one command over their limit"
+    );
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_jcs_with_sorted_keys() {
+        let key = crate::keys::SigningKey::generate(&mut rand::rngs::OsRng).public_key();
+        let bytes = encode_events(&[Event::KeyRevoked {
+            key,
+            reason: "lost \"laptop\"".into(),
+        }]);
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                r#"[{{"key":"{}","reason":"lost \"laptop\"","type":"party.key_revoked"}}]"#,
+                key.to_base64()
+            )
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! The one state machine: `state + command + context -> events or a rejection`.
+//!
+//! Pure by construction: no disk, no clock, no network. State is read through [`StateRead`] and
+//! changed only by [`evolve`], which folds events into records; the writer, the rebuild and a
+//! regulator's replay all run this same code.
+
+mod command;
+mod event;
+mod parties;
+mod rejection;
+mod state;
+
+pub use command::{Command, GenesisBody, RegisterPartyBody, RevokeKeyBody};
+pub use event::{encode_events, Event};
+pub use parties::{PartyRecord, RegionRecord, Role};
+pub use rejection::Rejection;
+pub use state::{MemoryState, Overlay, StateError, StateRead, StateWrite};
+
+use crate::keys::PublicKey;
+use crate::types::{LogIndex, RegionId, TimeMs};
+
+/// What the state machine knows about the entry it is deciding, besides the command.
+#[derive(Debug, Clone)]
+pub struct ApplyContext {
+    /// The index the entry will have.
+    pub index: LogIndex,
+    /// The node's time for the entry; the only clock the domain sees.
+    pub node_time_ms: TimeMs,
+    /// The region this node serves.
+    pub region: RegionId,
+    /// The node's own key (the only key that may sign genesis and time-driven commands).
+    pub node_key: PublicKey,
+}
+
+/// Why applying failed: the command was refused, or state could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Decides a command and, if accepted, folds its events into `state`. On a rejection nothing in
+/// `state` has changed.
+pub fn apply<S: StateRead + StateWrite>(
+    state: &mut S,
+    ctx: &ApplyContext,
+    signer: &PublicKey,
+    command: &Command,
+) -> Result<Vec<Event>, ApplyError> {
+    let events = decide(state, ctx, signer, command)?;
+    for event in &events {
+        evolve(state, ctx, event)?;
+    }
+    Ok(events)
+}
+
+/// Checks a command against the state and returns the events it produces.
+pub fn decide<S: StateRead>(
+    state: &S,
+    ctx: &ApplyContext,
+    signer: &PublicKey,
+    command: &Command,
+) -> Result<Vec<Event>, ApplyError> {
+    let region = parties::load_region(state)?;
+    match (command, region) {
+        (Command::Genesis(body), None) => Ok(parties::decide_genesis(ctx, signer, body)?),
+        (Command::Genesis(_), Some(_)) => Err(Rejection::GenesisAlreadyDone.into()),
+        (_, None) => Err(Rejection::GenesisRequired.into()),
+        (command, Some(region)) => {
+            let actor = parties::active_signer(state, signer)?;
+            match command {
+                Command::Genesis(_) => unreachable!("handled above"),
+                Command::RegisterParty(body) => {
+                    parties::decide_register(state, &region, &actor, body)
+                }
+                Command::RevokeKey(body) => parties::decide_revoke(state, &region, &actor, body),
+            }
+        }
+    }
+}
+
+/// Folds one event into the state records.
+pub fn evolve<S: StateRead + StateWrite>(
+    state: &mut S,
+    ctx: &ApplyContext,
+    event: &Event,
+) -> Result<(), StateError> {
+    match event {
+        Event::RegionFounded { .. } | Event::PartyRegistered { .. } | Event::KeyRevoked { .. } => {
+            parties::evolve(state, ctx, event)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,202 @@
+//! Every refusal of the party rules, triggered on the pure state machine with in-memory state.
+
+use serde_json::json;
+
+use super::*;
+use crate::keys::SigningKey;
+
+struct World {
+    state: MemoryState,
+    node: SigningKey,
+    admin: SigningKey,
+    next_index: u64,
+}
+
+fn key() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+impl World {
+    fn founded() -> Self {
+        let mut world = Self {
+            state: MemoryState::default(),
+            node: key(),
+            admin: key(),
+            next_index: 0,
+        };
+        let body = json!({ "region_name": "CQ", "admin_key": world.admin.public_key().to_base64(), "admin_name": "A" });
+        let node = world.node.clone();
+        world.run(&node, "region.genesis", body).unwrap();
+        world
+    }
+
+    fn ctx(&self) -> ApplyContext {
+        ApplyContext {
+            index: self.next_index,
+            node_time_ms: 1_700_000_000_000,
+            region: "cq".try_into().unwrap(),
+            node_key: self.node.public_key(),
+        }
+    }
+
+    fn run(
+        &mut self,
+        signer: &SigningKey,
+        command_type: &str,
+        body: serde_json::Value,
+    ) -> Result<Vec<Event>, Rejection> {
+        let command = Command::parse(command_type, &body)?;
+        let before = self.state.clone();
+        let ctx = self.ctx();
+        let result = apply(&mut self.state, &ctx, &signer.public_key(), &command);
+        match result {
+            Ok(events) => {
+                self.next_index += 1;
+                Ok(events)
+            }
+            Err(ApplyError::Rejected(r)) => {
+                assert_eq!(
+                    self.state, before,
+                    "a refused command must not change state"
+                );
+                Err(r)
+            }
+            Err(ApplyError::State(e)) => panic!("state error: {e}"),
+        }
+    }
+
+    fn register(&mut self, party: &SigningKey, role: &str) -> Result<Vec<Event>, Rejection> {
+        let admin = self.admin.clone();
+        let body = json!({ "key": party.public_key().to_base64(), "role": role, "home_region": "cq", "name": "P" });
+        self.run(&admin, "party.register", body)
+    }
+
+    fn revoke(
+        &mut self,
+        signer: &SigningKey,
+        target: &SigningKey,
+    ) -> Result<Vec<Event>, Rejection> {
+        let body = json!({ "key": target.public_key().to_base64(), "reason": "r" });
+        self.run(signer, "party.revoke_key", body)
+    }
+}
+
+#[test]
+fn genesis_rules() {
+    let mut empty = World {
+        state: MemoryState::default(),
+        node: key(),
+        admin: key(),
+        next_index: 0,
+    };
+    let admin = empty.admin.clone();
+    let body = json!({ "region_name": "CQ", "admin_key": admin.public_key().to_base64(), "admin_name": "A" });
+    assert_eq!(
+        empty.run(&admin, "region.genesis", body.clone()),
+        Err(Rejection::GenesisSignerNotNode)
+    );
+    assert_eq!(
+        empty.register(&key(), "agency"),
+        Err(Rejection::GenesisRequired)
+    );
+    let node = empty.node.clone();
+    let same = json!({ "region_name": "CQ", "admin_key": node.public_key().to_base64(), "admin_name": "A" });
+    assert!(matches!(
+        empty.run(&node, "region.genesis", same),
+        Err(Rejection::InvalidField {
+            field: "admin_key",
+            ..
+        })
+    ));
+    let blank = json!({ "region_name": " ", "admin_key": admin.public_key().to_base64(), "admin_name": "A" });
+    assert!(matches!(
+        empty.run(&node, "region.genesis", blank),
+        Err(Rejection::InvalidField {
+            field: "region_name",
+            ..
+        })
+    ));
+    assert_eq!(
+        empty
+            .run(&node, "region.genesis", body.clone())
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        empty.run(&node, "region.genesis", body),
+        Err(Rejection::GenesisAlreadyDone)
+    );
+}
+
+#[test]
+fn registration_rules() {
+    let mut w = World::founded();
+    let agency = key();
+    w.register(&agency, "agency").unwrap();
+    assert_eq!(w.register(&agency, "agency"), Err(Rejection::PartyExists));
+    assert_eq!(w.register(&key(), "node"), Err(Rejection::NodeRoleReserved));
+    let stranger = key();
+    let body = json!({ "key": key().public_key().to_base64(), "role": "agency", "home_region": "cq", "name": "P" });
+    assert_eq!(
+        w.run(&stranger, "party.register", body.clone()),
+        Err(Rejection::UnknownSigner)
+    );
+    assert!(matches!(
+        w.run(&agency, "party.register", body),
+        Err(Rejection::NotAuthorized {
+            needed: "admin",
+            ..
+        })
+    ));
+    let admin = w.admin.clone();
+    let long_name = json!({ "key": key().public_key().to_base64(), "role": "agency", "home_region": "cq", "name": "x".repeat(300) });
+    assert!(matches!(
+        w.run(&admin, "party.register", long_name),
+        Err(Rejection::InvalidField { field: "name", .. })
+    ));
+    let bad_key = json!({ "key": "AAAA", "role": "agency", "home_region": "cq", "name": "P" });
+    assert!(matches!(
+        w.run(&admin, "party.register", bad_key),
+        Err(Rejection::WeakKey(_))
+    ));
+    assert!(matches!(
+        Command::parse("party.register", &json!({ "key": 1 })),
+        Err(Rejection::MalformedBody(_))
+    ));
+    assert!(matches!(
+        Command::parse("nope", &json!({})),
+        Err(Rejection::UnknownCommandType(_))
+    ));
+}
+
+#[test]
+fn revocation_rules() {
+    let mut w = World::founded();
+    let (admin, node) = (w.admin.clone(), w.node.clone());
+    let agency = key();
+    w.register(&agency, "agency").unwrap();
+    let other = key();
+    w.register(&other, "agency").unwrap();
+    assert!(matches!(
+        w.revoke(&agency, &other),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+    assert_eq!(w.revoke(&admin, &node), Err(Rejection::CannotRevokeNodeKey));
+    assert_eq!(w.revoke(&admin, &key()), Err(Rejection::PartyNotFound));
+    assert_eq!(w.revoke(&admin, &admin), Err(Rejection::LastAdmin));
+    // A holder may revoke their own key.
+    w.revoke(&agency, &agency).unwrap();
+    assert_eq!(w.revoke(&admin, &agency), Err(Rejection::KeyAlreadyRevoked));
+    assert!(matches!(w.register(&key(), "agency"), Ok(_)));
+    let revoked_signer = w.revoke(&agency, &other);
+    assert!(matches!(
+        revoked_signer,
+        Err(Rejection::SignerRevoked { .. })
+    ));
+    // With a second admin, the first may go.
+    let second = key();
+    w.register(&second, "admin").unwrap();
+    w.revoke(&second, &admin).unwrap();
+    assert_eq!(w.revoke(&second, &second), Err(Rejection::LastAdmin));
+}

@@ -1,0 +1,186 @@
+//! DSSE envelopes carrying signed commands: parsing at the edge, the pre-authentication encoding
+//! (PAE) the signature covers, and the command payload's outer fields.
+//!
+//! A [`VerifiedEnvelope`] can only be built by [`VerifiedEnvelope::parse_and_verify`], so code that
+//! holds one never re-checks the signature.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::keys::{KeyError, PublicKey, SignatureError};
+use crate::limits::{
+    MAX_COMMAND_TYPE_BYTES, MAX_ENVELOPE_BYTES, MAX_NONCE_BYTES, MAX_REGION_ID_BYTES,
+    MIN_NONCE_BYTES,
+};
+use crate::types::RegionId;
+
+/// The only DSSE payload type the ledger accepts.
+pub const COMMAND_PAYLOAD_TYPE: &str = "application/vnd.vledger.command+json";
+/// The command format version this node speaks (the payload's `v`).
+pub const COMMAND_FORMAT_VERSION: u32 = 1;
+
+/// Why an envelope was refused before it reached the state machine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("envelope is {len} bytes; the limit is {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("envelope is not valid JSON of the DSSE shape: {0}")]
+    MalformedJson(String),
+    #[error("field `{field}` is not standard base64")]
+    BadBase64 { field: &'static str },
+    #[error("payloadType is `{0}`; expected `{COMMAND_PAYLOAD_TYPE}`")]
+    WrongPayloadType(String),
+    #[error("envelope carries {0} signatures; exactly one is required")]
+    SignatureCount(usize),
+    #[error("command payload is not valid: {0}")]
+    MalformedCommand(String),
+    #[error("command format version {0} is not supported; this node speaks version {COMMAND_FORMAT_VERSION}")]
+    UnsupportedVersion(u64),
+    #[error("signer key is not acceptable: {0}")]
+    BadSignerKey(KeyError),
+    #[error("signature does not verify for the signer in the payload: {0}")]
+    BadSignature(SignatureError),
+}
+
+/// A DSSE envelope as it appears on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DsseEnvelope {
+    pub payload_type: String,
+    pub payload: String,
+    pub signatures: Vec<DsseSignature>,
+}
+
+/// One DSSE signature; `keyid` is only a hint, the payload's `signer` is authoritative.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DsseSignature {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyid: Option<String>,
+    pub sig: String,
+}
+
+/// The outer fields of a command payload; `body` is parsed by the domain according to `type`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandPayload {
+    pub v: u64,
+    #[serde(rename = "type")]
+    pub command_type: String,
+    pub region: RegionId,
+    pub signer: PublicKey,
+    pub nonce: String,
+    pub body: serde_json::Value,
+}
+
+/// DSSE pre-authentication encoding: `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + payload_type.len() + payload.len());
+    out.extend_from_slice(b"DSSEv1 ");
+    out.extend_from_slice(payload_type.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload_type.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload);
+    out
+}
+
+/// An envelope whose shape, payload and signature have been checked.
+#[derive(Debug, Clone)]
+pub struct VerifiedEnvelope {
+    /// The envelope bytes exactly as received; these go into the entry.
+    pub raw: Vec<u8>,
+    /// The decoded payload bytes (what the signature covers, inside the PAE).
+    pub payload_bytes: Vec<u8>,
+    /// SHA-256 of `payload_bytes`: identifies the command for idempotency and receipts.
+    pub command_hash: [u8; 32],
+    pub payload: CommandPayload,
+}
+
+impl VerifiedEnvelope {
+    /// Parses an envelope as received and verifies its one signature against the payload's signer.
+    pub fn parse_and_verify(raw: &[u8]) -> Result<Self, EnvelopeError> {
+        if raw.len() > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeError::TooLarge {
+                len: raw.len(),
+                max: MAX_ENVELOPE_BYTES,
+            });
+        }
+        let envelope: DsseEnvelope =
+            serde_json::from_slice(raw).map_err(|e| EnvelopeError::MalformedJson(e.to_string()))?;
+        if envelope.payload_type != COMMAND_PAYLOAD_TYPE {
+            return Err(EnvelopeError::WrongPayloadType(envelope.payload_type));
+        }
+        let payload_bytes = B64
+            .decode(envelope.payload.as_bytes())
+            .map_err(|_| EnvelopeError::BadBase64 { field: "payload" })?;
+        if envelope.signatures.len() != 1 {
+            return Err(EnvelopeError::SignatureCount(envelope.signatures.len()));
+        }
+        let signature = B64
+            .decode(envelope.signatures[0].sig.as_bytes())
+            .map_err(|_| EnvelopeError::BadBase64 {
+                field: "signatures[0].sig",
+            })?;
+        let payload = parse_payload(&payload_bytes)?;
+        payload
+            .signer
+            .verify(&pae(COMMAND_PAYLOAD_TYPE, &payload_bytes), &signature)
+            .map_err(EnvelopeError::BadSignature)?;
+        let command_hash = Sha256::digest(&payload_bytes).into();
+        Ok(Self {
+            raw: raw.to_vec(),
+            payload_bytes,
+            command_hash,
+            payload,
+        })
+    }
+}
+
+fn parse_payload(payload_bytes: &[u8]) -> Result<CommandPayload, EnvelopeError> {
+    // The signer is parsed with the full key rule; report a bad key as such, not as bad JSON.
+    let value: serde_json::Value = serde_json::from_slice(payload_bytes)
+        .map_err(|e| EnvelopeError::MalformedCommand(format!("payload is not JSON: {e}")))?;
+    if let Some(signer) = value.get("signer").and_then(|s| s.as_str()) {
+        PublicKey::from_base64(signer).map_err(EnvelopeError::BadSignerKey)?;
+    }
+    if let Some(v) = value.get("v").and_then(|v| v.as_u64()) {
+        if v != u64::from(COMMAND_FORMAT_VERSION) {
+            return Err(EnvelopeError::UnsupportedVersion(v));
+        }
+    }
+    let payload: CommandPayload = serde_json::from_value(value)
+        .map_err(|e| EnvelopeError::MalformedCommand(e.to_string()))?;
+    let nonce_len = payload.nonce.len();
+    if !(MIN_NONCE_BYTES..=MAX_NONCE_BYTES).contains(&nonce_len) {
+        return Err(EnvelopeError::MalformedCommand(format!(
+            "nonce is {nonce_len} bytes; it must be {MIN_NONCE_BYTES} to {MAX_NONCE_BYTES}"
+        )));
+    }
+    if payload.command_type.is_empty() || payload.command_type.len() > MAX_COMMAND_TYPE_BYTES {
+        return Err(EnvelopeError::MalformedCommand(format!(
+            "type must be 1 to {MAX_COMMAND_TYPE_BYTES} bytes"
+        )));
+    }
+    debug_assert!(payload.region.as_str().len() <= MAX_REGION_ID_BYTES);
+    Ok(payload)
+}
+
+/// Builds and signs an envelope for a payload; used by clients, tests and the node's own commands.
+pub fn seal(payload: &CommandPayload, key: &crate::keys::SigningKey) -> Vec<u8> {
+    let payload_bytes = serde_json::to_vec(payload).expect("payload serializes");
+    let signature = key.sign(&pae(COMMAND_PAYLOAD_TYPE, &payload_bytes));
+    let envelope = DsseEnvelope {
+        payload_type: COMMAND_PAYLOAD_TYPE.to_string(),
+        payload: B64.encode(&payload_bytes),
+        signatures: vec![DsseSignature {
+            keyid: Some(key.public_key().to_base64()),
+            sig: B64.encode(signature),
+        }],
+    };
+    serde_json::to_vec(&envelope).expect("envelope serializes")
+}

@@ -1,0 +1,17 @@
+//! vledger's core: signed commands, the one state machine, the append-only log with its RFC 6962
+//! Merkle tree and C2SP checkpoints, and the RocksDB store that holds them.
+//!
+//! `domain` is pure; `store`, `writer` and `node` are the shell that gives it disk and time.
+
+pub mod domain;
+pub mod entry;
+pub mod envelope;
+pub mod keys;
+pub mod limits;
+pub mod merkle;
+pub mod node;
+pub mod note;
+pub mod receipt;
+pub mod store;
+pub mod types;
+pub mod writer;

@@ -1,0 +1,29 @@
+//! Every bound the ledger enforces, named in one place (TIGER_STYLE: put a limit on everything).
+
+/// Largest DSSE envelope accepted, in bytes, as received on the wire.
+pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+/// Longest client nonce, in bytes of UTF-8.
+pub const MAX_NONCE_BYTES: usize = 128;
+/// Shortest client nonce, in bytes of UTF-8.
+pub const MIN_NONCE_BYTES: usize = 1;
+/// Largest encoded events section of one entry, in bytes.
+pub const MAX_EVENTS_BYTES: usize = 256 * 1024;
+/// Largest encoded entry, in bytes (header, envelope and events).
+pub const MAX_ENTRY_BYTES: usize =
+    ENTRY_HEADER_BYTES + 4 + MAX_ENVELOPE_BYTES + 4 + MAX_EVENTS_BYTES;
+/// Fixed part of an encoded entry before the envelope bytes.
+pub const ENTRY_HEADER_BYTES: usize = 1 + 8 + 8 + 32;
+/// Commands that may wait for the writer before new ones are refused with 503.
+pub const WRITER_QUEUE_CAPACITY: usize = 16 * 1024;
+/// Most commands the writer applies and commits in one synced write batch.
+pub const MAX_BATCH_COMMANDS: usize = 4096;
+/// Most entries returned by one `GET /v1/entries` page.
+pub const MAX_ENTRIES_PAGE: u64 = 1000;
+/// Longest party display name, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest region identifier, in bytes.
+pub const MAX_REGION_ID_BYTES: usize = 32;
+/// Longest command type name, in bytes.
+pub const MAX_COMMAND_TYPE_BYTES: usize = 64;
+/// Longest free-text reason attached to a command, in bytes of UTF-8.
+pub const MAX_REASON_BYTES: usize = 1024;

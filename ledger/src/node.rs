@@ -1,0 +1,416 @@
+//! A region's node: opens (and checks) the store, founds the region on first start, runs the
+//! single writer, and answers reads. The imperative shell around the pure state machine.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use crate::domain::{Command, GenesisBody};
+use crate::entry::Entry;
+use crate::envelope::{seal, CommandPayload, VerifiedEnvelope, COMMAND_FORMAT_VERSION};
+use crate::keys::{PublicKey, SigningKey};
+use crate::limits::WRITER_QUEUE_CAPACITY;
+use crate::merkle::{self, leaf_hash, Frontier, Hash};
+use crate::note::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
+use crate::receipt::{Receipt, ReceiptData};
+use crate::store::{Store, TreeReadError};
+use crate::types::{LogIndex, RegionId};
+use crate::writer::{Accepted, Published, Reply, Submission, SubmitError, Writer};
+
+/// The nonce of the genesis command the node signs itself.
+pub const GENESIS_NONCE: &str = "genesis";
+
+/// How to open a node.
+pub struct NodeConfig {
+    /// Directory of the RocksDB store.
+    pub data_dir: PathBuf,
+    /// The region this node serves.
+    pub region: RegionId,
+    /// The checkpoint origin (the log's name), e.g. `vledger.example/cq`.
+    pub origin: String,
+    /// The node's own key: signs checkpoints, receipts, genesis and time-driven commands.
+    pub node_key: SigningKey,
+    /// Founds the region if the store is empty.
+    pub genesis: Option<GenesisBody>,
+}
+
+/// Why a node refused to open. The message names what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("the store is inconsistent, refusing to start: {0}")]
+    Inconsistent(String),
+    #[error(
+        "the store is empty and no genesis was given: found the region with an admin key first"
+    )]
+    NoGenesis,
+    #[error("genesis was refused: {0}")]
+    GenesisRefused(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Why a read was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<merkle::TreeError<TreeReadError>> for ReadError {
+    fn from(e: merkle::TreeError<TreeReadError>) -> Self {
+        match e {
+            merkle::TreeError::Source(e) => ReadError::Storage(e.to_string()),
+            other => ReadError::OutOfRange(other.to_string()),
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    store: Arc<Store>,
+    queue: RwLock<Option<SyncSender<Submission>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    published: Arc<Published>,
+    region: RegionId,
+    origin: String,
+    receipt_signer: NoteSigner,
+    node_key: PublicKey,
+}
+
+impl Node {
+    /// Opens the store, checks that it is consistent, founds the region if the store is empty,
+    /// and starts the writer.
+    pub fn open(config: NodeConfig) -> Result<Arc<Self>, OpenError> {
+        let store = Arc::new(Store::open(&config.data_dir)?);
+        let node_key = config.node_key.public_key();
+        let checkpoint_signer =
+            NoteSigner::new(&config.origin, config.node_key.clone()).map_err(|e| {
+                OpenError::Config(format!(
+                    "origin `{}` cannot name a note key: {e}",
+                    config.origin
+                ))
+            })?;
+        let receipt_signer = NoteSigner::new(&config.origin, config.node_key.clone())
+            .map_err(|e| OpenError::Config(e.to_string()))?;
+        let recovered = recover(&store, &checkpoint_signer.verifier(), &config)?;
+        let published = Arc::new(Published::new(
+            recovered.frontier.size(),
+            recovered.checkpoint,
+        ));
+        let writer = Writer {
+            store: store.clone(),
+            last_leaf: recovered.last_leaf,
+            last_time_ms: recovered.last_time_ms,
+            frontier: recovered.frontier,
+            region: config.region.clone(),
+            origin: config.origin.clone(),
+            node_key,
+            checkpoint_signer,
+            published: published.clone(),
+        };
+        let (sender, receiver) = sync_channel(WRITER_QUEUE_CAPACITY);
+        let handle = std::thread::Builder::new()
+            .name("vledger-writer".into())
+            .spawn(move || writer.run(receiver))
+            .expect("spawn writer thread");
+        let node = Arc::new(Self {
+            store,
+            queue: RwLock::new(Some(sender)),
+            writer: Mutex::new(Some(handle)),
+            published,
+            region: config.region,
+            origin: config.origin,
+            receipt_signer,
+            node_key,
+        });
+        if node.tree_size() == 0 {
+            let genesis = config.genesis.ok_or(OpenError::NoGenesis)?;
+            node.found_region(&config.node_key, genesis)?;
+        }
+        Ok(node)
+    }
+
+    fn found_region(&self, node_key: &SigningKey, genesis: GenesisBody) -> Result<(), OpenError> {
+        let payload = CommandPayload {
+            v: u64::from(COMMAND_FORMAT_VERSION),
+            command_type: "region.genesis".into(),
+            region: self.region.clone(),
+            signer: node_key.public_key(),
+            nonce: GENESIS_NONCE.into(),
+            body: serde_json::to_value(&genesis).expect("genesis body serializes"),
+        };
+        let raw = seal(&payload, node_key);
+        let envelope = VerifiedEnvelope::parse_and_verify(&raw)
+            .map_err(|e| OpenError::GenesisRefused(e.to_string()))?;
+        self.submit_and_wait(envelope)
+            .map(|_| ())
+            .map_err(|e| OpenError::GenesisRefused(e.to_string()))
+    }
+
+    /// Queues a verified envelope for the writer; `reply` is called once it is decided.
+    pub fn submit(&self, envelope: VerifiedEnvelope, reply: Reply) {
+        if envelope.payload.region != self.region {
+            let error = SubmitError::WrongRegion {
+                expected: self.region.to_string(),
+                got: envelope.payload.region.to_string(),
+            };
+            return reply(Err(error));
+        }
+        let command = match Command::parse(&envelope.payload.command_type, &envelope.payload.body) {
+            Ok(command) => command,
+            Err(rejection) => return reply(Err(SubmitError::Rejected(rejection))),
+        };
+        let queue = self.queue.read().expect("queue lock");
+        let Some(sender) = queue.as_ref() else {
+            return reply(Err(SubmitError::ShuttingDown));
+        };
+        match sender.try_send(Submission {
+            envelope,
+            command,
+            reply,
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(s)) => (s.reply)(Err(SubmitError::QueueFull)),
+            Err(TrySendError::Disconnected(s)) => (s.reply)(Err(SubmitError::ShuttingDown)),
+        }
+    }
+
+    /// Submits and blocks until the writer answers. For the CLI, tests and genesis.
+    pub fn submit_and_wait(&self, envelope: VerifiedEnvelope) -> Result<Accepted, SubmitError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.submit(envelope, Box::new(move |answer| drop(tx.send(answer))));
+        rx.recv().unwrap_or(Err(SubmitError::ShuttingDown))
+    }
+
+    /// Stops taking commands, lets the writer finish those already queued, and waits for it.
+    pub fn shutdown(&self) {
+        self.queue.write().expect("queue lock").take();
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Signs a receipt for an accepted command.
+    pub fn receipt(&self, data: &ReceiptData) -> Receipt {
+        let note = self
+            .receipt_signer
+            .sign(&data.note_text(&self.origin))
+            .expect("receipt text is a valid note");
+        Receipt::new(data, note)
+    }
+
+    pub fn region(&self) -> &RegionId {
+        &self.region
+    }
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+    pub fn node_key(&self) -> PublicKey {
+        self.node_key
+    }
+    /// The node's key as a C2SP verifier key, `name+hash+base64`.
+    pub fn verifier_key(&self) -> String {
+        self.receipt_signer.verifier().to_verifier_key()
+    }
+    /// The committed tree size.
+    pub fn tree_size(&self) -> u64 {
+        self.published.tree_size()
+    }
+    /// The latest signed checkpoint.
+    pub fn checkpoint(&self) -> Arc<String> {
+        self.published.checkpoint()
+    }
+    /// The writer's counters.
+    pub fn published(&self) -> &Published {
+        &self.published
+    }
+    /// State records, for read models.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Committed entries in `[start, end)`; `end` is clipped to the tree size.
+    pub fn entries(
+        &self,
+        start: LogIndex,
+        end: LogIndex,
+    ) -> Result<Vec<(LogIndex, Vec<u8>)>, ReadError> {
+        let size = self.tree_size();
+        if start >= size {
+            return Err(ReadError::OutOfRange(format!(
+                "start {start} is not below the tree size {size}"
+            )));
+        }
+        let end = end.min(size);
+        self.store
+            .entries(start, end)
+            .map_err(|e| ReadError::Storage(e.to_string()))
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), ReadError> {
+        let published = self.tree_size();
+        if size > published {
+            return Err(ReadError::OutOfRange(format!(
+                "tree size {size} is beyond the published size {published}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// RFC 9162 inclusion proof of `index` in the tree of `size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
+        self.check_size(size)?;
+        Ok(merkle::inclusion_proof(&*self.store, index, size)?)
+    }
+
+    /// RFC 9162 consistency proof between two tree sizes.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ReadError> {
+        self.check_size(to)?;
+        Ok(merkle::consistency_proof(&*self.store, from, to)?)
+    }
+
+    /// The leaf hash of a committed entry.
+    pub fn inclusion_leaf(&self, index: u64) -> Result<Hash, ReadError> {
+        if index >= self.tree_size() {
+            return Err(ReadError::OutOfRange(format!(
+                "entry {index} is not in the log yet"
+            )));
+        }
+        merkle::SubtreeSource::perfect_subtree(&*self.store, 0, index)
+            .map_err(|e| ReadError::Storage(e.to_string()))
+    }
+
+    /// Root hash of the tree of `size`.
+    pub fn root(&self, size: u64) -> Result<Hash, ReadError> {
+        self.check_size(size)?;
+        Ok(merkle::root(&*self.store, size)?)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Recovered {
+    frontier: Frontier,
+    last_leaf: Hash,
+    last_time_ms: u64,
+    checkpoint: String,
+}
+
+/// Checks that the stored tree size, the last entry and the latest checkpoint agree.
+fn recover(
+    store: &Store,
+    verifier: &NoteVerifier,
+    config: &NodeConfig,
+) -> Result<Recovered, OpenError> {
+    let bad = |msg: String| OpenError::Inconsistent(msg);
+    let size = store.tree_size()?.unwrap_or(0);
+    if let Some(extra) = store.first_entry_at_or_after(size)? {
+        return Err(bad(format!(
+            "entry {extra} exists but the recorded tree size is {size}"
+        )));
+    }
+    if size == 0 {
+        if let Some(cp) = store.latest_checkpoint_size()? {
+            return Err(bad(format!(
+                "no entries are recorded but a checkpoint of size {cp} is"
+            )));
+        }
+        return Ok(Recovered {
+            frontier: Frontier::empty(),
+            last_leaf: [0; 32],
+            last_time_ms: 0,
+            checkpoint: String::new(),
+        });
+    }
+    let last_index = size - 1;
+    let last_bytes = store.entry(last_index)?.ok_or_else(|| {
+        bad(format!(
+            "the recorded tree size is {size} but entry {last_index} is missing"
+        ))
+    })?;
+    let last = Entry::decode(&last_bytes)
+        .map_err(|e| bad(format!("entry {last_index} does not decode: {e}")))?;
+    if last.index != last_index {
+        return Err(bad(format!(
+            "entry stored at {last_index} says its index is {}",
+            last.index
+        )));
+    }
+    let last_leaf = leaf_hash(&last_bytes);
+    let frontier =
+        Frontier::load(store, size).map_err(|e| bad(format!("tree nodes for size {size}: {e}")))?;
+    let stored_leaf = merkle::SubtreeSource::perfect_subtree(store, 0, last_index)
+        .map_err(|e| bad(format!("leaf {last_index} of the stored tree: {e}")))?;
+    if stored_leaf != last_leaf {
+        return Err(bad(format!(
+            "the last entry ({last_index}) is not the leaf the stored tree holds at that index"
+        )));
+    }
+    let checkpoint_size = store
+        .latest_checkpoint_size()?
+        .ok_or_else(|| bad(format!("tree size is {size} but no checkpoint is recorded")))?;
+    if checkpoint_size != size {
+        return Err(bad(format!(
+            "the latest checkpoint is for size {checkpoint_size}, the tree size is {size}"
+        )));
+    }
+    let note_text = store
+        .checkpoint(size)?
+        .ok_or_else(|| bad(format!("the checkpoint of size {size} is missing")))?;
+    let note = SignedNote::parse(&note_text)
+        .map_err(|e| bad(format!("the latest checkpoint does not parse: {e}")))?;
+    note.verify(std::slice::from_ref(verifier)).map_err(|e| {
+        bad(format!(
+            "the latest checkpoint is not signed by this node's key ({}): {e}",
+            verifier.to_verifier_key()
+        ))
+    })?;
+    let checkpoint = Checkpoint::parse(&note.text).map_err(|e| {
+        bad(format!(
+            "the latest checkpoint's text is not a checkpoint: {e}"
+        ))
+    })?;
+    if checkpoint.origin != config.origin {
+        return Err(bad(format!(
+            "the latest checkpoint's origin is `{}`, the configured origin is `{}`",
+            checkpoint.origin, config.origin
+        )));
+    }
+    if checkpoint.size != size || checkpoint.root_hash != frontier.root() {
+        return Err(bad(format!(
+            "the latest checkpoint (size {}) does not match the stored tree's root at size {size}",
+            checkpoint.size
+        )));
+    }
+    let region = crate::domain::StateRead::get::<crate::domain::RegionRecord>(store, b"region")
+        .map_err(|e| bad(e.to_string()))?
+        .ok_or_else(|| bad("the log has entries but no founded region".into()))?;
+    if region.region != config.region {
+        return Err(bad(format!(
+            "the store belongs to region `{}`, the configuration says `{}`",
+            region.region, config.region
+        )));
+    }
+    if region.node_key != config.node_key.public_key() {
+        return Err(bad(format!(
+            "the store was founded by node key {}, but the configured node key is {}",
+            region.node_key,
+            config.node_key.public_key()
+        )));
+    }
+    Ok(Recovered {
+        frontier,
+        last_leaf,
+        last_time_ms: last.node_time_ms,
+        checkpoint: note_text,
+    })
+}

@@ -1,0 +1,226 @@
+//! The ledger's signature rule against the C2SP/CCTV Ed25519 edge-case vectors
+//! (https://github.com/C2SP/CCTV/tree/main/ed25519, see tests/data/ed25519/README.md).
+//!
+//! Every vector the rule accepts must also be accepted by OpenSSL. What OpenSSL accepts is
+//! recorded in tests/data/ed25519/openssl_accepts.json, generated and re-checked by
+//! tests/python/ed25519_openssl.py (Python `cryptography`) at the repository root.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use vledger_ledger::keys::{KeyError, PublicKey, SignatureError};
+
+/// Number of vectors in ed25519vectors.json.
+const TOTAL: usize = 914;
+/// Vectors accepted by the ledger's rule (measured): only the one ordinary, flag-free vector.
+const RULE_ACCEPTS: &[usize] = &[305];
+/// Number of vectors accepted by ed25519-dalek 2.2 `verify_strict` alone.
+const VERIFY_STRICT_ACCEPTS: usize = 43;
+/// Number of vectors accepted by OpenSSL (and by ed25519-dalek's non-strict `verify`).
+const OPENSSL_ACCEPTS: usize = 208;
+
+#[derive(Deserialize)]
+struct Vector {
+    number: usize,
+    key: String,
+    sig: String,
+    msg: String,
+    flags: Option<Vec<String>>,
+}
+
+impl Vector {
+    fn has(&self, flag: &str) -> bool {
+        self.flags.iter().flatten().any(|f| f == flag)
+    }
+}
+
+#[derive(Deserialize)]
+struct OpensslAccepts {
+    total: usize,
+    accepted_count: usize,
+    accepted: Vec<usize>,
+}
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/ed25519")
+}
+
+fn load_vectors() -> Vec<Vector> {
+    let raw = std::fs::read_to_string(data_dir().join("ed25519vectors.json"))
+        .expect("read ed25519vectors.json");
+    let vectors: Vec<Vector> = serde_json::from_str(&raw).expect("parse ed25519vectors.json");
+    assert_eq!(vectors.len(), TOTAL, "unexpected number of vectors");
+    for (i, v) in vectors.iter().enumerate() {
+        assert_eq!(v.number, i, "vectors are not numbered 0..N-1 in order");
+    }
+    vectors
+}
+
+fn load_openssl() -> BTreeSet<usize> {
+    let raw = std::fs::read_to_string(data_dir().join("openssl_accepts.json"))
+        .expect("read openssl_accepts.json");
+    let o: OpensslAccepts = serde_json::from_str(&raw).expect("parse openssl_accepts.json");
+    assert_eq!(o.total, TOTAL);
+    assert_eq!(o.accepted.len(), o.accepted_count);
+    let set: BTreeSet<usize> = o.accepted.into_iter().collect();
+    assert_eq!(
+        set.len(),
+        o.accepted_count,
+        "duplicates in openssl_accepts.json"
+    );
+    assert_eq!(set.len(), OPENSSL_ACCEPTS);
+    set
+}
+
+/// The ledger's rule: the key must pass `PublicKey::from_bytes`, then `verify` must succeed.
+fn rule(v: &Vector) -> Result<(), RuleError> {
+    let key = hex::decode(&v.key).unwrap();
+    let sig = hex::decode(&v.sig).unwrap();
+    let pk = PublicKey::from_bytes(&key).map_err(RuleError::Key)?;
+    pk.verify(v.msg.as_bytes(), &sig).map_err(RuleError::Sig)
+}
+
+#[derive(Debug)]
+enum RuleError {
+    Key(KeyError),
+    Sig(SignatureError),
+}
+
+fn dalek(v: &Vector, strict: bool) -> bool {
+    let key: [u8; 32] = hex::decode(&v.key).unwrap().try_into().unwrap();
+    let sig: [u8; 64] = hex::decode(&v.sig).unwrap().try_into().unwrap();
+    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&key) else {
+        return false;
+    };
+    let sig = ed25519_dalek::Signature::from_bytes(&sig);
+    if strict {
+        vk.verify_strict(v.msg.as_bytes(), &sig).is_ok()
+    } else {
+        use ed25519_dalek::Verifier as _;
+        vk.verify(v.msg.as_bytes(), &sig).is_ok()
+    }
+}
+
+#[test]
+fn rule_accepts_only_what_openssl_accepts() {
+    let vectors = load_vectors();
+    let openssl = load_openssl();
+
+    let accepted: Vec<&Vector> = vectors.iter().filter(|v| rule(v).is_ok()).collect();
+    let accepted_numbers: Vec<usize> = accepted.iter().map(|v| v.number).collect();
+    println!(
+        "ledger rule accepts {} of {} vectors: {:?}",
+        accepted.len(),
+        vectors.len(),
+        accepted_numbers
+    );
+
+    for v in &accepted {
+        assert!(
+            openssl.contains(&v.number),
+            "vector {} is accepted by the ledger rule but not by OpenSSL",
+            v.number
+        );
+    }
+    assert_eq!(accepted_numbers, RULE_ACCEPTS);
+    assert_eq!(accepted.len(), 1);
+}
+
+#[test]
+fn rule_rejects_every_flagged_oddity() {
+    let vectors = load_vectors();
+    for v in vectors.iter().filter(|v| rule(v).is_ok()) {
+        assert!(
+            v.flags.iter().flatten().next().is_none(),
+            "vector {}",
+            v.number
+        );
+        for flag in [
+            "low_order_A",
+            "low_order_component_A",
+            "non_canonical_A",
+            "low_order_R",
+            "low_order_component_R",
+            "non_canonical_R",
+            "low_order_residue",
+        ] {
+            assert!(
+                !v.has(flag),
+                "vector {} accepted despite flag {flag}",
+                v.number
+            );
+        }
+    }
+}
+
+#[test]
+fn key_errors_match_flags() {
+    for v in load_vectors() {
+        let key = hex::decode(&v.key).unwrap();
+        let res = PublicKey::from_bytes(&key);
+        if v.has("non_canonical_A") {
+            assert_eq!(
+                res.err(),
+                Some(KeyError::NonCanonical),
+                "vector {}",
+                v.number
+            );
+        } else if v.has("low_order_A") {
+            assert_eq!(res.err(), Some(KeyError::SmallOrder), "vector {}", v.number);
+        } else if v.has("low_order_component_A") {
+            assert_eq!(res.err(), Some(KeyError::MixedOrder), "vector {}", v.number);
+        } else {
+            assert!(res.is_ok(), "vector {}: {:?}", v.number, res);
+            // A valid key: the rule then rejects the signature itself, except for the
+            // accepted vectors.
+            if !RULE_ACCEPTS.contains(&v.number) {
+                assert!(
+                    matches!(rule(&v), Err(RuleError::Sig(SignatureError::Invalid))),
+                    "vector {}",
+                    v.number
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn reference_counts() {
+    // Pins the behaviour of the underlying library so that an upgrade that changes it is
+    // noticed: `verify_strict` alone accepts more than the ledger's rule (it allows
+    // mixed-order keys), and dalek's non-strict `verify` accepts exactly what OpenSSL does.
+    let vectors = load_vectors();
+    let openssl = load_openssl();
+    let strict: BTreeSet<usize> = vectors
+        .iter()
+        .filter(|v| dalek(v, true))
+        .map(|v| v.number)
+        .collect();
+    let loose: BTreeSet<usize> = vectors
+        .iter()
+        .filter(|v| dalek(v, false))
+        .map(|v| v.number)
+        .collect();
+    assert_eq!(strict.len(), VERIFY_STRICT_ACCEPTS);
+    assert!(strict.is_subset(&openssl));
+    assert_eq!(loose, openssl);
+    let rule: BTreeSet<usize> = vectors
+        .iter()
+        .filter(|v| rule(v).is_ok())
+        .map(|v| v.number)
+        .collect();
+    assert!(rule.is_subset(&strict));
+    for n in strict.difference(&rule) {
+        let v = &vectors[*n];
+        assert!(
+            matches!(rule_error(v), Some(RuleError::Key(KeyError::MixedOrder))),
+            "vector {n} accepted by verify_strict but refused by the rule for another reason: {:?}",
+            rule_error(v)
+        );
+    }
+}
+
+fn rule_error(v: &Vector) -> Option<RuleError> {
+    rule(v).err()
+}

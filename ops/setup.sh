@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what building and testing vledger needs, only when it is missing (idempotent).
+# Sourced by ops/run.sh and ops/test.sh; run it directly to prepare a machine.
+#   ops/setup.sh          build dependencies (Rust toolchain check, libclang for RocksDB)
+#   ops/setup.sh --test   build dependencies and the Python packages the black-box tests use
+set -euo pipefail
+
+vledger_log() { printf '[setup] %s\n' "$*" >&2; }
+
+vledger_as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+    vledger_log "need root to run: $*"; return 1; fi
+}
+
+vledger_apt_install() {
+  vledger_log "installing Debian packages: $*"
+  vledger_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  vledger_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+vledger_ensure_build_deps() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null 2>&1 || { vledger_log "cargo is missing: install the Rust toolchain (https://rustup.rs) first"; return 1; }
+  local missing=()
+  # The rocksdb crate generates its bindings with bindgen, which loads libclang at build time.
+  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; then
+    missing+=(libclang-dev)
+  fi
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  if [ ${#missing[@]} -gt 0 ]; then vledger_apt_install "${missing[@]}"; fi
+  # A build cache outside the clone: reused across runs when present, rebuilt when not.
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vledger-target}"
+}
+
+vledger_ensure_test_deps() {
+  local py_missing=()
+  python3 -c 'import cryptography' 2>/dev/null || py_missing+=(cryptography)
+  python3 -c 'import requests' 2>/dev/null || py_missing+=(requests)
+  python3 -c 'import pytest' 2>/dev/null || py_missing+=(pytest)
+  if [ ${#py_missing[@]} -gt 0 ]; then
+    vledger_log "installing Python packages: ${py_missing[*]}"
+    python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}"
+  fi
+  command -v cargo-nextest >/dev/null 2>&1 || vledger_log "cargo-nextest not found; tests run with cargo test"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  vledger_ensure_build_deps
+  if [ "${1:-}" = "--test" ]; then vledger_ensure_test_deps; fi
+  vledger_log "ready"
+fi

@@ -1,0 +1,239 @@
+//! The `vledger` command line: run a node, make keys, submit signed commands.
+
+mod cli_submit;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use vledger_ledger::domain::GenesisBody;
+use vledger_ledger::keys::{PublicKey, SigningKey};
+use vledger_ledger::node::{Node, NodeConfig};
+use vledger_ledger::types::RegionId;
+
+/// vledger: an append-only, signed ledger for innovation vouchers shared across regions.
+#[derive(Parser)]
+#[command(name = "vledger", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run a region's node: the HTTP API over an embedded RocksDB store in --data.
+    Serve(ServeArgs),
+    /// Make a new ed25519 key and write it as a PKCS#8 PEM file; prints the public key.
+    Keygen {
+        /// Where to write the private key (created with mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the public key (standard base64) of a private key file.
+    Pubkey {
+        /// A PKCS#8 PEM private key file, as `vledger keygen` writes.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Sign a command with a key file and submit it to a node; prints the signed receipt.
+    Submit(cli_submit::SubmitArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Data directory: the RocksDB store lives in DATA/db, the node's key in DATA/keys/node.pem.
+    #[arg(long, env = "VLEDGER_DATA", default_value = "./data")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "VLEDGER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The region this node serves (a-z, 0-9, '-'), e.g. `cq` for Chongqing.
+    #[arg(long, env = "VLEDGER_REGION", default_value = "cq")]
+    region: String,
+    /// The region's display name, recorded at genesis.
+    #[arg(
+        long,
+        env = "VLEDGER_REGION_NAME",
+        default_value = "Chongqing Science and Technology Bureau"
+    )]
+    region_name: String,
+    /// The checkpoint origin (the log's name); defaults to `vledger.local/<region>`.
+    #[arg(long, env = "VLEDGER_ORIGIN")]
+    origin: Option<String>,
+    /// Public key (standard base64) of the region's first admin, used only at first start.
+    #[arg(long, env = "VLEDGER_ADMIN_KEY", conflicts_with = "demo")]
+    admin_key: Option<String>,
+    /// Found a demo region on first start: creates DATA/keys/admin.pem and makes it the first admin.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Commands::Serve(args) => serve(args),
+        Commands::Keygen { out } => {
+            let key = SigningKey::generate(&mut rand::rngs::OsRng);
+            write_new_key(&out, &key)?;
+            println!("{}", key.public_key().to_base64());
+            eprintln!("wrote the private key to {}", out.display());
+            Ok(())
+        }
+        Commands::Pubkey { key } => {
+            println!("{}", read_key(&key)?.public_key().to_base64());
+            Ok(())
+        }
+        Commands::Submit(args) => cli_submit::run(args),
+    }
+}
+
+/// Reads a PKCS#8 PEM private key file.
+pub fn read_key(path: &Path) -> Result<SigningKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a PKCS#8 PEM ed25519 private key: {e}",
+            path.display()
+        )
+    })
+}
+
+fn write_new_key(path: &Path, key: &SigningKey) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot create {} (an existing key is never overwritten)",
+                path.display()
+            )
+        })?;
+    file.write_all(key.to_pkcs8_pem().as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool)> {
+    if path.exists() {
+        return Ok((read_key(path)?, false));
+    }
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    write_new_key(path, &key)?;
+    Ok((key, true))
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=info".into()),
+        )
+        .init();
+    let region =
+        RegionId::try_from(args.region.as_str()).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
+    let origin = args
+        .origin
+        .unwrap_or_else(|| format!("vledger.local/{region}"));
+    let keys_dir = args.data.join("keys");
+    let (node_key, created) = load_or_create_key(&keys_dir.join("node.pem"))?;
+    if created {
+        eprintln!(
+            "created the node key {}",
+            keys_dir.join("node.pem").display()
+        );
+    }
+    let admin_key = match (&args.admin_key, args.demo) {
+        (Some(text), _) => {
+            Some(PublicKey::from_base64(text).map_err(|e| anyhow::anyhow!("--admin-key: {e}"))?)
+        }
+        (None, true) => {
+            let path = keys_dir.join("admin.pem");
+            let (key, created) = load_or_create_key(&path)?;
+            if created {
+                eprintln!("created the demo admin key {}", path.display());
+            }
+            Some(key.public_key())
+        }
+        (None, false) => None,
+    };
+    let genesis = admin_key.map(|admin_key| GenesisBody {
+        region_name: args.region_name.clone(),
+        admin_key,
+        admin_name: format!("{} admin", args.region_name),
+        time_zone: "Asia/Shanghai".into(),
+    });
+    let node = Node::open(NodeConfig {
+        data_dir: args.data.join("db"),
+        region: region.clone(),
+        origin,
+        node_key,
+        genesis,
+    })
+    .map_err(|e| match e {
+        vledger_ledger::node::OpenError::NoGenesis => anyhow::anyhow!(
+            "{} holds no log yet: start with --admin-key <base64 public key> to found region `{region}`, or --demo",
+            args.data.display()
+        ),
+        other => anyhow::anyhow!(other),
+    })?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, region = %region, tree_size = node.tree_size(), "vledger node listening");
+        print_welcome(&args.data, &addr.to_string(), &node, args.demo);
+        vledger_api::serve(listener, Arc::clone(&node), shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(())
+}
+
+fn print_welcome(data: &Path, addr: &str, node: &Node, demo: bool) {
+    eprintln!(
+        "vledger node of region `{}` on http://{addr}",
+        node.region()
+    );
+    eprintln!("  log origin   {}", node.origin());
+    eprintln!("  verifier key {}", node.verifier_key());
+    eprintln!("  data         {}", data.display());
+    if demo {
+        let admin = data.join("keys").join("admin.pem");
+        eprintln!("  admin key    {}", admin.display());
+        eprintln!("submit a first command, e.g. register an agency:");
+        eprintln!("  vledger keygen --out agency.pem");
+        eprintln!(
+            "  echo '{{\"key\":\"'$(vledger pubkey --key agency.pem)'\",\"role\":\"agency\",\"home_region\":\"{}\",\"name\":\"Demo Lab\"}}' \\",
+            node.region()
+        );
+        eprintln!(
+            "    | vledger submit party.register --body - --key {} --url http://{addr}",
+            admin.display()
+        );
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing accepted commands");
+}
