@@ -221,6 +221,8 @@ class CrashTest(unittest.TestCase):
             self.assertEqual(log.entries[note.index].node_time_ms, note.node_time_ms, where)
             cp = self._checkpoint(rec["body"]["checkpoint"], verifier, origin)
             self.assertGreater(cp.size, note.index, f"{where}: its checkpoint does not cover it")
+        if cycles:
+            self.assertGreater(shared.retried_commands, 0, "no kill ever interrupted a command; nothing was tested")
         answered_nonces = [rec["nonce"] for rec in shared.answered]
         self.assertEqual(len(answered_nonces), len(set(answered_nonces)))
 

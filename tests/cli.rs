@@ -1,0 +1,176 @@
+//! The `vledger` binary as a user runs it: a real node process, keygen, submit, readable errors.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vledger");
+
+struct Server {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_demo_node() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--demo",
+            "--region",
+            "cq",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::blocking::get(format!("{url}/healthz"))
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "node did not become healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, url, dir }
+}
+
+fn vledger(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn keygen_then_submit_prints_a_receipt_and_a_retry_repeats_it() {
+    let server = start_demo_node();
+    let admin = server.dir.path().join("data/keys/admin.pem");
+    let agency_pem = server.dir.path().join("agency.pem");
+    let out = vledger(&["keygen", "--out", agency_pem.to_str().unwrap()], None);
+    assert!(out.status.success());
+    let agency_key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = vledger(&["pubkey", "--key", agency_pem.to_str().unwrap()], None);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), agency_key);
+
+    let body =
+        format!(r#"{{"key":"{agency_key}","role":"agency","home_region":"cq","name":"Demo Lab"}}"#);
+    let args = [
+        "submit",
+        "party.register",
+        "--body",
+        "-",
+        "--key",
+        admin.to_str().unwrap(),
+        "--url",
+        &server.url,
+        "--nonce",
+        "first",
+    ];
+    let out = vledger(&args, Some(&body));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(first["receipt"]["index"], 1);
+    let again: serde_json::Value =
+        serde_json::from_slice(&vledger(&args, Some(&body)).stdout).unwrap();
+    assert_eq!(again["receipt"], first["receipt"]);
+    assert_eq!(again["replayed"], true);
+}
+
+#[test]
+fn errors_say_what_to_fix() {
+    let server = start_demo_node();
+    let admin = server.dir.path().join("data/keys/admin.pem");
+    let out = vledger(
+        &[
+            "submit",
+            "party.register",
+            "--body",
+            "-",
+            "--key",
+            admin.to_str().unwrap(),
+            "--url",
+            &server.url,
+        ],
+        Some("{nope"),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the command body is not valid JSON"));
+
+    let body = r#"{"key":"AAAA","role":"agency","home_region":"cq","name":"X"}"#;
+    let out = vledger(
+        &[
+            "submit",
+            "party.register",
+            "--body",
+            "-",
+            "--key",
+            admin.to_str().unwrap(),
+            "--url",
+            &server.url,
+        ],
+        Some(body),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("urn:vledger:problem:weak-key"), "{stderr}");
+
+    let out = vledger(&["pubkey", "--key", "/nonexistent/key.pem"], None);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read key file /nonexistent/key.pem")
+    );
+
+    let existing = admin.to_str().unwrap();
+    let out = vledger(&["keygen", "--out", existing], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("an existing key is never overwritten"));
+}
+
+#[test]
+fn serve_refuses_an_empty_store_without_an_admin_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--admin-key"));
+}
