@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -19,12 +19,15 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use vledger_ledger::domain::programs::{load_program, ProgramRecord};
+use vledger_ledger::domain::vouchers::{load_voucher, VoucherRecord};
 use vledger_ledger::entry::Entry;
 use vledger_ledger::envelope::{DsseEnvelope, VerifiedEnvelope};
 use vledger_ledger::limits::{MAX_ENTRIES_PAGE, MAX_ENVELOPE_BYTES};
 use vledger_ledger::merkle::leaf_hash;
 use vledger_ledger::node::Node;
 use vledger_ledger::receipt::Receipt;
+use vledger_ledger::types::RecordId;
 
 pub use metrics::HttpMetrics;
 pub use problem::Problem;
@@ -52,6 +55,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/entries", get(get_entries))
         .route("/v1/proofs/inclusion", get(get_inclusion_proof))
         .route("/v1/proofs/consistency", get(get_consistency_proof))
+        .route("/v1/programs/{program_id}", get(get_program))
+        .route("/v1/vouchers/{voucher_id}", get(get_voucher))
         .route("/healthz", get(healthz))
         .route("/metrics", get(get_metrics))
         .fallback(not_found)
@@ -370,6 +375,58 @@ async fn get_consistency_proof(
         to: q.to,
         proof: proof.iter().map(|h| B64.encode(h)).collect(),
     }))
+}
+
+fn record_id(text: String, what: &str) -> Result<RecordId, Problem> {
+    RecordId::try_from(text).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+            format!("{what}: {e}"),
+        )
+    })
+}
+
+fn read_failure(e: vledger_ledger::domain::StateError) -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage-failure",
+        e.to_string(),
+    )
+}
+
+async fn get_program(
+    State(state): State<AppState>,
+    Path(program_id): Path<String>,
+) -> Result<Json<ProgramRecord>, Problem> {
+    let id = record_id(program_id, "program id")?;
+    load_program(state.node.store(), &id)
+        .map_err(read_failure)?
+        .map(Json)
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "program-not-found",
+                format!("program `{id}` does not exist"),
+            )
+        })
+}
+
+async fn get_voucher(
+    State(state): State<AppState>,
+    Path(voucher_id): Path<String>,
+) -> Result<Json<VoucherRecord>, Problem> {
+    let id = record_id(voucher_id, "voucher id")?;
+    load_voucher(state.node.store(), &id)
+        .map_err(read_failure)?
+        .map(Json)
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "voucher-not-found",
+                format!("voucher `{id}` does not exist"),
+            )
+        })
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {

@@ -83,7 +83,13 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         Rejection::PartyExists | Rejection::GenesisAlreadyDone | Rejection::KeyAlreadyRevoked => {
             StatusCode::CONFLICT
         }
-        Rejection::PartyNotFound => StatusCode::NOT_FOUND,
+        Rejection::PartyNotFound
+        | Rejection::ProgramNotFound(_)
+        | Rejection::VoucherNotFound(_) => StatusCode::NOT_FOUND,
+        Rejection::ProgramExists(_)
+        | Rejection::VoucherExists(_)
+        | Rejection::AlreadyFrozen
+        | Rejection::NotFrozen => StatusCode::CONFLICT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

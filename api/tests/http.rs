@@ -511,3 +511,83 @@ async fn proofs_and_queries_refuse_bad_ranges_with_problems() {
     assert!(metrics.contains("vledger_tree_size 6"), "{metrics}");
     assert!(metrics.contains("route=\"/v1/commands\",status=\"201\""));
 }
+
+#[tokio::test]
+async fn a_program_is_created_and_a_voucher_issued_and_read_back() {
+    let app = spawn_app().await;
+    let enterprise = fresh_key();
+    app.register(&enterprise, "enterprise").await;
+    let now = vledger_ledger::writer::wall_clock_ms();
+    let program = json!({
+        "program_id": "cq-2026-rs", "name": "重庆市科技资源共享服务创新券", "kind": "resource_sharing",
+        "currency": "CNY", "budget_minor": 10_000_000, "subsidy_ratio_bps": 5000,
+        "caps": { "per_voucher_minor": 2_000_000, "per_order_minor": 1_000_000,
+                  "per_enterprise_year_minor": 3_000_000, "per_group_year_minor": 5_000_000 },
+        "eligible_categories": ["testing"], "valid_from_ms": now - 1000, "valid_until_ms": now + 86_400_000,
+        "claim_deadline_ms": now + 2 * 86_400_000, "spend_regions": ["cq", "sc"],
+        "cross_region_payer": "agency_region", "use_mode": "multi", "review_levels": 2, "notice_period_ms": 1000
+    });
+    assert_eq!(
+        app.submit(&app.admin, "program.create", "p1", program)
+            .await
+            .status(),
+        201
+    );
+    let e64 = enterprise.public_key().to_base64();
+    let qualify =
+        json!({ "program_id": "cq-2026-rs", "enterprise": e64, "expires_at_ms": now + 86_400_000 });
+    assert_eq!(
+        app.submit(&app.admin, "enterprise.qualify", "q1", qualify)
+            .await
+            .status(),
+        201
+    );
+    let issue = json!({ "voucher_id": "CQ-0001", "program_id": "cq-2026-rs", "holder": e64, "face_value_minor": 2_000_000 });
+    assert_eq!(
+        app.submit(&app.admin, "voucher.issue", "i1", issue)
+            .await
+            .status(),
+        201
+    );
+
+    let over = json!({ "voucher_id": "CQ-0002", "program_id": "cq-2026-rs", "holder": e64, "face_value_minor": 2_000_001 });
+    let problem = app
+        .expect_problem(
+            app.submit(&app.admin, "voucher.issue", "i2", over).await,
+            422,
+            "cap-exceeded",
+        )
+        .await;
+    assert!(problem.detail.contains("per_voucher"), "{}", problem.detail);
+
+    let get = |path: String| app.client.get(format!("{}{path}", app.base)).send();
+    let voucher: Value = get("/v1/vouchers/CQ-0001".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(voucher["balance_minor"], 2_000_000);
+    assert_eq!(voucher["funding_region"], "cq");
+    assert_eq!(voucher["status"], "active");
+    let program: Value = get("/v1/programs/cq-2026-rs".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(program["buckets"]["unissued_minor"], 8_000_000);
+    assert_eq!(program["buckets"]["outstanding_minor"], 2_000_000);
+    app.expect_problem(
+        get("/v1/vouchers/nope".into()).await.unwrap(),
+        404,
+        "voucher-not-found",
+    )
+    .await;
+    app.expect_problem(
+        get("/v1/programs/bad%20id".into()).await.unwrap(),
+        400,
+        "invalid-path",
+    )
+    .await;
+}

@@ -27,3 +27,11 @@ pub const MAX_REGION_ID_BYTES: usize = 32;
 pub const MAX_COMMAND_TYPE_BYTES: usize = 64;
 /// Longest free-text reason attached to a command, in bytes of UTF-8.
 pub const MAX_REASON_BYTES: usize = 1024;
+/// Most eligible service categories one program may list.
+pub const MAX_CATEGORIES: usize = 64;
+/// Longest category, kind or time-zone name, in bytes.
+pub const MAX_CATEGORY_BYTES: usize = 64;
+/// Most regions a program may allow spending in.
+pub const MAX_SPEND_REGIONS: usize = 64;
+/// Most vouchers the node expires in one sweep of its expiry index.
+pub const MAX_EXPIRIES_PER_SWEEP: usize = 1000;

@@ -10,13 +10,16 @@ use crate::domain::{Command, GenesisBody};
 use crate::entry::Entry;
 use crate::envelope::{seal, CommandPayload, VerifiedEnvelope, COMMAND_FORMAT_VERSION};
 use crate::keys::{PublicKey, SigningKey};
-use crate::limits::WRITER_QUEUE_CAPACITY;
+use crate::limits::{MAX_EXPIRIES_PER_SWEEP, WRITER_QUEUE_CAPACITY};
 use crate::merkle::{self, leaf_hash, Frontier, Hash};
 use crate::note::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 use crate::receipt::{Receipt, ReceiptData};
 use crate::store::{Store, TreeReadError};
 use crate::types::{LogIndex, RegionId};
 use crate::writer::{Accepted, Published, Reply, Submission, SubmitError, Writer};
+
+/// How often the node looks for time-driven work (expired vouchers).
+pub const CLOCK_TICK: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The nonce of the genesis command the node signs itself.
 pub const GENESIS_NONCE: &str = "genesis";
@@ -73,6 +76,9 @@ impl From<merkle::TreeError<TreeReadError>> for ReadError {
 /// A running node.
 pub struct Node {
     store: Arc<Store>,
+    signing_key: SigningKey,
+    clock_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    clock: Mutex<Option<JoinHandle<()>>>,
     queue: RwLock<Option<SyncSender<Submission>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     published: Arc<Published>,
@@ -120,6 +126,9 @@ impl Node {
             .expect("spawn writer thread");
         let node = Arc::new(Self {
             store,
+            signing_key: config.node_key.clone(),
+            clock_stop: Mutex::new(None),
+            clock: Mutex::new(None),
             queue: RwLock::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
             published,
@@ -130,23 +139,86 @@ impl Node {
         });
         if node.tree_size() == 0 {
             let genesis = config.genesis.ok_or(OpenError::NoGenesis)?;
-            node.found_region(&config.node_key, genesis)?;
+            node.found_region(genesis)?;
         }
+        node.start_clock();
         Ok(node)
     }
 
-    fn found_region(&self, node_key: &SigningKey, genesis: GenesisBody) -> Result<(), OpenError> {
+    /// Starts the thread that issues the node's time-driven commands (voucher expiry).
+    fn start_clock(self: &Arc<Self>) {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let weak = Arc::downgrade(self);
+        let handle = std::thread::Builder::new()
+            .name("vledger-clock".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(CLOCK_TICK) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let Some(node) = weak.upgrade() else { return };
+                node.sweep_expired_vouchers();
+            })
+            .expect("spawn clock thread");
+        *self.clock_stop.lock().expect("clock lock") = Some(stop);
+        *self.clock.lock().expect("clock lock") = Some(handle);
+    }
+
+    /// Submits `voucher.expire` for every voucher whose expiry has passed (up to a bound per
+    /// sweep). The nonce is derived from the voucher, so a repeated sweep is idempotent.
+    pub fn sweep_expired_vouchers(&self) {
+        use crate::domain::vouchers::EXPIRY_INDEX_PREFIX;
+        let now = crate::writer::wall_clock_ms();
+        let due = match self
+            .store
+            .scan_state(EXPIRY_INDEX_PREFIX, MAX_EXPIRIES_PER_SWEEP)
+        {
+            Ok(due) => due,
+            Err(e) => return tracing::error!(error = %e, "expiry sweep could not read the index"),
+        };
+        for (key, _) in due {
+            let rest = &key[EXPIRY_INDEX_PREFIX.len()..];
+            let expires_at =
+                u64::from_be_bytes(rest[..8].try_into().expect("expiry keys hold a time"));
+            if expires_at > now {
+                break;
+            }
+            let voucher_id = String::from_utf8_lossy(&rest[8..]).into_owned();
+            let body = serde_json::json!({ "voucher_id": voucher_id });
+            let envelope = self.seal_own("voucher.expire", &format!("expire/{voucher_id}"), body);
+            self.submit(
+                envelope,
+                Box::new(move |answer| {
+                    if let Err(e) = answer {
+                        tracing::warn!(voucher = %voucher_id, error = %e, "voucher expiry not recorded");
+                    }
+                }),
+            );
+        }
+    }
+
+    /// Signs a command with the node's own key.
+    fn seal_own(
+        &self,
+        command_type: &str,
+        nonce: &str,
+        body: serde_json::Value,
+    ) -> VerifiedEnvelope {
         let payload = CommandPayload {
             v: u64::from(COMMAND_FORMAT_VERSION),
-            command_type: "region.genesis".into(),
+            command_type: command_type.into(),
             region: self.region.clone(),
-            signer: node_key.public_key(),
-            nonce: GENESIS_NONCE.into(),
-            body: serde_json::to_value(&genesis).expect("genesis body serializes"),
+            signer: self.signing_key.public_key(),
+            nonce: nonce.into(),
+            body,
         };
-        let raw = seal(&payload, node_key);
-        let envelope = VerifiedEnvelope::parse_and_verify(&raw)
-            .map_err(|e| OpenError::GenesisRefused(e.to_string()))?;
+        VerifiedEnvelope::parse_and_verify(&seal(&payload, &self.signing_key))
+            .expect("the node's own envelopes verify")
+    }
+
+    fn found_region(&self, genesis: GenesisBody) -> Result<(), OpenError> {
+        let body = serde_json::to_value(&genesis).expect("genesis body serializes");
+        let envelope = self.seal_own("region.genesis", GENESIS_NONCE, body);
         self.submit_and_wait(envelope)
             .map(|_| ())
             .map_err(|e| OpenError::GenesisRefused(e.to_string()))
@@ -189,6 +261,12 @@ impl Node {
 
     /// Stops taking commands, lets the writer finish those already queued, and waits for it.
     pub fn shutdown(&self) {
+        self.clock_stop.lock().expect("clock lock").take();
+        if let Some(handle) = self.clock.lock().expect("clock lock").take() {
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
         self.queue.write().expect("queue lock").take();
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
             let _ = handle.join();

@@ -199,6 +199,27 @@ impl Store {
         self.db.write_opt(wb, &options).map_err(ctx("commit batch"))
     }
 
+    /// State records whose key starts with `prefix`, in key order, at most `limit` of them.
+    pub fn scan_state(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_STATE),
+            rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (key, value) = item.map_err(ctx("scan state"))?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
     /// Low-level access for recovery tests that simulate damage.
     #[doc(hidden)]
     pub fn damage_for_tests(&self, family: &str, key: &[u8], value: Option<&[u8]>) {

@@ -61,3 +61,57 @@ pub type TimeMs = u64;
 
 /// Position of an entry in the log, from 0.
 pub type LogIndex = u64;
+
+/// Longest client-chosen record identifier (program, voucher, order ids), in bytes.
+pub const MAX_RECORD_ID_BYTES: usize = 64;
+
+/// A client-chosen identifier of a program, voucher or other record: 1 to 64 bytes of ASCII
+/// letters, digits, `.`, `_` and `-`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RecordId(String);
+
+/// Why a record identifier was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("id `{0}` must be 1 to {MAX_RECORD_ID_BYTES} bytes of A-Z, a-z, 0-9, '.', '_' and '-'")]
+pub struct RecordIdError(pub String);
+
+impl RecordId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RecordId {
+    type Error = RecordIdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_RECORD_ID_BYTES
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(RecordIdError(s))
+        }
+    }
+}
+
+impl TryFrom<&str> for RecordId {
+    type Error = RecordIdError;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Self::try_from(s.to_string())
+    }
+}
+
+impl From<RecordId> for String {
+    fn from(r: RecordId) -> String {
+        r.0
+    }
+}
+
+impl std::fmt::Display for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}

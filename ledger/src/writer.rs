@@ -124,7 +124,8 @@ fn nonce_key(signer: &PublicKey, nonce: &str) -> Vec<u8> {
     key
 }
 
-fn wall_clock_ms() -> TimeMs {
+/// The machine's clock in ms since the Unix epoch; read only by the shell, never by the domain.
+pub fn wall_clock_ms() -> TimeMs {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::parties::Role;
+use super::programs::{ProgramTerms, QualifyBody};
+use super::vouchers::{ExpireVoucherBody, IssueVoucherBody, VoucherActionBody};
 use super::Rejection;
 use crate::keys::PublicKey;
 use crate::types::RegionId;
@@ -20,6 +22,27 @@ pub enum Command {
     /// A region admin, or the key's own holder, revokes a key: it can never sign again.
     #[serde(rename = "party.revoke_key")]
     RevokeKey(RevokeKeyBody),
+    /// A region admin creates a voucher program with its budget and rules.
+    #[serde(rename = "program.create")]
+    CreateProgram(ProgramTerms),
+    /// A region admin qualifies an enterprise for a program, until a date.
+    #[serde(rename = "enterprise.qualify")]
+    QualifyEnterprise(QualifyBody),
+    /// A region admin issues a voucher to a qualified enterprise against a program's budget.
+    #[serde(rename = "voucher.issue")]
+    IssueVoucher(IssueVoucherBody),
+    /// An admin or regulator freezes a voucher: it cannot be spent until unfrozen.
+    #[serde(rename = "voucher.freeze")]
+    FreezeVoucher(VoucherActionBody),
+    /// An admin or regulator lifts a freeze.
+    #[serde(rename = "voucher.unfreeze")]
+    UnfreezeVoucher(VoucherActionBody),
+    /// A region admin revokes a voucher; its unspent value returns to the budget.
+    #[serde(rename = "voucher.revoke")]
+    RevokeVoucher(VoucherActionBody),
+    /// The node expires a voucher past its expiry; its unspent value returns to the budget.
+    #[serde(rename = "voucher.expire")]
+    ExpireVoucher(ExpireVoucherBody),
 }
 
 /// Body of `region.genesis`.
@@ -72,6 +95,32 @@ impl Command {
     }
 
     /// Every command type this node accepts.
-    pub const TYPES: &'static [&'static str] =
-        &["region.genesis", "party.register", "party.revoke_key"];
+    pub const TYPES: &'static [&'static str] = &[
+        "region.genesis",
+        "party.register",
+        "party.revoke_key",
+        "program.create",
+        "enterprise.qualify",
+        "voucher.issue",
+        "voucher.freeze",
+        "voucher.unfreeze",
+        "voucher.revoke",
+        "voucher.expire",
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_type_is_a_command() {
+        for command_type in Command::TYPES {
+            let result = Command::parse(command_type, &serde_json::json!({}));
+            assert!(
+                matches!(result, Err(Rejection::MalformedBody(_))),
+                "{command_type}: {result:?}"
+            );
+        }
+    }
 }

@@ -3,9 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::parties::Role;
+use super::programs::ProgramTerms;
 use crate::keys::PublicKey;
 use crate::limits::MAX_EVENTS_BYTES;
-use crate::types::RegionId;
+use crate::types::{RecordId, RegionId, TimeMs};
 
 /// Something that happened, recorded in the entry of the command that caused it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,49 @@ pub enum Event {
     },
     #[serde(rename = "party.key_revoked")]
     KeyRevoked { key: PublicKey, reason: String },
+    #[serde(rename = "program.created")]
+    ProgramCreated {
+        region: RegionId,
+        terms: ProgramTerms,
+    },
+    #[serde(rename = "enterprise.qualified")]
+    EnterpriseQualified {
+        program_id: RecordId,
+        enterprise: PublicKey,
+        expires_at_ms: TimeMs,
+    },
+    #[serde(rename = "voucher.issued")]
+    VoucherIssued {
+        voucher_id: RecordId,
+        program_id: RecordId,
+        holder: PublicKey,
+        funding_region: RegionId,
+        face_value_minor: u64,
+        expires_at_ms: TimeMs,
+    },
+    #[serde(rename = "voucher.frozen")]
+    VoucherFrozen {
+        voucher_id: RecordId,
+        by: PublicKey,
+        reason: String,
+    },
+    #[serde(rename = "voucher.unfrozen")]
+    VoucherUnfrozen {
+        voucher_id: RecordId,
+        by: PublicKey,
+        reason: String,
+    },
+    #[serde(rename = "voucher.revoked")]
+    VoucherRevoked {
+        voucher_id: RecordId,
+        returned_minor: u64,
+        reason: String,
+    },
+    #[serde(rename = "voucher.expired")]
+    VoucherExpired {
+        voucher_id: RecordId,
+        returned_minor: u64,
+    },
 }
 
 /// The canonical bytes of an entry's events: a JSON array in RFC 8785 (JCS) form. Object keys

@@ -6,13 +6,16 @@
 
 mod command;
 mod event;
+pub mod money;
 mod parties;
+pub mod programs;
 mod rejection;
 mod state;
+pub mod vouchers;
 
 pub use command::{Command, GenesisBody, RegisterPartyBody, RevokeKeyBody};
 pub use event::{encode_events, Event};
-pub use parties::{PartyRecord, RegionRecord, Role};
+pub use parties::{load_party, PartyRecord, RegionRecord, Role};
 pub use rejection::Rejection;
 pub use state::{MemoryState, Overlay, StateError, StateRead, StateWrite};
 
@@ -76,6 +79,19 @@ pub fn decide<S: StateRead>(
                     parties::decide_register(state, &region, &actor, body)
                 }
                 Command::RevokeKey(body) => parties::decide_revoke(state, &region, &actor, body),
+                Command::CreateProgram(terms) => {
+                    programs::decide_create(state, &region, &actor, terms)
+                }
+                Command::QualifyEnterprise(body) => {
+                    programs::decide_qualify(state, ctx, &actor, body)
+                }
+                Command::IssueVoucher(body) => vouchers::decide_issue(state, ctx, &actor, body),
+                Command::FreezeVoucher(body) => vouchers::decide_freeze(state, &actor, body, true),
+                Command::UnfreezeVoucher(body) => {
+                    vouchers::decide_freeze(state, &actor, body, false)
+                }
+                Command::RevokeVoucher(body) => vouchers::decide_revoke(state, &actor, body),
+                Command::ExpireVoucher(body) => vouchers::decide_expire(state, ctx, &actor, body),
             }
         }
     }
@@ -91,8 +107,18 @@ pub fn evolve<S: StateRead + StateWrite>(
         Event::RegionFounded { .. } | Event::PartyRegistered { .. } | Event::KeyRevoked { .. } => {
             parties::evolve(state, ctx, event)
         }
+        Event::ProgramCreated { .. } | Event::EnterpriseQualified { .. } => {
+            programs::evolve(state, ctx, event)
+        }
+        Event::VoucherIssued { .. }
+        | Event::VoucherFrozen { .. }
+        | Event::VoucherUnfrozen { .. }
+        | Event::VoucherRevoked { .. }
+        | Event::VoucherExpired { .. } => vouchers::evolve(state, ctx, event),
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vouchers_tests;

@@ -93,7 +93,7 @@ pub(super) fn active_signer<S: StateRead>(
     Ok(party)
 }
 
-fn require_role(actor: &PartyRecord, role: Role) -> Result<(), Rejection> {
+pub(super) fn require_role(actor: &PartyRecord, role: Role) -> Result<(), Rejection> {
     if actor.role == role {
         Ok(())
     } else {
@@ -104,7 +104,7 @@ fn require_role(actor: &PartyRecord, role: Role) -> Result<(), Rejection> {
     }
 }
 
-fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
+pub(super) fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
     if value.trim().is_empty() || value.len() > max {
         return Err(Rejection::InvalidField {
             field,
@@ -260,6 +260,7 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
                 adjust_admins(state, -1)?;
             }
         }
+        _ => unreachable!("parties::evolve is called only for party events"),
     }
     Ok(())
 }

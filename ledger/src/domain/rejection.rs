@@ -46,6 +46,46 @@ pub enum Rejection {
     NodeRoleReserved,
     #[error("field `{field}` is not valid: {reason}")]
     InvalidField { field: &'static str, reason: String },
+    #[error("the party must have role {needed}; it is {actual}")]
+    WrongPartyRole {
+        needed: &'static str,
+        actual: String,
+    },
+    #[error("the party's key is revoked")]
+    PartyInactive,
+    #[error("program `{0}` already exists")]
+    ProgramExists(String),
+    #[error("program `{0}` does not exist")]
+    ProgramNotFound(String),
+    #[error("program `{program_id}` is outside its validity window")]
+    ProgramNotOpen { program_id: String },
+    #[error("the enterprise is not qualified for this program")]
+    NotQualified,
+    #[error("the enterprise's qualification for this program has expired")]
+    QualificationExpired,
+    #[error("the program's unissued budget is {available_minor}; {requested_minor} was asked for")]
+    BudgetExhausted {
+        available_minor: u64,
+        requested_minor: u64,
+    },
+    #[error("the {cap} cap is {limit_minor}; this needs {requested_minor}")]
+    CapExceeded {
+        cap: &'static str,
+        limit_minor: u64,
+        requested_minor: u64,
+    },
+    #[error("voucher `{0}` already exists")]
+    VoucherExists(String),
+    #[error("voucher `{0}` does not exist")]
+    VoucherNotFound(String),
+    #[error("voucher `{voucher_id}` is {status}")]
+    VoucherNotActive { voucher_id: String, status: String },
+    #[error("the voucher is already frozen")]
+    AlreadyFrozen,
+    #[error("the voucher is not frozen")]
+    NotFrozen,
+    #[error("the voucher expires at {expires_at_ms}, which the node's time has not reached")]
+    NotYetExpired { expires_at_ms: u64 },
 }
 
 impl Rejection {
@@ -69,6 +109,21 @@ impl Rejection {
             Self::HomeRegionMismatch { .. } => "home-region-mismatch",
             Self::NodeRoleReserved => "node-role-reserved",
             Self::InvalidField { .. } => "invalid-field",
+            Self::WrongPartyRole { .. } => "wrong-party-role",
+            Self::PartyInactive => "party-inactive",
+            Self::ProgramExists(_) => "program-exists",
+            Self::ProgramNotFound(_) => "program-not-found",
+            Self::ProgramNotOpen { .. } => "program-not-open",
+            Self::NotQualified => "not-qualified",
+            Self::QualificationExpired => "qualification-expired",
+            Self::BudgetExhausted { .. } => "budget-exhausted",
+            Self::CapExceeded { .. } => "cap-exceeded",
+            Self::VoucherExists(_) => "voucher-exists",
+            Self::VoucherNotFound(_) => "voucher-not-found",
+            Self::VoucherNotActive { .. } => "voucher-not-active",
+            Self::AlreadyFrozen => "already-frozen",
+            Self::NotFrozen => "not-frozen",
+            Self::NotYetExpired { .. } => "not-yet-expired",
         }
     }
 }

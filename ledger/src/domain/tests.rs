@@ -5,24 +5,26 @@ use serde_json::json;
 use super::*;
 use crate::keys::SigningKey;
 
-struct World {
-    state: MemoryState,
-    node: SigningKey,
-    admin: SigningKey,
-    next_index: u64,
+pub(super) struct World {
+    pub state: MemoryState,
+    pub node: SigningKey,
+    pub admin: SigningKey,
+    pub next_index: u64,
+    pub time_ms: u64,
 }
 
-fn key() -> SigningKey {
+pub(super) fn key() -> SigningKey {
     SigningKey::generate(&mut rand::rngs::OsRng)
 }
 
 impl World {
-    fn founded() -> Self {
+    pub fn founded() -> Self {
         let mut world = Self {
             state: MemoryState::default(),
             node: key(),
             admin: key(),
             next_index: 0,
+            time_ms: 1_700_000_000_000,
         };
         let body = json!({ "region_name": "CQ", "admin_key": world.admin.public_key().to_base64(), "admin_name": "A" });
         let node = world.node.clone();
@@ -33,13 +35,13 @@ impl World {
     fn ctx(&self) -> ApplyContext {
         ApplyContext {
             index: self.next_index,
-            node_time_ms: 1_700_000_000_000,
+            node_time_ms: self.time_ms,
             region: "cq".try_into().unwrap(),
             node_key: self.node.public_key(),
         }
     }
 
-    fn run(
+    pub fn run(
         &mut self,
         signer: &SigningKey,
         command_type: &str,
@@ -65,7 +67,7 @@ impl World {
         }
     }
 
-    fn register(&mut self, party: &SigningKey, role: &str) -> Result<Vec<Event>, Rejection> {
+    pub fn register(&mut self, party: &SigningKey, role: &str) -> Result<Vec<Event>, Rejection> {
         let admin = self.admin.clone();
         let body = json!({ "key": party.public_key().to_base64(), "role": role, "home_region": "cq", "name": "P" });
         self.run(&admin, "party.register", body)
@@ -88,6 +90,7 @@ fn genesis_rules() {
         node: key(),
         admin: key(),
         next_index: 0,
+        time_ms: 1_700_000_000_000,
     };
     let admin = empty.admin.clone();
     let body = json!({ "region_name": "CQ", "admin_key": admin.public_key().to_base64(), "admin_name": "A" });
