@@ -12,6 +12,7 @@ pub mod merkle;
 pub mod node;
 pub mod note;
 pub mod receipt;
+pub mod replay;
 pub mod store;
 pub mod types;
 pub mod writer;

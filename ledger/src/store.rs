@@ -220,6 +220,25 @@ impl Store {
         Ok(out)
     }
 
+    /// Replaces every state record with `records`, in one synced write (used by rebuild).
+    pub fn replace_state(
+        &self,
+        records: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        for (key, _) in self.scan_state(b"", usize::MAX)? {
+            wb.delete_cf(self.cf(CF_STATE), key);
+        }
+        for (key, value) in records {
+            wb.put_cf(self.cf(CF_STATE), key, value);
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db
+            .write_opt(wb, &options)
+            .map_err(ctx("replace state"))
+    }
+
     /// Low-level access for recovery tests that simulate damage.
     #[doc(hidden)]
     pub fn damage_for_tests(&self, family: &str, key: &[u8], value: Option<&[u8]>) {
@@ -280,5 +299,6 @@ pub mod families {
     pub const TREE: &str = super::CF_TREE;
     pub const CHECKPOINTS: &str = super::CF_CHECKPOINTS;
     pub const META: &str = super::CF_META;
+    pub const STATE: &str = super::CF_STATE;
     pub const TREE_SIZE_KEY: &[u8] = super::META_TREE_SIZE;
 }

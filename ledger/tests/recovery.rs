@@ -184,3 +184,53 @@ fn an_empty_store_without_genesis_is_refused() {
     config.genesis = None;
     assert!(matches!(Node::open(config), Err(OpenError::NoGenesis)));
 }
+
+#[test]
+fn rebuild_from_the_log_reproduces_the_stored_state_and_repairs_it() {
+    use vledger_ledger::replay::rebuild;
+    let f = Fixture::new();
+    f.populate(4);
+    let store = Store::open(&f.dir.path().join("db")).unwrap();
+    let report = rebuild(&store, false).unwrap();
+    assert_eq!(report.entries, 5);
+    assert!(
+        report.records >= 6,
+        "region + node + admin + 4 parties: {report:?}"
+    );
+    assert!(report.differing_keys.is_empty(), "{report:?}");
+
+    store.damage_for_tests(families::STATE, b"region", Some(b"{\"garbage\":1}"));
+    store.damage_for_tests(families::STATE, b"stray", Some(b"1"));
+    let report = rebuild(&store, true).unwrap();
+    assert_eq!(report.differing_keys.len(), 2);
+    assert!(
+        rebuild(&store, false).unwrap().differing_keys.is_empty(),
+        "--write repairs the state"
+    );
+}
+
+#[test]
+fn replay_names_the_entry_whose_events_were_altered() {
+    use vledger_ledger::entry::Entry;
+    use vledger_ledger::replay::Replayer;
+    let f = Fixture::new();
+    f.populate(3);
+    let store = Store::open(&f.dir.path().join("db")).unwrap();
+    let entries = store.entries(0, 4).unwrap();
+    let mut replayer = Replayer::in_memory();
+    for (_, bytes) in &entries[..2] {
+        replayer.apply_entry(bytes).unwrap();
+    }
+    let mut entry = Entry::decode(&entries[2].1).unwrap();
+    let altered = String::from_utf8(entry.events.clone())
+        .unwrap()
+        .replace("\"lab\"", "\"lax\"");
+    assert_ne!(altered.as_bytes(), entry.events.as_slice());
+    entry.events = altered.into_bytes();
+    let error = replayer.apply_entry(&entry.encode()).unwrap_err();
+    assert_eq!(error.index, 2);
+    assert!(error.reason.contains("recorded events differ"), "{error}");
+    // Skipping an entry breaks the chain.
+    let error = replayer.apply_entry(&entries[3].1).unwrap_err();
+    assert!(error.reason.contains("says it is entry 3"), "{error}");
+}
