@@ -1,5 +1,6 @@
 //! The `vledger` command line: run a node, make keys, submit signed commands.
 
+mod bench;
 mod cli_submit;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,18 @@ enum Commands {
     },
     /// Sign a command with a key file and submit it to a node; prints the signed receipt.
     Submit(cli_submit::SubmitArgs),
+    /// Replay a stopped node's log and compare the state it gives with the stored state; with
+    /// --write, replace the stored state with the replayed one.
+    Rebuild {
+        /// The node's data directory (as given to `vledger serve --data`).
+        #[arg(long, env = "VLEDGER_DATA", default_value = "./data")]
+        data: PathBuf,
+        /// Replace the stored state with the replayed one when they differ.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Measure ingest throughput and latency (in process and over HTTP) against the machine's limits.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -85,6 +98,8 @@ fn main() -> Result<()> {
             Ok(())
         }
         Commands::Submit(args) => cli_submit::run(args),
+        Commands::Rebuild { data, write } => rebuild(&data, write),
+        Commands::Bench(args) => bench::run(args),
     }
 }
 
@@ -129,6 +144,44 @@ fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool)> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     write_new_key(path, &key)?;
     Ok((key, true))
+}
+
+fn rebuild(data: &Path, write: bool) -> Result<()> {
+    let db = data.join("db");
+    if !db.exists() {
+        anyhow::bail!(
+            "{} holds no store (expected {})",
+            data.display(),
+            db.display()
+        );
+    }
+    let store = vledger_ledger::store::Store::open(&db)
+        .with_context(|| format!("cannot open {} (is the node still running?)", db.display()))?;
+    let report =
+        vledger_ledger::replay::rebuild(&store, write).context("the log does not replay")?;
+    println!(
+        "replayed {} entries into {} state records",
+        report.entries, report.records
+    );
+    if report.differing_keys.is_empty() {
+        println!("the stored state is identical to the replayed state");
+        return Ok(());
+    }
+    for key in report.differing_keys.iter().take(20) {
+        println!("differs: {}", String::from_utf8_lossy(key));
+    }
+    if write {
+        println!(
+            "replaced the stored state with the replayed state ({} records differed)",
+            report.differing_keys.len()
+        );
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} state records differ from the log; run again with --write to repair",
+            report.differing_keys.len()
+        )
+    }
 }
 
 fn serve(args: ServeArgs) -> Result<()> {

@@ -13,6 +13,15 @@ struct Server {
     dir: tempfile::TempDir,
 }
 
+impl Server {
+    /// Kills the node process and waits for it, keeping the data directory.
+    fn child_kill(&mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -173,4 +182,20 @@ fn serve_refuses_an_empty_store_without_an_admin_key() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--admin-key"));
+}
+
+#[test]
+fn rebuild_reports_identical_state_after_a_stopped_node() {
+    let mut server = start_demo_node();
+    let dir = server.child_kill();
+    let data = dir.path().join("data");
+    let out = vledger(&["rebuild", "--data", data.to_str().unwrap()], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("replayed 1 entries"), "{stdout}");
+    assert!(stdout.contains("identical"), "{stdout}");
 }

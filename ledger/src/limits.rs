@@ -35,3 +35,18 @@ pub const MAX_CATEGORY_BYTES: usize = 64;
 pub const MAX_SPEND_REGIONS: usize = 64;
 /// Most vouchers the node expires in one sweep of its expiry index.
 pub const MAX_EXPIRIES_PER_SWEEP: usize = 1000;
+/// Most related parties one party may declare.
+pub const MAX_RELATED_PARTIES: usize = 256;
+/// Most installments in one direct payment plan.
+pub const MAX_INSTALLMENTS: usize = 24;
+/// Most evidence documents in one delivery.
+pub const MAX_EVIDENCE_ITEMS: usize = 32;
+/// Longest payment or escrow reference, in bytes.
+pub const MAX_REFERENCE_BYTES: usize = 128;
+/// The window in which orders between one enterprise and one agency count together for the
+/// split-order flag: 30 days.
+pub const SPLIT_ORDER_WINDOW_MS: u64 = 30 * 86_400_000;
+/// Most recent orders kept per (program, enterprise, agency) for the split-order flag.
+pub const MAX_RECENT_PAIR_ORDERS: usize = 64;
+/// Most orders the node auto-confirms in one sweep.
+pub const MAX_AUTO_CONFIRMS_PER_SWEEP: usize = 1000;

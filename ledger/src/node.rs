@@ -10,7 +10,7 @@ use crate::domain::{Command, GenesisBody};
 use crate::entry::Entry;
 use crate::envelope::{seal, CommandPayload, VerifiedEnvelope, COMMAND_FORMAT_VERSION};
 use crate::keys::{PublicKey, SigningKey};
-use crate::limits::{MAX_EXPIRIES_PER_SWEEP, WRITER_QUEUE_CAPACITY};
+use crate::limits::{MAX_AUTO_CONFIRMS_PER_SWEEP, MAX_EXPIRIES_PER_SWEEP, WRITER_QUEUE_CAPACITY};
 use crate::merkle::{self, leaf_hash, Frontier, Hash};
 use crate::note::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 use crate::receipt::{Receipt, ReceiptData};
@@ -158,6 +158,7 @@ impl Node {
                 }
                 let Some(node) = weak.upgrade() else { return };
                 node.sweep_expired_vouchers();
+                node.sweep_auto_confirms();
             })
             .expect("spawn clock thread");
         *self.clock_stop.lock().expect("clock lock") = Some(stop);
@@ -191,6 +192,46 @@ impl Node {
                 Box::new(move |answer| {
                     if let Err(e) = answer {
                         tracing::warn!(voucher = %voucher_id, error = %e, "voucher expiry not recorded");
+                    }
+                }),
+            );
+        }
+    }
+
+    /// Submits `order.auto_confirm` for every delivered order whose confirmation period has
+    /// passed (up to a bound per sweep); the nonce is derived from the order.
+    pub fn sweep_auto_confirms(&self) {
+        use crate::domain::orders::AUTO_CONFIRM_INDEX_PREFIX;
+        let now = crate::writer::wall_clock_ms();
+        let due = match self
+            .store
+            .scan_state(AUTO_CONFIRM_INDEX_PREFIX, MAX_AUTO_CONFIRMS_PER_SWEEP)
+        {
+            Ok(due) => due,
+            Err(e) => {
+                return tracing::error!(error = %e, "auto-confirm sweep could not read the index")
+            }
+        };
+        for (key, _) in due {
+            let rest = &key[AUTO_CONFIRM_INDEX_PREFIX.len()..];
+            let deadline =
+                u64::from_be_bytes(rest[..8].try_into().expect("auto-confirm keys hold a time"));
+            if deadline > now {
+                break;
+            }
+            let order_id = String::from_utf8_lossy(&rest[8..]).into_owned();
+            let body =
+                serde_json::json!({ "order_id": order_id, "reason": "confirmation period passed" });
+            let envelope = self.seal_own(
+                "order.auto_confirm",
+                &format!("auto-confirm/{order_id}"),
+                body,
+            );
+            self.submit(
+                envelope,
+                Box::new(move |answer| {
+                    if let Err(e) = answer {
+                        tracing::warn!(order = %order_id, error = %e, "auto-confirmation not recorded");
                     }
                 }),
             );

@@ -2,8 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::claims::{ClawbackBody, PayClaimBody, ReviewClaimBody, SubmitClaimBody};
+use super::orders::{
+    AcknowledgePaymentBody, DeliverBody, FundEscrowBody, OrderActionBody, PlaceOrderBody,
+    ResolveDisputeBody,
+};
 use super::parties::Role;
 use super::programs::{ProgramTerms, QualifyBody};
+use super::standing::{AccreditBody, AffiliationBody, SuspendBody};
 use super::vouchers::{ExpireVoucherBody, IssueVoucherBody, VoucherActionBody};
 use super::Rejection;
 use crate::keys::PublicKey;
@@ -43,6 +49,57 @@ pub enum Command {
     /// The node expires a voucher past its expiry; its unspent value returns to the budget.
     #[serde(rename = "voucher.expire")]
     ExpireVoucher(ExpireVoucherBody),
+    /// A region admin accredits an agency to serve voucher orders, until a date.
+    #[serde(rename = "agency.accredit")]
+    AccreditAgency(AccreditBody),
+    /// A regulator or admin suspends a party: it may not act or be ordered from.
+    #[serde(rename = "party.suspend")]
+    SuspendParty(SuspendBody),
+    /// A regulator or admin lifts a suspension.
+    #[serde(rename = "party.reinstate")]
+    ReinstateParty(SuspendBody),
+    /// An admin, or the party itself, declares its controlling group and related parties.
+    #[serde(rename = "party.declare_affiliation")]
+    DeclareAffiliation(AffiliationBody),
+    /// An enterprise orders a listed service, paying with a voucher and a payment plan.
+    #[serde(rename = "order.place")]
+    PlaceOrder(PlaceOrderBody),
+    /// The enterprise or agency cancels an order before delivery.
+    #[serde(rename = "order.cancel")]
+    CancelOrder(OrderActionBody),
+    /// The escrow provider attests that the enterprise's share arrived and is held.
+    #[serde(rename = "escrow.fund")]
+    FundEscrow(FundEscrowBody),
+    /// The agency acknowledges an installment paid directly.
+    #[serde(rename = "payment.acknowledge")]
+    AcknowledgePayment(AcknowledgePaymentBody),
+    /// The agency records delivery with evidence hashes.
+    #[serde(rename = "order.deliver")]
+    DeliverOrder(DeliverBody),
+    /// The enterprise confirms delivery (escrow is released).
+    #[serde(rename = "order.confirm")]
+    ConfirmOrder(OrderActionBody),
+    /// The node confirms a delivered order whose confirmation period passed.
+    #[serde(rename = "order.auto_confirm")]
+    AutoConfirmOrder(OrderActionBody),
+    /// The enterprise disputes a delivery (escrow is frozen).
+    #[serde(rename = "order.dispute")]
+    DisputeOrder(OrderActionBody),
+    /// A region admin settles a dispute: release or refund.
+    #[serde(rename = "dispute.resolve")]
+    ResolveDispute(ResolveDisputeBody),
+    /// The agency claims a confirmed order's voucher share.
+    #[serde(rename = "claim.submit")]
+    SubmitClaim(SubmitClaimBody),
+    /// A region admin reviews a claim at one level.
+    #[serde(rename = "claim.review")]
+    ReviewClaim(ReviewClaimBody),
+    /// A region admin records the payout of an approved claim after its notice period.
+    #[serde(rename = "claim.pay")]
+    PayClaim(PayClaimBody),
+    /// An admin or regulator turns a paid claim found fraudulent into a clawback receivable.
+    #[serde(rename = "claim.clawback")]
+    ClawbackClaim(ClawbackBody),
 }
 
 /// Body of `region.genesis`.
@@ -106,6 +163,23 @@ impl Command {
         "voucher.unfreeze",
         "voucher.revoke",
         "voucher.expire",
+        "agency.accredit",
+        "party.suspend",
+        "party.reinstate",
+        "party.declare_affiliation",
+        "order.place",
+        "order.cancel",
+        "escrow.fund",
+        "payment.acknowledge",
+        "order.deliver",
+        "order.confirm",
+        "order.auto_confirm",
+        "order.dispute",
+        "dispute.resolve",
+        "claim.submit",
+        "claim.review",
+        "claim.pay",
+        "claim.clawback",
     ];
 }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::orders::{Evidence, FraudRule, PaymentPlan};
 use super::parties::Role;
 use super::programs::ProgramTerms;
 use crate::keys::PublicKey;
@@ -70,6 +71,124 @@ pub enum Event {
     VoucherExpired {
         voucher_id: RecordId,
         returned_minor: u64,
+    },
+    #[serde(rename = "agency.accredited")]
+    AgencyAccredited {
+        agency: PublicKey,
+        expires_at_ms: TimeMs,
+    },
+    #[serde(rename = "party.suspended")]
+    PartySuspended {
+        key: PublicKey,
+        by: PublicKey,
+        reason: String,
+    },
+    #[serde(rename = "party.reinstated")]
+    PartyReinstated {
+        key: PublicKey,
+        by: PublicKey,
+        reason: String,
+    },
+    #[serde(rename = "order.placed")]
+    OrderPlaced {
+        order_id: RecordId,
+        listing_id: RecordId,
+        voucher_id: RecordId,
+        program_id: RecordId,
+        enterprise: PublicKey,
+        agency: PublicKey,
+        agency_region: RegionId,
+        category: String,
+        price_minor: u64,
+        voucher_share_minor: u64,
+        enterprise_share_minor: u64,
+        year: i32,
+        payment: PaymentPlan,
+        auto_confirm_after_ms: u64,
+    },
+    #[serde(rename = "escrow.funded")]
+    EscrowFunded {
+        order_id: RecordId,
+        amount_minor: u64,
+        reference: String,
+    },
+    #[serde(rename = "payment.installment_paid")]
+    InstallmentPaid {
+        order_id: RecordId,
+        installment: u32,
+        amount_minor: u64,
+        reference: String,
+    },
+    #[serde(rename = "order.delivered")]
+    OrderDelivered {
+        order_id: RecordId,
+        evidence: Vec<Evidence>,
+    },
+    #[serde(rename = "order.disputed")]
+    OrderDisputed { order_id: RecordId, reason: String },
+    /// Delivery confirmed (by the enterprise, by an admin's dispute decision, or automatically);
+    /// an escrow's held funds are released to the agency.
+    #[serde(rename = "order.confirmed")]
+    OrderConfirmed { order_id: RecordId, automatic: bool },
+    /// The order ends unfulfilled; an escrow's held funds are refunded, the voucher share returns.
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled { order_id: RecordId, reason: String },
+    #[serde(rename = "claim.submitted")]
+    ClaimSubmitted {
+        order_id: RecordId,
+        amount_minor: u64,
+    },
+    /// Approved at a level below the last.
+    #[serde(rename = "claim.reviewed")]
+    ClaimReviewed {
+        order_id: RecordId,
+        level: u8,
+        reviewer: PublicKey,
+        note: String,
+    },
+    /// Approved at the last level; the public notice period starts.
+    #[serde(rename = "claim.approved")]
+    ClaimApproved {
+        order_id: RecordId,
+        level: u8,
+        reviewer: PublicKey,
+        note: String,
+        notice_ends_at_ms: TimeMs,
+    },
+    /// Rejected at a level; the voucher share returns.
+    #[serde(rename = "claim.rejected")]
+    ClaimRejected {
+        order_id: RecordId,
+        level: u8,
+        reviewer: PublicKey,
+        note: String,
+    },
+    /// Paid; `advanced_by` names the agency's region when it advanced a cross-region payout.
+    #[serde(rename = "claim.paid")]
+    ClaimPaid {
+        order_id: RecordId,
+        amount_minor: u64,
+        reference: String,
+        advanced_by: Option<RegionId>,
+    },
+    #[serde(rename = "claim.clawed_back")]
+    ClaimClawedBack {
+        order_id: RecordId,
+        receivable_minor: u64,
+        reason: String,
+    },
+    #[serde(rename = "fraud.flagged")]
+    FraudFlagged {
+        rule: FraudRule,
+        order_id: RecordId,
+        program_id: RecordId,
+        detail: String,
+    },
+    #[serde(rename = "party.affiliation_declared")]
+    AffiliationDeclared {
+        party: PublicKey,
+        controlling_group: Option<String>,
+        related_parties: Vec<PublicKey>,
     },
 }
 

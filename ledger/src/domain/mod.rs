@@ -4,12 +4,15 @@
 //! changed only by [`evolve`], which folds events into records; the writer, the rebuild and a
 //! regulator's replay all run this same code.
 
+pub mod claims;
 mod command;
 mod event;
 pub mod money;
+pub mod orders;
 mod parties;
 pub mod programs;
 mod rejection;
+pub mod standing;
 mod state;
 pub mod vouchers;
 
@@ -92,6 +95,33 @@ pub fn decide<S: StateRead>(
                 }
                 Command::RevokeVoucher(body) => vouchers::decide_revoke(state, &actor, body),
                 Command::ExpireVoucher(body) => vouchers::decide_expire(state, ctx, &actor, body),
+                Command::AccreditAgency(body) => {
+                    standing::decide_accredit(state, ctx, &actor, body)
+                }
+                Command::SuspendParty(body) => standing::decide_suspend(state, &actor, body, true),
+                Command::ReinstateParty(body) => {
+                    standing::decide_suspend(state, &actor, body, false)
+                }
+                Command::DeclareAffiliation(body) => {
+                    standing::decide_affiliation(state, &actor, body)
+                }
+                Command::PlaceOrder(body) => orders::decide_place(state, ctx, &actor, body),
+                Command::CancelOrder(body) => orders::decide_cancel(state, &actor, body),
+                Command::FundEscrow(body) => orders::decide_fund_escrow(state, &actor, body),
+                Command::AcknowledgePayment(body) => {
+                    orders::decide_acknowledge(state, &actor, body)
+                }
+                Command::DeliverOrder(body) => orders::decide_deliver(state, &actor, body),
+                Command::ConfirmOrder(body) => orders::decide_confirm(state, &actor, body),
+                Command::AutoConfirmOrder(body) => {
+                    orders::decide_auto_confirm(state, ctx, &actor, body)
+                }
+                Command::DisputeOrder(body) => orders::decide_dispute(state, &actor, body),
+                Command::ResolveDispute(body) => orders::decide_resolve(state, &actor, body),
+                Command::SubmitClaim(body) => claims::decide_submit(state, ctx, &actor, body),
+                Command::ReviewClaim(body) => claims::decide_review(state, ctx, &actor, body),
+                Command::PayClaim(body) => claims::decide_pay(state, ctx, &actor, body),
+                Command::ClawbackClaim(body) => claims::decide_clawback(state, &actor, body),
             }
         }
     }
@@ -115,9 +145,29 @@ pub fn evolve<S: StateRead + StateWrite>(
         | Event::VoucherUnfrozen { .. }
         | Event::VoucherRevoked { .. }
         | Event::VoucherExpired { .. } => vouchers::evolve(state, ctx, event),
+        Event::AgencyAccredited { .. }
+        | Event::PartySuspended { .. }
+        | Event::PartyReinstated { .. }
+        | Event::AffiliationDeclared { .. } => standing::evolve(state, ctx, event),
+        Event::OrderPlaced { .. }
+        | Event::EscrowFunded { .. }
+        | Event::InstallmentPaid { .. }
+        | Event::OrderDelivered { .. }
+        | Event::OrderDisputed { .. }
+        | Event::OrderConfirmed { .. }
+        | Event::OrderCancelled { .. }
+        | Event::FraudFlagged { .. } => orders::evolve(state, ctx, event),
+        Event::ClaimSubmitted { .. }
+        | Event::ClaimReviewed { .. }
+        | Event::ClaimApproved { .. }
+        | Event::ClaimRejected { .. }
+        | Event::ClaimPaid { .. }
+        | Event::ClaimClawedBack { .. } => claims::evolve(state, ctx, event),
     }
 }
 
+#[cfg(test)]
+mod orders_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

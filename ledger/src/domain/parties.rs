@@ -59,11 +59,33 @@ pub struct PartyRecord {
     pub name: String,
     pub registered_at: LogIndex,
     pub revoked_at: Option<LogIndex>,
+    /// Set by a regulator or admin: the party may not act (or be ordered from) until reinstated.
+    #[serde(default)]
+    pub suspended: bool,
+    /// For agencies: accredited to serve voucher orders until this time.
+    #[serde(default)]
+    pub accredited_until_ms: Option<u64>,
+    /// The declared controlling group (实际控制人 / group), shared by related enterprises.
+    #[serde(default)]
+    pub controlling_group: Option<String>,
+    /// Parties declared related (affiliates): no voucher order may join related parties.
+    #[serde(default)]
+    pub related_parties: Vec<PublicKey>,
+}
+
+impl PartyRecord {
+    /// Whether two parties are related: one declares the other, or they share a controlling group.
+    pub fn is_related_to(&self, other: &PartyRecord) -> bool {
+        self.key == other.key
+            || self.related_parties.contains(&other.key)
+            || other.related_parties.contains(&self.key)
+            || matches!((&self.controlling_group, &other.controlling_group), (Some(a), Some(b)) if a == b)
+    }
 }
 
 const REGION_KEY: &[u8] = b"region";
 
-fn party_key(key: &PublicKey) -> Vec<u8> {
+pub(super) fn party_key(key: &PublicKey) -> Vec<u8> {
     let mut out = b"party/".to_vec();
     out.extend_from_slice(key.as_bytes());
     out
@@ -89,6 +111,9 @@ pub(super) fn active_signer<S: StateRead>(
     let party = load_party(state, signer)?.ok_or(Rejection::UnknownSigner)?;
     if let Some(revoked_at) = party.revoked_at {
         return Err(Rejection::SignerRevoked { revoked_at }.into());
+    }
+    if party.suspended {
+        return Err(Rejection::PartySuspended.into());
     }
     Ok(party)
 }
@@ -243,6 +268,10 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
                 name: name.clone(),
                 registered_at: ctx.index,
                 revoked_at: None,
+                suspended: false,
+                accredited_until_ms: None,
+                controlling_group: None,
+                related_parties: Vec::new(),
             };
             state.put(party_key(key), &record);
             if *role == Role::Admin {

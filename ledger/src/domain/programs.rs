@@ -69,6 +69,23 @@ fn default_time_zone() -> String {
     "Asia/Shanghai".to_string()
 }
 
+impl ProgramTerms {
+    /// The calendar year, in the program's time zone, that a moment falls in: "per year" caps
+    /// count by it.
+    pub fn calendar_year(&self, time_ms: TimeMs) -> i32 {
+        use chrono::{Datelike, TimeZone};
+        let tz: chrono_tz::Tz = self
+            .time_zone
+            .parse()
+            .expect("time zones are checked at program.create");
+        let millis = i64::try_from(time_ms).expect("node times fit in i64");
+        tz.timestamp_millis_opt(millis)
+            .single()
+            .expect("a UTC instant maps to one local time")
+            .year()
+    }
+}
+
 /// Where a program's budget is: `budget = unissued + outstanding + spent + expired + revoked`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BudgetBuckets {
@@ -228,7 +245,12 @@ fn check_terms(terms: &ProgramTerms) -> Result<(), Rejection> {
     if !(1..=2).contains(&terms.review_levels) {
         return Err(invalid("review_levels", "must be 1 or 2"));
     }
-    super::parties::check_text("time_zone", &terms.time_zone, MAX_CATEGORY_BYTES)?;
+    if terms.time_zone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(invalid(
+            "time_zone",
+            format!("`{}` is not an IANA time zone", terms.time_zone),
+        ));
+    }
     Ok(())
 }
 

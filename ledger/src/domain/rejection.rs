@@ -86,6 +86,77 @@ pub enum Rejection {
     NotFrozen,
     #[error("the voucher expires at {expires_at_ms}, which the node's time has not reached")]
     NotYetExpired { expires_at_ms: u64 },
+    #[error("the party is suspended")]
+    PartySuspended,
+    #[error("the agency is not accredited (or its accreditation has expired)")]
+    AgencyNotAccredited,
+    #[error("order `{0}` already exists")]
+    OrderExists(String),
+    #[error("order `{0}` does not exist")]
+    OrderNotFound(String),
+    #[error("order `{order_id}` is {status}; this command does not apply")]
+    OrderWrongState { order_id: String, status: String },
+    #[error("only the voucher's holder may spend it")]
+    NotVoucherHolder,
+    #[error("the voucher is frozen")]
+    VoucherFrozen,
+    #[error("the program allows a single use per voucher and this voucher is in use")]
+    VoucherAlreadyUsed,
+    #[error("listing `{0}` does not exist")]
+    ListingNotFound(String),
+    #[error("listing `{0}` is withdrawn")]
+    ListingWithdrawn(String),
+    #[error("category `{category}` is not eligible under the program")]
+    CategoryNotEligible { category: String },
+    #[error("currency {got} does not match the program's {expected}")]
+    CurrencyMismatch { expected: String, got: String },
+    #[error("the program may not be spent in region `{region}`")]
+    RegionNotAllowed { region: String },
+    #[error("the enterprise and the agency are related parties")]
+    RelatedParties,
+    #[error("no subsidy is left: the {limit} limit is used up")]
+    NoSubsidyLeft { limit: &'static str },
+    #[error("the payment plan adds up to {planned_minor}; the enterprise's share is {enterprise_share_minor}")]
+    PaymentPlanMismatch {
+        planned_minor: u64,
+        enterprise_share_minor: u64,
+    },
+    #[error("the order is not paid through escrow")]
+    NotAnEscrowOrder,
+    #[error("the escrow is {status}; this command does not apply")]
+    EscrowWrongState { status: String },
+    #[error("the escrow must be funded with exactly {expected_minor}, not {got_minor}")]
+    EscrowAmountMismatch { expected_minor: u64, got_minor: u64 },
+    #[error("installment {installment} does not exist")]
+    InstallmentNotFound { installment: u32 },
+    #[error("installment {installment} is already acknowledged")]
+    InstallmentAlreadyPaid { installment: u32 },
+    #[error("not due until {due_at_ms}")]
+    NotYetDue { due_at_ms: u64 },
+    #[error("payments were already acknowledged; resolve through a dispute instead")]
+    PaymentsRecorded,
+    #[error("order `{0}` already has a claim")]
+    ClaimExists(String),
+    #[error("order `{0}` has no claim")]
+    ClaimNotFound(String),
+    #[error("delivery of the order is not confirmed")]
+    DeliveryNotConfirmed,
+    #[error("the enterprise's own share is not fully paid")]
+    EnterpriseShareUnpaid,
+    #[error("the program's claim deadline ({deadline_ms}) has passed")]
+    ClaimDeadlinePassed { deadline_ms: u64 },
+    #[error("the claim is {status}; this command does not apply")]
+    ClaimWrongState { status: String },
+    #[error("the claim waits for review level {expected}")]
+    WrongReviewLevel { expected: u8 },
+    #[error("each review level needs a different reviewer")]
+    SameReviewer,
+    #[error("the public notice period runs until {ends_at_ms}")]
+    NoticePeriodRunning { ends_at_ms: u64 },
+    #[error("the party is already suspended")]
+    AlreadySuspended,
+    #[error("the party is not suspended")]
+    NotSuspended,
 }
 
 impl Rejection {
@@ -124,6 +195,40 @@ impl Rejection {
             Self::AlreadyFrozen => "already-frozen",
             Self::NotFrozen => "not-frozen",
             Self::NotYetExpired { .. } => "not-yet-expired",
+            Self::PartySuspended => "party-suspended",
+            Self::AgencyNotAccredited => "agency-not-accredited",
+            Self::OrderExists(_) => "order-exists",
+            Self::OrderNotFound(_) => "order-not-found",
+            Self::OrderWrongState { .. } => "order-wrong-state",
+            Self::NotVoucherHolder => "not-voucher-holder",
+            Self::VoucherFrozen => "voucher-frozen",
+            Self::VoucherAlreadyUsed => "voucher-already-used",
+            Self::ListingNotFound(_) => "listing-not-found",
+            Self::ListingWithdrawn(_) => "listing-withdrawn",
+            Self::CategoryNotEligible { .. } => "category-not-eligible",
+            Self::CurrencyMismatch { .. } => "currency-mismatch",
+            Self::RegionNotAllowed { .. } => "region-not-allowed",
+            Self::RelatedParties => "related-parties",
+            Self::NoSubsidyLeft { .. } => "no-subsidy-left",
+            Self::PaymentPlanMismatch { .. } => "payment-plan-mismatch",
+            Self::NotAnEscrowOrder => "not-an-escrow-order",
+            Self::EscrowWrongState { .. } => "escrow-wrong-state",
+            Self::EscrowAmountMismatch { .. } => "escrow-amount-mismatch",
+            Self::InstallmentNotFound { .. } => "installment-not-found",
+            Self::InstallmentAlreadyPaid { .. } => "installment-already-paid",
+            Self::NotYetDue { .. } => "not-yet-due",
+            Self::PaymentsRecorded => "payments-recorded",
+            Self::ClaimExists(_) => "claim-exists",
+            Self::ClaimNotFound(_) => "claim-not-found",
+            Self::DeliveryNotConfirmed => "delivery-not-confirmed",
+            Self::EnterpriseShareUnpaid => "enterprise-share-unpaid",
+            Self::ClaimDeadlinePassed { .. } => "claim-deadline-passed",
+            Self::ClaimWrongState { .. } => "claim-wrong-state",
+            Self::WrongReviewLevel { .. } => "wrong-review-level",
+            Self::SameReviewer => "same-reviewer",
+            Self::NoticePeriodRunning { .. } => "notice-period-running",
+            Self::AlreadySuspended => "already-suspended",
+            Self::NotSuspended => "not-suspended",
         }
     }
 }

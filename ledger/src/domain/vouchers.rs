@@ -37,6 +37,12 @@ pub struct VoucherRecord {
     pub frozen: bool,
     pub issued_at_ms: TimeMs,
     pub expires_at_ms: TimeMs,
+    /// Value committed to open orders (taken from `balance_minor` when an order is placed).
+    #[serde(default)]
+    pub committed_minor: u64,
+    /// Orders placed with this voucher and not cancelled.
+    #[serde(default)]
+    pub uses: u32,
 }
 
 /// Body of `voucher.issue`.
@@ -67,7 +73,7 @@ pub struct ExpireVoucherBody {
     pub voucher_id: RecordId,
 }
 
-fn voucher_key(id: &RecordId) -> Vec<u8> {
+pub(super) fn voucher_key(id: &RecordId) -> Vec<u8> {
     format!("voucher/{id}").into_bytes()
 }
 
@@ -91,7 +97,10 @@ pub fn load_voucher<S: StateRead>(
     state.get(&voucher_key(id))
 }
 
-fn require_voucher<S: StateRead>(state: &S, id: &RecordId) -> Result<VoucherRecord, ApplyError> {
+pub(super) fn require_voucher<S: StateRead>(
+    state: &S,
+    id: &RecordId,
+) -> Result<VoucherRecord, ApplyError> {
     load_voucher(state, id)?.ok_or_else(|| Rejection::VoucherNotFound(id.to_string()).into())
 }
 
@@ -254,7 +263,7 @@ pub(super) fn decide_expire<S: StateRead>(
     }])
 }
 
-fn corrupt(what: String) -> StateError {
+pub(super) fn corrupt(what: String) -> StateError {
     StateError::Corrupt {
         key: what,
         reason: "a value invariant would break".into(),
@@ -262,7 +271,7 @@ fn corrupt(what: String) -> StateError {
 }
 
 /// Moves `amount` out of a program's outstanding bucket into another one.
-fn return_to_budget<S: StateRead + StateWrite>(
+pub(super) fn return_to_budget<S: StateRead + StateWrite>(
     state: &mut S,
     program_id: &RecordId,
     amount: u64,
@@ -324,6 +333,8 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
                 frozen: false,
                 issued_at_ms: ctx.node_time_ms,
                 expires_at_ms: *expires_at_ms,
+                committed_minor: 0,
+                uses: 0,
             };
             state.put(voucher_key(voucher_id), &voucher);
             state.put_raw(expiry_index_key(*expires_at_ms, voucher_id), Vec::new());

@@ -332,3 +332,24 @@ fn freeze_revoke_and_expire() {
         "expiry index is cleaned"
     );
 }
+
+#[test]
+fn calendar_year_follows_the_program_time_zone() {
+    let mut body = program_body("tz");
+    body["time_zone"] = json!("Mars/Olympus");
+    let mut w = World::founded();
+    let admin = w.admin.clone();
+    assert!(matches!(
+        w.run(&admin, "program.create", body),
+        Err(Rejection::InvalidField {
+            field: "time_zone",
+            ..
+        })
+    ));
+    let terms: programs::ProgramTerms = serde_json::from_value(program_body("tz")).unwrap();
+    // 2025-12-31T16:30:00Z is 2026-01-01 00:30 in Shanghai.
+    assert_eq!(terms.calendar_year(1_767_198_600_000), 2026);
+    let mut utc = terms.clone();
+    utc.time_zone = "UTC".into();
+    assert_eq!(utc.calendar_year(1_767_198_600_000), 2025);
+}

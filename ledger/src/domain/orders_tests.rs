@@ -1,0 +1,980 @@
+//! Orders on the pure state machine: voucher share and caps, both payment modes, delivery,
+//! confirmation, disputes, cancellation, every refusal, and the fraud flags.
+
+use serde_json::{json, Value};
+
+use super::orders::{
+    load_order, EscrowStatus, FraudFlagRecord, FraudRule, OrderStatus, FRAUD_FLAG_PREFIX,
+};
+use super::programs::load_program;
+use super::tests::{key, World};
+use super::vouchers::load_voucher;
+use super::vouchers_tests::program_body;
+use super::*;
+use crate::keys::SigningKey;
+
+const DAY_MS: u64 = 86_400_000;
+const NOW: u64 = 1_700_000_000_000;
+
+struct Market {
+    w: World,
+    admin: SigningKey,
+    enterprise: SigningKey,
+    agency: SigningKey,
+    escrow: SigningKey,
+}
+
+fn b64(k: &SigningKey) -> String {
+    k.public_key().to_base64()
+}
+
+impl Market {
+    /// A program (50%, per-order cap 200,000, per voucher 300,000, per enterprise-year 500,000),
+    /// a qualified enterprise with voucher `v1` of 300,000, an accredited agency with listing
+    /// `lab-1` (category testing, price 100,000), and an escrow provider.
+    fn new() -> Self {
+        let mut w = World::founded();
+        let admin = w.admin.clone();
+        let (enterprise, agency, escrow) = (key(), key(), key());
+        w.register(&enterprise, "enterprise").unwrap();
+        w.register(&agency, "agency").unwrap();
+        w.register(&escrow, "escrow").unwrap();
+        w.run(&admin, "program.create", program_body("cq-rs"))
+            .unwrap();
+        let q = json!({ "program_id": "cq-rs", "enterprise": b64(&enterprise), "expires_at_ms": NOW + 20 * DAY_MS });
+        w.run(&admin, "enterprise.qualify", q).unwrap();
+        w.run(
+            &admin,
+            "agency.accredit",
+            json!({ "agency": b64(&agency), "expires_at_ms": NOW + 365 * DAY_MS }),
+        )
+        .unwrap();
+        let mut m = Self {
+            w,
+            admin,
+            enterprise,
+            agency,
+            escrow,
+        };
+        m.list("lab-1", "testing", 100_000);
+        m.issue("v1", 300_000);
+        m
+    }
+
+    fn list(&mut self, id: &str, category: &str, price: u64) {
+        let agency = self.agency.clone();
+        let body = json!({
+            "listing_id": id, "pool": "instruments_equipment", "category": category,
+            "title": "材料检测", "description": "Material testing", "price_minor": price, "currency": "CNY"
+        });
+        let _ = (&agency, &body);
+        // TEMPORARY until catalog.list lands.
+        let record = json!({ "agency": b64(&agency), "category": category, "currency": "CNY", "status": "active", "price_minor": price });
+        StateWrite::put(
+            &mut self.w.state,
+            format!("listing/{id}").into_bytes(),
+            &record,
+        );
+    }
+
+    fn issue(&mut self, id: &str, face: u64) {
+        let admin = self.admin.clone();
+        let body = json!({ "voucher_id": id, "program_id": "cq-rs", "holder": b64(&self.enterprise), "face_value_minor": face });
+        self.w.run(&admin, "voucher.issue", body).unwrap();
+    }
+
+    fn order_body(&self, id: &str, price: u64, payment: Value) -> Value {
+        json!({ "order_id": id, "listing_id": "lab-1", "voucher_id": "v1", "price_minor": price,
+                "payment": payment, "auto_confirm_after_ms": 7 * DAY_MS })
+    }
+
+    fn escrow_plan(&self) -> Value {
+        json!({ "mode": "escrow", "escrow_provider": b64(&self.escrow), "fee_minor": 300 })
+    }
+
+    fn place(&mut self, id: &str, price: u64, payment: Value) -> Result<Vec<Event>, Rejection> {
+        let enterprise = self.enterprise.clone();
+        let body = self.order_body(id, price, payment);
+        self.w.run(&enterprise, "order.place", body)
+    }
+
+    fn as_party(
+        &mut self,
+        who: &SigningKey,
+        command_type: &str,
+        body: Value,
+    ) -> Result<Vec<Event>, Rejection> {
+        self.w.run(who, command_type, body)
+    }
+
+    fn order(&self, id: &str) -> orders::OrderRecord {
+        load_order(&self.w.state, &id.try_into().unwrap())
+            .unwrap()
+            .unwrap()
+    }
+
+    fn voucher_balance(&self) -> u64 {
+        load_voucher(&self.w.state, &"v1".try_into().unwrap())
+            .unwrap()
+            .unwrap()
+            .balance_minor
+    }
+
+    fn flags(&self) -> Vec<FraudFlagRecord> {
+        self.w
+            .state
+            .records
+            .iter()
+            .filter(|(k, _)| k.starts_with(FRAUD_FLAG_PREFIX))
+            .map(|(_, v)| serde_json::from_slice(v).unwrap())
+            .collect()
+    }
+
+    fn evidence(&self, byte: char) -> Value {
+        json!([{ "kind": "invoice", "sha256": byte.to_string().repeat(64) }, { "kind": "report", "sha256": "f".repeat(63) + &byte.to_string() }])
+    }
+}
+
+#[test]
+fn escrow_order_from_placement_to_release() {
+    let mut m = Market::new();
+    let events = m.place("o1", 100_000, m.escrow_plan()).unwrap();
+    assert!(matches!(
+        &events[0],
+        Event::OrderPlaced {
+            voucher_share_minor: 50_000,
+            enterprise_share_minor: 50_000,
+            ..
+        }
+    ));
+    assert_eq!(m.voucher_balance(), 250_000);
+    let (enterprise, agency, escrow) = (m.enterprise.clone(), m.agency.clone(), m.escrow.clone());
+
+    let deliver = json!({ "order_id": "o1", "evidence": m.evidence('a') });
+    assert!(matches!(
+        m.as_party(&agency, "order.deliver", deliver.clone()),
+        Err(Rejection::EscrowWrongState { .. })
+    ));
+    let fund =
+        |amount: u64| json!({ "order_id": "o1", "amount_minor": amount, "reference": "PAY-1" });
+    assert!(matches!(
+        m.as_party(&escrow, "escrow.fund", fund(49_999)),
+        Err(Rejection::EscrowAmountMismatch { .. })
+    ));
+    assert!(matches!(
+        m.as_party(&agency, "escrow.fund", fund(50_000)),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+    m.as_party(&escrow, "escrow.fund", fund(50_000)).unwrap();
+    assert!(matches!(
+        m.as_party(&escrow, "escrow.fund", fund(50_000)),
+        Err(Rejection::EscrowWrongState { .. })
+    ));
+
+    let confirm = json!({ "order_id": "o1" });
+    assert!(matches!(
+        m.as_party(&enterprise, "order.confirm", confirm.clone()),
+        Err(Rejection::OrderWrongState { .. })
+    ));
+    assert!(matches!(
+        m.as_party(&enterprise, "order.deliver", deliver.clone()),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+    m.as_party(&agency, "order.deliver", deliver).unwrap();
+    assert!(matches!(
+        m.as_party(&agency, "order.confirm", confirm.clone()),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+    m.as_party(&enterprise, "order.confirm", confirm).unwrap();
+    let order = m.order("o1");
+    assert_eq!(order.status, OrderStatus::Confirmed);
+    let e = order.escrow.unwrap();
+    assert_eq!(
+        (
+            e.status,
+            e.funded_minor,
+            e.held_minor,
+            e.released_minor,
+            e.fee_minor
+        ),
+        (EscrowStatus::Released, 50_000, 0, 50_000, 300)
+    );
+    assert!(m.flags().is_empty(), "{:?}", m.flags());
+}
+
+#[test]
+fn direct_payment_in_three_installments() {
+    let mut m = Market::new();
+    let plan = |amounts: [u64; 3]| {
+        json!({ "mode": "direct", "installments": amounts.iter().enumerate()
+            .map(|(i, a)| json!({ "amount_minor": a, "due_at_ms": NOW + (i as u64 + 1) * DAY_MS })).collect::<Vec<_>>() })
+    };
+    assert_eq!(
+        m.place("o1", 90_000, plan([10_000, 10_000, 10_000])),
+        Err(Rejection::PaymentPlanMismatch {
+            planned_minor: 30_000,
+            enterprise_share_minor: 45_000
+        })
+    );
+    let backwards = json!({ "mode": "direct", "installments": [
+        { "amount_minor": 20_000, "due_at_ms": NOW + 2 * DAY_MS }, { "amount_minor": 25_000, "due_at_ms": NOW + DAY_MS }] });
+    assert!(matches!(
+        m.place("o1", 90_000, backwards),
+        Err(Rejection::InvalidField {
+            field: "payment.installments",
+            ..
+        })
+    ));
+    m.place("o1", 90_000, plan([15_000, 15_000, 15_000]))
+        .unwrap();
+    let agency = m.agency.clone();
+    for i in 0..3 {
+        let ack = json!({ "order_id": "o1", "installment": i, "reference": format!("BANK-{i}") });
+        m.as_party(&agency, "payment.acknowledge", ack).unwrap();
+    }
+    let again = json!({ "order_id": "o1", "installment": 1, "reference": "BANK-1" });
+    assert_eq!(
+        m.as_party(&agency, "payment.acknowledge", again),
+        Err(Rejection::InstallmentAlreadyPaid { installment: 1 })
+    );
+    let missing = json!({ "order_id": "o1", "installment": 3, "reference": "BANK-3" });
+    assert_eq!(
+        m.as_party(&agency, "payment.acknowledge", missing),
+        Err(Rejection::InstallmentNotFound { installment: 3 })
+    );
+    let order = m.order("o1");
+    assert!(order.enterprise_share_paid());
+    let enterprise = m.enterprise.clone();
+    let cancel = json!({ "order_id": "o1", "reason": "changed plans" });
+    assert_eq!(
+        m.as_party(&enterprise, "order.cancel", cancel),
+        Err(Rejection::PaymentsRecorded)
+    );
+}
+
+#[test]
+fn the_voucher_share_respects_every_cap() {
+    let mut m = Market::new();
+    // 50% of 500,000 is 250,000, over the per-order cap of 200,000.
+    let events = m.place("o1", 500_000, m.escrow_plan()).unwrap();
+    assert!(matches!(
+        &events[0],
+        Event::OrderPlaced {
+            voucher_share_minor: 200_000,
+            enterprise_share_minor: 300_000,
+            ..
+        }
+    ));
+    // The voucher has 100,000 left.
+    let events = m.place("o2", 400_000, m.escrow_plan()).unwrap();
+    assert!(matches!(
+        &events[0],
+        Event::OrderPlaced {
+            voucher_share_minor: 100_000,
+            ..
+        }
+    ));
+    assert_eq!(
+        m.place("o3", 10_000, m.escrow_plan()),
+        Err(Rejection::NoSubsidyLeft {
+            limit: "voucher_balance"
+        })
+    );
+    // A second voucher: the enterprise has used 300,000 of its 500,000 this year.
+    m.issue("v2", 300_000);
+    let mut body = m.order_body("o4", 1_000_000, m.escrow_plan());
+    body["voucher_id"] = json!("v2");
+    let enterprise = m.enterprise.clone();
+    let events = m.w.run(&enterprise, "order.place", body).unwrap();
+    assert!(
+        matches!(
+            &events[0],
+            Event::OrderPlaced {
+                voucher_share_minor: 200_000,
+                ..
+            }
+        ),
+        "{events:?}"
+    );
+    let mut body = m.order_body("o5", 100_000, m.escrow_plan());
+    body["voucher_id"] = json!("v2");
+    assert_eq!(
+        m.w.run(&enterprise, "order.place", body),
+        Err(Rejection::NoSubsidyLeft {
+            limit: "per_enterprise_year"
+        })
+    );
+    // Cancelling gives the share back to the voucher and the yearly allowance.
+    m.as_party(
+        &enterprise,
+        "order.cancel",
+        json!({ "order_id": "o2", "reason": "not needed" }),
+    )
+    .unwrap();
+    assert_eq!(m.voucher_balance(), 100_000);
+    let mut body = m.order_body("o6", 100_000, m.escrow_plan());
+    body["voucher_id"] = json!("v2");
+    assert!(m.w.run(&enterprise, "order.place", body).is_ok());
+}
+
+#[test]
+fn the_controlling_group_cap_joins_related_enterprises() {
+    let mut m = Market::new();
+    let admin = m.admin.clone();
+    let sister = key();
+    m.w.register(&sister, "enterprise").unwrap();
+    let q = json!({ "program_id": "cq-rs", "enterprise": b64(&sister), "expires_at_ms": NOW + 20 * DAY_MS });
+    m.w.run(&admin, "enterprise.qualify", q).unwrap();
+    for who in [&m.enterprise.clone(), &sister] {
+        m.w.run(
+            &admin,
+            "party.declare_affiliation",
+            json!({ "party": b64(who), "controlling_group": "Group A" }),
+        )
+        .unwrap();
+    }
+    // Per-group cap 800,000: the first enterprise's share comes to 400,000 in three orders.
+    m.issue("v2", 100_000);
+    m.place("o1", 400_000, m.escrow_plan()).unwrap();
+    m.place("o2", 200_000, m.escrow_plan()).unwrap();
+    let mut body = m.order_body("o3", 200_000, m.escrow_plan());
+    body["voucher_id"] = json!("v2");
+    let enterprise = m.enterprise.clone();
+    m.w.run(&enterprise, "order.place", body).unwrap();
+    for (id, face) in [("s1", 300_000), ("s2", 300_000)] {
+        let body = json!({ "voucher_id": id, "program_id": "cq-rs", "holder": b64(&sister), "face_value_minor": face });
+        m.w.run(&admin, "voucher.issue", body).unwrap();
+    }
+    let plan = m.escrow_plan();
+    let order = |id: &str, voucher: &str, price: u64| {
+        json!({ "order_id": id, "listing_id": "lab-1", "voucher_id": voucher,
+        "price_minor": price, "payment": plan, "auto_confirm_after_ms": DAY_MS })
+    };
+    let share = |events: &[Event]| match &events[0] {
+        Event::OrderPlaced {
+            voucher_share_minor,
+            ..
+        } => *voucher_share_minor,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        share(
+            &m.w.run(&sister, "order.place", order("x1", "s1", 400_000))
+                .unwrap()
+        ),
+        200_000
+    );
+    assert_eq!(
+        share(
+            &m.w.run(&sister, "order.place", order("x2", "s1", 200_000))
+                .unwrap()
+        ),
+        100_000
+    );
+    // The group has 100,000 left of 800,000, though the sister alone could take 200,000 more.
+    assert_eq!(
+        share(
+            &m.w.run(&sister, "order.place", order("x3", "s2", 400_000))
+                .unwrap()
+        ),
+        100_000
+    );
+    assert_eq!(
+        m.w.run(&sister, "order.place", order("x4", "s2", 100_000)),
+        Err(Rejection::NoSubsidyLeft {
+            limit: "per_group_year"
+        })
+    );
+}
+
+#[test]
+fn orders_between_related_parties_are_refused() {
+    let mut m = Market::new();
+    let enterprise = m.enterprise.clone();
+    let declare = json!({ "party": b64(&enterprise), "related_parties": [b64(&m.agency)] });
+    m.as_party(&enterprise, "party.declare_affiliation", declare)
+        .unwrap();
+    assert_eq!(
+        m.place("o1", 100_000, m.escrow_plan()),
+        Err(Rejection::RelatedParties)
+    );
+    // A shared controlling group is a relation too.
+    let admin = m.admin.clone();
+    m.as_party(
+        &enterprise,
+        "party.declare_affiliation",
+        json!({ "party": b64(&enterprise), "controlling_group": "G" }),
+    )
+    .unwrap();
+    assert!(m.place("o1", 100_000, m.escrow_plan()).is_ok());
+    m.as_party(
+        &admin,
+        "party.declare_affiliation",
+        json!({ "party": b64(&m.agency.clone()), "controlling_group": "G" }),
+    )
+    .unwrap();
+    assert_eq!(
+        m.place("o2", 100_000, m.escrow_plan()),
+        Err(Rejection::RelatedParties)
+    );
+    let stranger = m.agency.clone();
+    assert!(matches!(
+        m.as_party(
+            &stranger,
+            "party.declare_affiliation",
+            json!({ "party": b64(&enterprise), "controlling_group": "H" })
+        ),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+}
+
+#[test]
+fn placement_refusals() {
+    let mut m = Market::new();
+    let (admin, agency, enterprise) = (m.admin.clone(), m.agency.clone(), m.enterprise.clone());
+    m.place("o1", 100_000, m.escrow_plan()).unwrap();
+    assert_eq!(
+        m.place("o1", 100_000, m.escrow_plan()),
+        Err(Rejection::OrderExists("o1".into()))
+    );
+    assert!(matches!(
+        m.place("o2", 0, m.escrow_plan()),
+        Err(Rejection::InvalidField {
+            field: "price_minor",
+            ..
+        })
+    ));
+    let body = m.order_body("o2", 100_000, m.escrow_plan());
+    assert!(matches!(
+        m.w.run(&agency, "order.place", body),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+
+    let other = key();
+    m.w.register(&other, "enterprise").unwrap();
+    let body = m.order_body("o2", 100_000, m.escrow_plan());
+    assert_eq!(
+        m.w.run(&other, "order.place", body),
+        Err(Rejection::NotVoucherHolder)
+    );
+
+    let mut body = m.order_body("o2", 100_000, m.escrow_plan());
+    body["listing_id"] = json!("nope");
+    assert_eq!(
+        m.w.run(&enterprise, "order.place", body),
+        Err(Rejection::ListingNotFound("nope".into()))
+    );
+
+    m.list("lab-2", "consulting", 100_000);
+    let mut body = m.order_body("o2", 100_000, m.escrow_plan());
+    body["listing_id"] = json!("lab-2");
+    assert!(matches!(
+        m.w.run(&enterprise, "order.place", body),
+        Err(Rejection::CategoryNotEligible { .. })
+    ));
+
+    m.as_party(
+        &admin,
+        "voucher.freeze",
+        json!({ "voucher_id": "v1", "reason": "audit" }),
+    )
+    .unwrap();
+    assert_eq!(
+        m.place("o2", 100_000, m.escrow_plan()),
+        Err(Rejection::VoucherFrozen)
+    );
+    m.as_party(
+        &admin,
+        "voucher.unfreeze",
+        json!({ "voucher_id": "v1", "reason": "cleared" }),
+    )
+    .unwrap();
+
+    m.as_party(
+        &admin,
+        "party.suspend",
+        json!({ "key": b64(&agency), "reason": "inspection" }),
+    )
+    .unwrap();
+    assert_eq!(
+        m.place("o2", 100_000, m.escrow_plan()),
+        Err(Rejection::PartySuspended)
+    );
+    m.as_party(
+        &admin,
+        "party.reinstate",
+        json!({ "key": b64(&agency), "reason": "cleared" }),
+    )
+    .unwrap();
+
+    let plain_plan = json!({ "mode": "escrow", "escrow_provider": b64(&agency), "fee_minor": 0 });
+    assert!(matches!(
+        m.place("o2", 100_000, plain_plan),
+        Err(Rejection::WrongPartyRole {
+            needed: "escrow",
+            ..
+        })
+    ));
+
+    m.w.time_ms = NOW + 366 * DAY_MS;
+    assert!(matches!(
+        m.place("o2", 100_000, m.escrow_plan()),
+        Err(Rejection::VoucherNotActive { .. })
+    ));
+}
+
+#[test]
+fn agencies_must_be_accredited_and_in_an_allowed_region() {
+    let mut m = Market::new();
+    let (admin, enterprise) = (m.admin.clone(), m.enterprise.clone());
+    let unaccredited = key();
+    m.w.register(&unaccredited, "agency").unwrap();
+    let listing = json!({ "listing_id": "u-1", "pool": "science_data", "category": "testing", "title": "数据", "description": "d",
+        "price_minor": 1000, "currency": "CNY" });
+    let _ = listing;
+    let record = json!({ "agency": b64(&unaccredited), "category": "testing", "currency": "CNY", "status": "active" });
+    StateWrite::put(&mut m.w.state, b"listing/u-1".to_vec(), &record);
+    let mut body = m.order_body("o1", 1000, m.escrow_plan());
+    body["listing_id"] = json!("u-1");
+    assert_eq!(
+        m.w.run(&enterprise, "order.place", body),
+        Err(Rejection::AgencyNotAccredited)
+    );
+    assert!(matches!(
+        m.w.run(
+            &admin,
+            "agency.accredit",
+            json!({ "agency": b64(&enterprise), "expires_at_ms": NOW + DAY_MS })
+        ),
+        Err(Rejection::WrongPartyRole { .. })
+    ));
+    // A program spendable only elsewhere.
+    let mut program = program_body("sc-only");
+    program["spend_regions"] = json!(["sc"]);
+    m.w.run(&admin, "program.create", program).unwrap();
+    let q = json!({ "program_id": "sc-only", "enterprise": b64(&enterprise), "expires_at_ms": NOW + DAY_MS });
+    m.w.run(&admin, "enterprise.qualify", q).unwrap();
+    let issue = json!({ "voucher_id": "sc-1", "program_id": "sc-only", "holder": b64(&enterprise), "face_value_minor": 1000 });
+    m.w.run(&admin, "voucher.issue", issue).unwrap();
+    let mut body = m.order_body("o2", 1000, m.escrow_plan());
+    body["voucher_id"] = json!("sc-1");
+    assert_eq!(
+        m.w.run(&enterprise, "order.place", body),
+        Err(Rejection::RegionNotAllowed {
+            region: "cq".into()
+        })
+    );
+}
+
+#[test]
+fn a_single_use_voucher_pays_for_one_order_at_a_time() {
+    let mut m = Market::new();
+    let admin = m.admin.clone();
+    let mut program = program_body("once");
+    program["use_mode"] = json!("single");
+    m.w.run(&admin, "program.create", program).unwrap();
+    let e = b64(&m.enterprise);
+    m.w.run(
+        &admin,
+        "enterprise.qualify",
+        json!({ "program_id": "once", "enterprise": e, "expires_at_ms": NOW + DAY_MS }),
+    )
+    .unwrap();
+    m.w.run(&admin, "voucher.issue", json!({ "voucher_id": "one", "program_id": "once", "holder": e, "face_value_minor": 100_000 })).unwrap();
+    let enterprise = m.enterprise.clone();
+    let mut body = m.order_body("o1", 20_000, m.escrow_plan());
+    body["voucher_id"] = json!("one");
+    m.w.run(&enterprise, "order.place", body.clone()).unwrap();
+    body["order_id"] = json!("o2");
+    assert_eq!(
+        m.w.run(&enterprise, "order.place", body),
+        Err(Rejection::VoucherAlreadyUsed)
+    );
+}
+
+#[test]
+fn disputes_freeze_the_escrow_until_an_admin_decides() {
+    let mut m = Market::new();
+    let (admin, agency, enterprise, escrow) = (
+        m.admin.clone(),
+        m.agency.clone(),
+        m.enterprise.clone(),
+        m.escrow.clone(),
+    );
+    for id in ["o1", "o2"] {
+        m.place(id, 100_000, m.escrow_plan()).unwrap();
+        m.as_party(
+            &escrow,
+            "escrow.fund",
+            json!({ "order_id": id, "amount_minor": 50_000, "reference": "R" }),
+        )
+        .unwrap();
+        let evidence = m.evidence(if id == "o1" { 'b' } else { 'c' });
+        m.as_party(
+            &agency,
+            "order.deliver",
+            json!({ "order_id": id, "evidence": evidence }),
+        )
+        .unwrap();
+        m.as_party(
+            &enterprise,
+            "order.dispute",
+            json!({ "order_id": id, "reason": "report incomplete" }),
+        )
+        .unwrap();
+        assert_eq!(m.order(id).escrow.unwrap().status, EscrowStatus::Frozen);
+    }
+    assert!(matches!(
+        m.as_party(&enterprise, "order.confirm", json!({ "order_id": "o1" })),
+        Err(Rejection::OrderWrongState { .. })
+    ));
+    let resolve = |id: &str, outcome: &str| json!({ "order_id": id, "outcome": outcome, "reason": "reviewed" });
+    assert!(matches!(
+        m.as_party(&agency, "dispute.resolve", resolve("o1", "refund")),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+    let balance_before = m.voucher_balance();
+    m.as_party(&admin, "dispute.resolve", resolve("o1", "refund"))
+        .unwrap();
+    let o1 = m.order("o1");
+    assert_eq!(o1.status, OrderStatus::Cancelled);
+    let e = o1.escrow.unwrap();
+    assert_eq!(
+        (e.status, e.refunded_minor, e.held_minor),
+        (EscrowStatus::Refunded, 50_000, 0)
+    );
+    assert_eq!(m.voucher_balance(), balance_before + 50_000);
+    m.as_party(&admin, "dispute.resolve", resolve("o2", "release"))
+        .unwrap();
+    assert_eq!(m.order("o2").escrow.unwrap().status, EscrowStatus::Released);
+    assert!(matches!(
+        m.as_party(&admin, "dispute.resolve", resolve("o2", "refund")),
+        Err(Rejection::OrderWrongState { .. })
+    ));
+}
+
+#[test]
+fn the_node_auto_confirms_after_the_period() {
+    let mut m = Market::new();
+    let (agency, escrow, node, enterprise) = (
+        m.agency.clone(),
+        m.escrow.clone(),
+        m.w.node.clone(),
+        m.enterprise.clone(),
+    );
+    m.place("o1", 100_000, m.escrow_plan()).unwrap();
+    m.as_party(
+        &escrow,
+        "escrow.fund",
+        json!({ "order_id": "o1", "amount_minor": 50_000, "reference": "R" }),
+    )
+    .unwrap();
+    m.as_party(
+        &agency,
+        "order.deliver",
+        json!({ "order_id": "o1", "evidence": m.evidence('d') }),
+    )
+    .unwrap();
+    let auto = json!({ "order_id": "o1" });
+    assert!(matches!(
+        m.as_party(&enterprise, "order.auto_confirm", auto.clone()),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+    assert!(matches!(
+        m.as_party(&node, "order.auto_confirm", auto.clone()),
+        Err(Rejection::NotYetDue { .. })
+    ));
+    m.w.time_ms = NOW + 7 * DAY_MS;
+    let events = m.as_party(&node, "order.auto_confirm", auto).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::OrderConfirmed {
+            order_id: "o1".try_into().unwrap(),
+            automatic: true
+        }]
+    );
+    assert!(m
+        .w
+        .state
+        .records
+        .keys()
+        .all(|k| !k.starts_with(orders::AUTO_CONFIRM_INDEX_PREFIX)));
+}
+
+#[test]
+fn fraud_flags_for_face_value_prices_split_orders_and_duplicate_evidence() {
+    let mut m = Market::new();
+    let (agency, escrow) = (m.agency.clone(), m.escrow.clone());
+    m.issue("v-face", 100_000);
+    let mut body = m.order_body("face", 100_000, m.escrow_plan());
+    body["voucher_id"] = json!("v-face");
+    let enterprise = m.enterprise.clone();
+    m.w.run(&enterprise, "order.place", body).unwrap();
+    assert_eq!(m.flags().len(), 1);
+    assert_eq!(m.flags()[0].rule, FraudRule::PriceAtFaceValue);
+
+    // Two orders of 300,000 (subsidy 150,000 each, under the 200,000 cap) to the same agency.
+    m.place("split-1", 300_000, m.escrow_plan()).unwrap();
+    m.place("split-2", 300_000, m.escrow_plan()).unwrap();
+    let rules: Vec<FraudRule> = m.flags().iter().map(|f| f.rule).collect();
+    assert!(rules.contains(&FraudRule::SplitOrder), "{rules:?}");
+
+    for id in ["split-1", "split-2"] {
+        let amount = m.order(id).enterprise_share_minor;
+        m.as_party(
+            &escrow,
+            "escrow.fund",
+            json!({ "order_id": id, "amount_minor": amount, "reference": "R" }),
+        )
+        .unwrap();
+        m.as_party(
+            &agency,
+            "order.deliver",
+            json!({ "order_id": id, "evidence": m.evidence('e') }),
+        )
+        .unwrap();
+    }
+    let flags = m.flags();
+    let duplicate: Vec<&FraudFlagRecord> = flags
+        .iter()
+        .filter(|f| f.rule == FraudRule::DuplicateEvidence)
+        .collect();
+    assert_eq!(
+        duplicate.len(),
+        2,
+        "both documents of split-2 were used by split-1"
+    );
+    assert!(duplicate
+        .iter()
+        .all(|f| f.order_id.as_str() == "split-2" && f.detail.contains("split-1")));
+    let bad = json!({ "order_id": "face", "evidence": [{ "kind": "invoice", "sha256": "XYZ" }] });
+    assert!(matches!(
+        m.as_party(&agency, "order.deliver", bad),
+        Err(Rejection::InvalidField {
+            field: "evidence.sha256",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn value_is_conserved_through_orders() {
+    let mut m = Market::new();
+    let enterprise = m.enterprise.clone();
+    m.place("o1", 100_000, m.escrow_plan()).unwrap();
+    let admin = m.admin.clone();
+    // Revoking the voucher returns only its uncommitted balance; cancelling the order later
+    // returns the committed share to the revoked bucket.
+    m.as_party(
+        &admin,
+        "voucher.revoke",
+        json!({ "voucher_id": "v1", "reason": "fraud" }),
+    )
+    .unwrap();
+    let b = load_program(&m.w.state, &"cq-rs".try_into().unwrap())
+        .unwrap()
+        .unwrap()
+        .buckets;
+    assert_eq!((b.revoked_minor, b.outstanding_minor), (250_000, 50_000));
+    m.as_party(
+        &enterprise,
+        "order.cancel",
+        json!({ "order_id": "o1", "reason": "voucher revoked" }),
+    )
+    .unwrap();
+    let b = load_program(&m.w.state, &"cq-rs".try_into().unwrap())
+        .unwrap()
+        .unwrap()
+        .buckets;
+    assert_eq!((b.revoked_minor, b.outstanding_minor), (300_000, 0));
+    assert_eq!(b.total(), Some(1_000_000));
+}
+
+impl Market {
+    /// Places, funds, delivers and confirms an escrow order; returns its voucher share.
+    fn confirmed_order(&mut self, id: &str, price: u64, evidence: char) -> u64 {
+        let (agency, escrow, enterprise) = (
+            self.agency.clone(),
+            self.escrow.clone(),
+            self.enterprise.clone(),
+        );
+        self.place(id, price, self.escrow_plan()).unwrap();
+        let order = self.order(id);
+        let fund = json!({ "order_id": id, "amount_minor": order.enterprise_share_minor, "reference": "R" });
+        self.as_party(&escrow, "escrow.fund", fund).unwrap();
+        self.as_party(
+            &agency,
+            "order.deliver",
+            json!({ "order_id": id, "evidence": self.evidence(evidence) }),
+        )
+        .unwrap();
+        self.as_party(&enterprise, "order.confirm", json!({ "order_id": id }))
+            .unwrap();
+        order.voucher_share_minor
+    }
+
+    fn buckets(&self) -> programs::BudgetBuckets {
+        load_program(&self.w.state, &"cq-rs".try_into().unwrap())
+            .unwrap()
+            .unwrap()
+            .buckets
+    }
+}
+
+#[test]
+fn a_claim_is_reviewed_twice_noticed_paid_and_clawed_back() {
+    use super::claims::{load_claim, ClaimStatus};
+    let mut m = Market::new();
+    let (admin, agency, enterprise) = (m.admin.clone(), m.agency.clone(), m.enterprise.clone());
+    let second_admin = key();
+    m.w.register(&second_admin, "admin").unwrap();
+    let regulator = key();
+    m.w.register(&regulator, "regulator").unwrap();
+
+    m.place("early", 100_000, m.escrow_plan()).unwrap();
+    let submit = |id: &str| json!({ "order_id": id });
+    assert_eq!(
+        m.as_party(&agency, "claim.submit", submit("early")),
+        Err(Rejection::DeliveryNotConfirmed)
+    );
+    assert_eq!(
+        m.as_party(&agency, "claim.submit", submit("nope")),
+        Err(Rejection::OrderNotFound("nope".into()))
+    );
+
+    let share = m.confirmed_order("o1", 100_000, '1');
+    assert!(matches!(
+        m.as_party(&enterprise, "claim.submit", submit("o1")),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+    m.as_party(&agency, "claim.submit", submit("o1")).unwrap();
+    assert_eq!(
+        m.as_party(&agency, "claim.submit", submit("o1")),
+        Err(Rejection::ClaimExists("o1".into()))
+    );
+
+    let review = |level: u8, decision: &str| json!({ "order_id": "o1", "level": level, "decision": decision, "note": "ok" });
+    assert_eq!(
+        m.as_party(&admin, "claim.review", review(2, "approve")),
+        Err(Rejection::WrongReviewLevel { expected: 1 })
+    );
+    assert!(matches!(
+        m.as_party(&agency, "claim.review", review(1, "approve")),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+    m.as_party(&admin, "claim.review", review(1, "approve"))
+        .unwrap();
+    assert_eq!(
+        m.as_party(&admin, "claim.review", review(2, "approve")),
+        Err(Rejection::SameReviewer)
+    );
+    let pay = json!({ "order_id": "o1", "reference": "TREASURY-1" });
+    assert!(matches!(
+        m.as_party(&admin, "claim.pay", pay.clone()),
+        Err(Rejection::ClaimWrongState { .. })
+    ));
+    m.as_party(&second_admin, "claim.review", review(2, "approve"))
+        .unwrap();
+    assert!(matches!(
+        m.as_party(&admin, "claim.pay", pay.clone()),
+        Err(Rejection::NoticePeriodRunning { .. })
+    ));
+    m.w.time_ms = NOW + 5 * DAY_MS;
+    let outstanding_before = m.buckets().outstanding_minor;
+    m.as_party(&admin, "claim.pay", pay.clone()).unwrap();
+    assert!(matches!(
+        m.as_party(&admin, "claim.pay", pay),
+        Err(Rejection::ClaimWrongState { .. })
+    ));
+    let b = m.buckets();
+    assert_eq!(
+        (b.spent_minor, b.outstanding_minor),
+        (share, outstanding_before - share)
+    );
+    assert_eq!(b.total(), Some(1_000_000));
+    let claim = load_claim(&m.w.state, &"o1".try_into().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!((claim.status, claim.reviews.len()), (ClaimStatus::Paid, 2));
+    assert!(
+        m.w.state
+            .records
+            .keys()
+            .all(|k| !k.starts_with(super::claims::SETTLEMENT_PREFIX)),
+        "same region: no settlement"
+    );
+
+    let clawback = json!({ "order_id": "o1", "reason": "forged invoice" });
+    assert!(matches!(
+        m.as_party(&agency, "claim.clawback", clawback.clone()),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+    m.as_party(&regulator, "claim.clawback", clawback.clone())
+        .unwrap();
+    assert!(matches!(
+        m.as_party(&regulator, "claim.clawback", clawback),
+        Err(Rejection::ClaimWrongState { .. })
+    ));
+    let claim = load_claim(&m.w.state, &"o1".try_into().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.status, ClaimStatus::ClawedBack);
+}
+
+#[test]
+fn a_rejected_claim_returns_the_voucher_share_and_claims_close_at_the_deadline() {
+    let mut m = Market::new();
+    let (admin, agency) = (m.admin.clone(), m.agency.clone());
+    let share = m.confirmed_order("o1", 100_000, '2');
+    let before = m.voucher_balance();
+    m.as_party(&agency, "claim.submit", json!({ "order_id": "o1" }))
+        .unwrap();
+    m.as_party(
+        &admin,
+        "claim.review",
+        json!({ "order_id": "o1", "level": 1, "decision": "reject", "note": "no report" }),
+    )
+    .unwrap();
+    assert_eq!(m.voucher_balance(), before + share);
+    m.confirmed_order("o2", 100_000, '3');
+    m.w.time_ms = NOW + 61 * DAY_MS;
+    assert!(matches!(
+        m.as_party(&agency, "claim.submit", json!({ "order_id": "o2" })),
+        Err(Rejection::ClaimDeadlinePassed { .. })
+    ));
+}
+
+#[test]
+fn a_direct_order_is_claimable_only_when_every_installment_is_acknowledged() {
+    let mut m = Market::new();
+    let (agency, enterprise) = (m.agency.clone(), m.enterprise.clone());
+    let plan = json!({ "mode": "direct", "installments": [
+        { "amount_minor": 20_000, "due_at_ms": NOW + DAY_MS }, { "amount_minor": 30_000, "due_at_ms": NOW + 2 * DAY_MS }] });
+    m.place("o1", 100_000, plan).unwrap();
+    m.as_party(
+        &agency,
+        "order.deliver",
+        json!({ "order_id": "o1", "evidence": m.evidence('4') }),
+    )
+    .unwrap();
+    m.as_party(&enterprise, "order.confirm", json!({ "order_id": "o1" }))
+        .unwrap();
+    m.as_party(
+        &agency,
+        "payment.acknowledge",
+        json!({ "order_id": "o1", "installment": 0, "reference": "B0" }),
+    )
+    .unwrap();
+    assert_eq!(
+        m.as_party(&agency, "claim.submit", json!({ "order_id": "o1" })),
+        Err(Rejection::EnterpriseShareUnpaid)
+    );
+    m.as_party(
+        &agency,
+        "payment.acknowledge",
+        json!({ "order_id": "o1", "installment": 1, "reference": "B1" }),
+    )
+    .unwrap();
+    m.as_party(&agency, "claim.submit", json!({ "order_id": "o1" }))
+        .unwrap();
+}

@@ -1,0 +1,1076 @@
+//! `vledger bench`: a load generator for a durable node, with the machine's limits measured in
+//! the same run.
+//!
+//! It pre-signs N commands of a mix (today `party.register` of fresh keys by the admin), then
+//! drives them into fresh nodes, each in a temporary data directory with synced commits:
+//!
+//! - `writer`: pre-verified envelopes handed to `Node::submit` (the writer's ceiling);
+//! - `inproc`: raw envelopes checked with `parse_and_verify` on one thread per core, then
+//!   submitted (everything a node does for a command except HTTP);
+//! - `http`: K clients on loopback against the HTTP API of a node served in process, each
+//!   sending one command at a time and waiting for its answer.
+//!
+//! The limits: the `verify_strict` rate on one thread and on every core, the envelope check rate
+//! on every core, and the rate of synced RocksDB write batches (of 1000 small puts, and of one).
+//! Wall-clock time is read here, never in the ledger's domain.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use vledger_ledger::domain::GenesisBody;
+use vledger_ledger::envelope::{
+    pae, seal, CommandPayload, VerifiedEnvelope, COMMAND_FORMAT_VERSION, COMMAND_PAYLOAD_TYPE,
+};
+use vledger_ledger::keys::SigningKey;
+use vledger_ledger::node::{Node, NodeConfig};
+use vledger_ledger::types::RegionId;
+
+const REGION: &str = "cq";
+const ORIGIN: &str = "vledger.bench/cq";
+/// Puts per synced batch in the RocksDB probe, and the size of each value.
+const PROBE_BATCH_PUTS: usize = 1000;
+const PROBE_VALUE_BYTES: usize = 100;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Commands to pre-sign; each phase submits all of them to a fresh node.
+    #[arg(long, default_value_t = 20_000)]
+    commands: u64,
+    /// Concurrent HTTP clients; each sends one command at a time and waits for its answer.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Commands in flight at once on the in-process phases (the writer queue holds 16384).
+    #[arg(long, default_value_t = 8192)]
+    window: usize,
+    /// The command mix, `type=weight,...`. Types: party.register.
+    #[arg(long, default_value = "party.register=1")]
+    mix: String,
+    /// Phases to run, in this order: limits, writer, inproc, http.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "limits,writer,inproc,http"
+    )]
+    phases: Vec<Phase>,
+    /// Seconds each machine-limit probe runs.
+    #[arg(long, default_value_t = 1.0)]
+    probe_seconds: f64,
+    /// A phase stops sending after this many seconds, even if commands are left.
+    #[arg(long, default_value_t = 600)]
+    max_seconds: u64,
+    /// Directory for the temporary data directories (default: the system's temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print one JSON object on standard output (the table goes to standard error).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+enum Phase {
+    Limits,
+    Writer,
+    Inproc,
+    Http,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command mix
+
+/// A kind of command the load generator can make. To add one: a variant, its name, the commands
+/// that must be in the log before it can be applied (`setup`), and how to make the `seq`-th one
+/// (`build`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CommandKind {
+    /// The admin registers a fresh agency key.
+    PartyRegister,
+}
+
+impl CommandKind {
+    const ALL: [CommandKind; 1] = [CommandKind::PartyRegister];
+
+    fn name(self) -> &'static str {
+        match self {
+            CommandKind::PartyRegister => "party.register",
+        }
+    }
+
+    /// Commands submitted (and awaited) on every fresh node before the timed phase.
+    fn setup(self, _fixture: &Fixture) -> Vec<Vec<u8>> {
+        match self {
+            CommandKind::PartyRegister => Vec::new(),
+        }
+    }
+
+    /// The signed envelope of the `seq`-th command of this kind (`seq` is unique in the run).
+    fn build(self, fixture: &Fixture, seq: u64) -> Vec<u8> {
+        match self {
+            CommandKind::PartyRegister => {
+                let party = fixture.derived_key("party", seq).public_key();
+                let body = json!({
+                    "key": party.to_base64(),
+                    "role": "agency",
+                    "home_region": REGION,
+                    "name": format!("Chongqing Innovation Service Agency {seq}"),
+                });
+                fixture.sign(&fixture.admin, self.name(), seq, body)
+            }
+        }
+    }
+}
+
+/// Weighted kinds; the `seq`-th command is of the kind at `seq` in the repeated weight cycle.
+struct Mix {
+    cycle: Vec<CommandKind>,
+    weights: Vec<(CommandKind, u32)>,
+}
+
+impl Mix {
+    fn parse(text: &str) -> Result<Self> {
+        let mut weights = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = part.split_once('=').unwrap_or((part, "1"));
+            let kind = CommandKind::ALL
+                .into_iter()
+                .find(|k| k.name() == name)
+                .with_context(|| {
+                    let known: Vec<_> = CommandKind::ALL.iter().map(|k| k.name()).collect();
+                    format!("--mix: unknown command type `{name}`; known: {known:?}")
+                })?;
+            let weight: u32 = weight
+                .parse()
+                .with_context(|| format!("--mix: weight of `{name}` is not an integer"))?;
+            if weight > 0 {
+                weights.push((kind, weight));
+            }
+        }
+        let cycle: Vec<_> = weights
+            .iter()
+            .flat_map(|&(kind, w)| std::iter::repeat(kind).take(w as usize))
+            .collect();
+        if cycle.is_empty() {
+            bail!("--mix names no command with a positive weight");
+        }
+        Ok(Self { cycle, weights })
+    }
+
+    fn kind(&self, seq: u64) -> CommandKind {
+        self.cycle[(seq % self.cycle.len() as u64) as usize]
+    }
+
+    fn describe(&self) -> String {
+        let total: u32 = self.weights.iter().map(|w| w.1).sum();
+        self.weights
+            .iter()
+            .map(|(k, w)| {
+                format!(
+                    "{} {:.0}%",
+                    k.name(),
+                    f64::from(*w) * 100.0 / f64::from(total)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The keys and region the commands are made for; the same for every node of the run.
+struct Fixture {
+    region: RegionId,
+    admin: SigningKey,
+    run: u64,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        use rand::RngCore;
+        Self {
+            region: RegionId::try_from(REGION).expect("valid region id"),
+            admin: SigningKey::generate(&mut rand::rngs::OsRng),
+            run: rand::rngs::OsRng.next_u64(),
+        }
+    }
+
+    /// A key of this run, derived from a purpose and a counter.
+    /// Ed25519 hashes the seed, so distinct seeds are all it needs.
+    fn derived_key(&self, purpose: &str, n: u64) -> SigningKey {
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&self.run.to_be_bytes());
+        seed[8..16].copy_from_slice(&n.to_be_bytes());
+        for (slot, byte) in seed[16..].iter_mut().zip(purpose.bytes()) {
+            *slot = byte;
+        }
+        SigningKey::from_bytes(&seed)
+    }
+
+    fn sign(&self, key: &SigningKey, command_type: &str, seq: u64, body: Value) -> Vec<u8> {
+        let payload = CommandPayload {
+            v: u64::from(COMMAND_FORMAT_VERSION),
+            command_type: command_type.into(),
+            region: self.region.clone(),
+            signer: key.public_key(),
+            nonce: format!("bench-{seq:012}"),
+            body,
+        };
+        seal(&payload, key)
+    }
+
+    fn genesis(&self) -> GenesisBody {
+        GenesisBody {
+            region_name: "Chongqing Science and Technology Bureau".into(),
+            admin_key: self.admin.public_key(),
+            admin_name: "Chongqing Science and Technology Bureau admin".into(),
+            time_zone: "Asia/Shanghai".into(),
+        }
+    }
+
+    /// A fresh durable node in a new temporary directory under `parent`, with the mix's setup
+    /// commands applied.
+    fn open_node(&self, parent: &Path, mix: &Mix) -> Result<(Arc<Node>, tempfile::TempDir)> {
+        let dir = tempfile::Builder::new()
+            .prefix("vledger-bench-")
+            .tempdir_in(parent)
+            .with_context(|| format!("cannot make a directory in {}", parent.display()))?;
+        let node = Node::open(NodeConfig {
+            data_dir: dir.path().join("db"),
+            region: self.region.clone(),
+            origin: ORIGIN.into(),
+            node_key: SigningKey::generate(&mut rand::rngs::OsRng),
+            genesis: Some(self.genesis()),
+        })
+        .map_err(|e| anyhow::anyhow!("cannot open the node: {e}"))?;
+        for &(kind, _) in &mix.weights {
+            for raw in kind.setup(self) {
+                let envelope = VerifiedEnvelope::parse_and_verify(&raw)
+                    .map_err(|e| anyhow::anyhow!("setup command of {}: {e}", kind.name()))?;
+                node.submit_and_wait(envelope)
+                    .map_err(|e| anyhow::anyhow!("setup command of {}: {e}", kind.name()))?;
+            }
+        }
+        Ok((node, dir))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+/// What one ingest phase measured.
+struct PhaseResult {
+    name: &'static str,
+    label: String,
+    sent: usize,
+    accepted: usize,
+    errors: BTreeMap<String, usize>,
+    elapsed: Duration,
+    /// Per command, from when it was taken up (before any check) to its answer, in nanoseconds.
+    latencies_ns: Vec<u64>,
+    writer: WriterDelta,
+}
+
+/// The writer's counters over a phase.
+#[derive(Default, Clone, Copy)]
+struct WriterDelta {
+    batches: u64,
+    accepted: u64,
+    commit_micros: u64,
+}
+
+impl WriterDelta {
+    fn read(node: &Node) -> Self {
+        let stats = &node.published().stats;
+        Self {
+            batches: stats.batches.load(Ordering::Relaxed),
+            accepted: stats.commands_accepted.load(Ordering::Relaxed),
+            commit_micros: stats.commit_micros_total.load(Ordering::Relaxed),
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            batches: self.batches - before.batches,
+            accepted: self.accepted - before.accepted,
+            commit_micros: self.commit_micros - before.commit_micros,
+        }
+    }
+}
+
+impl PhaseResult {
+    fn rate(&self) -> f64 {
+        self.accepted as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Option<Duration> {
+        let n = self.latencies_ns.len();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((p * n as f64).ceil() as usize).clamp(1, n);
+        Some(Duration::from_nanos(self.latencies_ns[rank - 1]))
+    }
+
+    fn mean_batch(&self) -> f64 {
+        self.writer.accepted as f64 / self.writer.batches.max(1) as f64
+    }
+
+    fn mean_commit(&self) -> Duration {
+        Duration::from_micros(self.writer.commit_micros / self.writer.batches.max(1))
+    }
+
+    /// The share of the phase's wall time the writer spent in synced commits.
+    fn commit_share(&self) -> f64 {
+        self.writer.commit_micros as f64 / 1e6 / self.elapsed.as_secs_f64()
+    }
+
+    fn to_json(&self) -> Value {
+        let ms = |p: f64| self.percentile(p).map(|d| d.as_secs_f64() * 1e3);
+        json!({
+            "label": self.label,
+            "sent": self.sent,
+            "accepted": self.accepted,
+            "errors": self.errors,
+            "seconds": self.elapsed.as_secs_f64(),
+            "commands_per_second": self.rate(),
+            "latency_ms": { "p50": ms(0.50), "p99": ms(0.99), "p999": ms(0.999), "max": ms(1.0) },
+            "writer": {
+                "batches": self.writer.batches,
+                "mean_batch_commands": self.mean_batch(),
+                "mean_commit_ms": self.mean_commit().as_secs_f64() * 1e3,
+                "commit_share_of_wall_time": self.commit_share(),
+            },
+        })
+    }
+}
+
+/// The machine's limits, measured in the same run.
+#[derive(Default)]
+struct Limits {
+    threads: usize,
+    verify_1t: f64,
+    verify_nt: f64,
+    envelope_nt: f64,
+    batch_1000_per_s: f64,
+    batch_1_per_s: f64,
+}
+
+impl Limits {
+    fn to_json(&self) -> Value {
+        json!({
+            "threads": self.threads,
+            "verify_strict_per_second_1_thread": self.verify_1t,
+            "verify_strict_per_second_all_threads": self.verify_nt,
+            "envelope_parse_and_verify_per_second_all_threads": self.envelope_nt,
+            "rocksdb_synced_batches_of_1000_per_second": self.batch_1000_per_s,
+            "rocksdb_synced_puts_per_second_in_batches_of_1000": self.batch_1000_per_s * PROBE_BATCH_PUTS as f64,
+            "rocksdb_synced_batches_of_1_per_second": self.batch_1_per_s,
+        })
+    }
+}
+
+/// Runs `work` on `threads` threads for about `seconds`; returns operations per second.
+fn rate_on_threads(threads: usize, seconds: f64, work: impl Fn() + Sync) -> f64 {
+    let deadline = Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let total: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = 0u64;
+                    while started.elapsed() < deadline {
+                        for _ in 0..32 {
+                            work();
+                        }
+                        done += 32;
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("probe thread"))
+            .sum()
+    });
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn measure_limits(args: &BenchArgs, fixture: &Fixture, parent: &Path) -> Result<Limits> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let raw = CommandKind::PartyRegister.build(fixture, u64::MAX);
+    let verified = VerifiedEnvelope::parse_and_verify(&raw)
+        .map_err(|e| anyhow::anyhow!("probe envelope: {e}"))?;
+    let message = pae(COMMAND_PAYLOAD_TYPE, &verified.payload_bytes);
+    let signature = fixture.admin.sign(&message);
+    let public = fixture.admin.public_key();
+    let verify = || {
+        public
+            .verify(std::hint::black_box(&message), &signature)
+            .expect("valid signature");
+    };
+    let s = args.probe_seconds;
+    eprintln!("limits: verify_strict on 1 and {threads} threads, envelope checks, synced RocksDB writes ...");
+    let verify_1t = rate_on_threads(1, s, verify);
+    let verify_nt = rate_on_threads(threads, s, verify);
+    let envelope_nt = rate_on_threads(threads, s, || {
+        VerifiedEnvelope::parse_and_verify(std::hint::black_box(&raw)).expect("verifies");
+    });
+
+    let dir = tempfile::Builder::new()
+        .prefix("vledger-bench-rocksdb-")
+        .tempdir_in(parent)?;
+    let mut options = rocksdb::Options::default();
+    options.create_if_missing(true);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options.increase_parallelism(2);
+    let db = rocksdb::DB::open(&options, dir.path()).context("open the probe RocksDB")?;
+    let mut synced = rocksdb::WriteOptions::default();
+    synced.set_sync(true);
+    let value = [0x5a_u8; PROBE_VALUE_BYTES];
+    let mut key = 0u64;
+    let mut synced_batches = |puts: usize| -> Result<f64> {
+        let started = Instant::now();
+        let mut batches = 0u64;
+        while started.elapsed().as_secs_f64() < s {
+            let mut batch = rocksdb::WriteBatch::default();
+            for _ in 0..puts {
+                key += 1;
+                batch.put(key.to_be_bytes(), value);
+            }
+            db.write_opt(batch, &synced).context("synced write")?;
+            batches += 1;
+        }
+        Ok(batches as f64 / started.elapsed().as_secs_f64())
+    };
+    let batch_1000_per_s = synced_batches(PROBE_BATCH_PUTS)?;
+    let batch_1_per_s = synced_batches(1)?;
+    Ok(Limits {
+        threads,
+        verify_1t,
+        verify_nt,
+        envelope_nt,
+        batch_1000_per_s,
+        batch_1_per_s,
+    })
+}
+
+/// Counts in-flight commands; `acquire` waits while `limit` are out.
+struct Window {
+    out: Mutex<usize>,
+    freed: Condvar,
+    limit: usize,
+}
+
+impl Window {
+    fn new(limit: usize) -> Self {
+        Self {
+            out: Mutex::new(0),
+            freed: Condvar::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    fn acquire(&self) {
+        let mut out = self.out.lock().expect("window lock");
+        while *out >= self.limit {
+            out = self.freed.wait(out).expect("window lock");
+        }
+        *out += 1;
+    }
+
+    fn release(&self) {
+        *self.out.lock().expect("window lock") -= 1;
+        self.freed.notify_one();
+    }
+}
+
+/// What the in-process phases submit: raw envelopes (checked by the submitting threads) or
+/// envelopes verified before the clock starts.
+enum Load {
+    Raw(Arc<Vec<Vec<u8>>>),
+    Verified(Vec<VerifiedEnvelope>),
+}
+
+/// A short, stable description of why a command was not accepted, for counting.
+fn error_kind(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+/// Drives the commands into a fresh node through `Node::submit`, at most `--window` in flight,
+/// and waits for every answer.
+fn run_in_process(
+    args: &BenchArgs,
+    fixture: &Fixture,
+    mix: &Mix,
+    parent: &Path,
+    load: Load,
+) -> Result<PhaseResult> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (name, label, threads, count) = match &load {
+        Load::Verified(v) => ("writer", "writer (pre-verified)".to_string(), 1, v.len()),
+        Load::Raw(r) => (
+            "inproc",
+            format!("in process (checks on {cores} threads)"),
+            cores,
+            r.len(),
+        ),
+    };
+    eprintln!("{label}: {count} commands ...");
+    let (node, _dir) = fixture.open_node(parent, mix)?;
+    let (slots, raw): (Vec<Mutex<Option<VerifiedEnvelope>>>, _) = match load {
+        Load::Verified(v) => (v.into_iter().map(|e| Mutex::new(Some(e))).collect(), None),
+        Load::Raw(raw) => (Vec::new(), Some(raw)),
+    };
+    let window = Arc::new(Window::new(args.window));
+    let (tx, rx) = mpsc::channel::<(Result<(), String>, u64)>();
+    let next = AtomicUsize::new(0);
+    let sent = AtomicUsize::new(0);
+    let finished_threads = AtomicUsize::new(0);
+    let deadline = Duration::from_secs(args.max_seconds);
+    let before = WriterDelta::read(&node);
+    let started = Instant::now();
+
+    let submitter = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= count || started.elapsed() >= deadline {
+                break;
+            }
+            window.acquire();
+            sent.fetch_add(1, Ordering::Relaxed);
+            let taken = Instant::now();
+            let envelope = match &raw {
+                None => slots[i]
+                    .lock()
+                    .expect("slot lock")
+                    .take()
+                    .expect("each envelope is taken once"),
+                Some(raw) => match VerifiedEnvelope::parse_and_verify(&raw[i]) {
+                    Ok(envelope) => envelope,
+                    Err(e) => {
+                        window.release();
+                        let latency = taken.elapsed().as_nanos() as u64;
+                        drop(tx.send((Err(error_kind(&e.to_string())), latency)));
+                        continue;
+                    }
+                },
+            };
+            let tx = tx.clone();
+            let window = window.clone();
+            node.submit(
+                envelope,
+                Box::new(move |answer| {
+                    let latency = taken.elapsed().as_nanos() as u64;
+                    window.release();
+                    let answer = answer.map(|_| ()).map_err(|e| error_kind(&e.to_string()));
+                    drop(tx.send((answer, latency)));
+                }),
+            );
+        }
+        finished_threads.fetch_add(1, Ordering::Release);
+    };
+
+    let mut latencies_ns = Vec::with_capacity(count);
+    let mut errors = BTreeMap::new();
+    let mut accepted = 0;
+    let mut last_answer = started;
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(&submitter);
+        }
+        loop {
+            let done = finished_threads.load(Ordering::Acquire) == threads;
+            if done && latencies_ns.len() == sent.load(Ordering::Relaxed) {
+                break;
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((answer, latency)) => {
+                    last_answer = Instant::now();
+                    latencies_ns.push(latency);
+                    match answer {
+                        Ok(()) => accepted += 1,
+                        Err(kind) => *errors.entry(kind).or_insert(0) += 1,
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    });
+    let writer = WriterDelta::read(&node).since(before);
+    node.shutdown();
+    drop(node);
+    latencies_ns.sort_unstable();
+    Ok(PhaseResult {
+        name,
+        label,
+        sent: sent.into_inner(),
+        accepted,
+        errors,
+        elapsed: last_answer - started,
+        latencies_ns,
+        writer,
+    })
+}
+
+/// What one HTTP client saw.
+#[derive(Default)]
+struct ClientLog {
+    sent: usize,
+    accepted: usize,
+    latencies_ns: Vec<u64>,
+    errors: BTreeMap<String, usize>,
+    last_answer: Option<Instant>,
+}
+
+/// Serves a fresh node on 127.0.0.1:0 and drives the commands into it with `--clients`
+/// concurrent clients, each sending one command at a time and waiting for its answer.
+fn run_http(
+    args: &BenchArgs,
+    fixture: &Fixture,
+    mix: &Mix,
+    parent: &Path,
+    envelopes: Arc<Vec<Vec<u8>>>,
+) -> Result<PhaseResult> {
+    let label = format!("HTTP, {} clients", args.clients);
+    eprintln!("{label}: {} commands ...", envelopes.len());
+    let (node, _dir) = fixture.open_node(parent, mix)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let clients = args.clients.max(1);
+    let max_seconds = Duration::from_secs(args.max_seconds);
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot listen on 127.0.0.1")?;
+        let url = format!("http://{}/v1/commands", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(vledger_api::serve(
+            listener,
+            Arc::clone(&node),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(clients)
+            .build()
+            .context("cannot build the HTTP client")?;
+        let next = Arc::new(AtomicUsize::new(0));
+        let before = WriterDelta::read(&node);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let (client, url, next, envelopes) =
+                    (client.clone(), url.clone(), next.clone(), envelopes.clone());
+                tokio::spawn(async move {
+                    let mut log = ClientLog::default();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= envelopes.len() || started.elapsed() >= max_seconds {
+                            break;
+                        }
+                        log.sent += 1;
+                        let taken = Instant::now();
+                        let response = client
+                            .post(&url)
+                            .header(reqwest::header::CONTENT_TYPE, "application/json")
+                            .body(envelopes[i].clone())
+                            .send()
+                            .await;
+                        let outcome = match response {
+                            Ok(response) => {
+                                let status = response.status();
+                                match response.bytes().await {
+                                    Ok(_) if status == reqwest::StatusCode::CREATED => Ok(()),
+                                    Ok(body) => Err(problem_kind(status, &body)),
+                                    Err(e) => Err(error_kind(&format!("reading the answer: {e}"))),
+                                }
+                            }
+                            Err(e) => Err(error_kind(&format!("request: {e}"))),
+                        };
+                        log.latencies_ns.push(taken.elapsed().as_nanos() as u64);
+                        log.last_answer = Some(Instant::now());
+                        match outcome {
+                            Ok(()) => log.accepted += 1,
+                            Err(kind) => *log.errors.entry(kind).or_insert(0) += 1,
+                        }
+                    }
+                    log
+                })
+            })
+            .collect();
+        let mut result = PhaseResult {
+            name: "http",
+            label,
+            sent: 0,
+            accepted: 0,
+            errors: BTreeMap::new(),
+            elapsed: Duration::ZERO,
+            latencies_ns: Vec::with_capacity(envelopes.len()),
+            writer: WriterDelta::default(),
+        };
+        let mut last_answer = started;
+        for task in tasks {
+            let log = task.await.context("client task")?;
+            result.sent += log.sent;
+            result.accepted += log.accepted;
+            result.latencies_ns.extend(log.latencies_ns);
+            for (kind, n) in log.errors {
+                *result.errors.entry(kind).or_insert(0) += n;
+            }
+            last_answer = last_answer.max(log.last_answer.unwrap_or(started));
+        }
+        result.elapsed = last_answer - started;
+        result.writer = WriterDelta::read(&node).since(before);
+        result.latencies_ns.sort_unstable();
+        drop(client);
+        let _ = stop.send(());
+        server
+            .await
+            .context("server task")?
+            .context("the server failed")?;
+        Ok::<_, anyhow::Error>(result)
+    })
+}
+
+/// The problem code of a refused command's answer, with its status.
+fn problem_kind(status: reqwest::StatusCode, body: &[u8]) -> String {
+    let code = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|p| p["code"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    error_kind(&format!("HTTP {} {code}", status.as_u16()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.commands == 0 {
+        bail!("--commands must be at least 1");
+    }
+    let mix = Mix::parse(&args.mix)?;
+    let mut phases = args.phases.clone();
+    phases.sort_unstable();
+    phases.dedup();
+    let parent = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir(),
+    };
+    let fixture = Fixture::new();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let limits = if phases.contains(&Phase::Limits) {
+        Some(measure_limits(&args, &fixture, &parent)?)
+    } else {
+        None
+    };
+
+    let ingest_phases: Vec<Phase> = phases
+        .iter()
+        .copied()
+        .filter(|p| *p != Phase::Limits)
+        .collect();
+    let mut results = Vec::new();
+    if !ingest_phases.is_empty() {
+        eprintln!(
+            "signing {} commands ({}) ...",
+            args.commands,
+            mix.describe()
+        );
+        let signing = Instant::now();
+        let envelopes = Arc::new(parallel_map(args.commands, |seq| {
+            mix.kind(seq).build(&fixture, seq)
+        }));
+        eprintln!(
+            "signed in {:.1} s; mean envelope {} bytes",
+            signing.elapsed().as_secs_f64(),
+            envelopes.iter().map(Vec::len).sum::<usize>() / envelopes.len()
+        );
+        for phase in ingest_phases {
+            let result = match phase {
+                Phase::Writer => {
+                    let verified = parallel_map(args.commands, |seq| {
+                        VerifiedEnvelope::parse_and_verify(&envelopes[seq as usize])
+                            .expect("a generated envelope verifies")
+                    });
+                    run_in_process(&args, &fixture, &mix, &parent, Load::Verified(verified))?
+                }
+                Phase::Inproc => {
+                    run_in_process(&args, &fixture, &mix, &parent, Load::Raw(envelopes.clone()))?
+                }
+                Phase::Http => run_http(&args, &fixture, &mix, &parent, envelopes.clone())?,
+                Phase::Limits => unreachable!("measured above"),
+            };
+            results.push(result);
+        }
+    }
+
+    let report = Report {
+        commands: args.commands,
+        mix: mix.describe(),
+        clients: args.clients,
+        window: args.window,
+        cores,
+        dir: parent,
+        limits,
+        results,
+    };
+    if args.json {
+        eprint!("{}", report.table());
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// Maps `f` over `0..count` on every core, keeping the order.
+fn parallel_map<T: Send>(count: u64, f: impl Fn(u64) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let chunk = count.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let lo = (t * chunk).min(count);
+                let hi = (lo + chunk).min(count);
+                scope.spawn(move || (lo..hi).map(f).collect::<Vec<T>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker thread"))
+            .collect()
+    })
+}
+
+struct Report {
+    commands: u64,
+    mix: String,
+    clients: usize,
+    window: usize,
+    cores: usize,
+    dir: PathBuf,
+    limits: Option<Limits>,
+    results: Vec<PhaseResult>,
+}
+
+impl Report {
+    fn result(&self, name: &str) -> Option<&PhaseResult> {
+        self.results.iter().find(|r| r.name == name)
+    }
+
+    /// Each phase's ingest rate over the all-core `verify_strict` rate.
+    fn ratios(&self) -> Vec<(&'static str, String, f64)> {
+        let Some(limits) = &self.limits else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for r in &self.results {
+            out.push((
+                r.name,
+                format!("{} / verify_strict on {} threads", r.label, limits.threads),
+                r.rate() / limits.verify_nt,
+            ));
+        }
+        for r in &self.results {
+            out.push((
+                r.name,
+                format!(
+                    "{} / envelope checks on {} threads",
+                    r.label, limits.threads
+                ),
+                r.rate() / limits.envelope_nt,
+            ));
+        }
+        out
+    }
+
+    fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "vledger bench: {} commands ({}), {} cores, durable (synced) stores under {}",
+            self.commands,
+            self.mix,
+            self.cores,
+            self.dir.display()
+        );
+        if let Some(l) = &self.limits {
+            let _ = writeln!(t, "\nmachine limits (this run)");
+            let _ = writeln!(
+                t,
+                "  {:<44} {:>12}/s",
+                "verify_strict, 1 thread",
+                count(l.verify_1t)
+            );
+            let _ = writeln!(
+                t,
+                "  {:<44} {:>12}/s",
+                format!("verify_strict, {} threads", l.threads),
+                count(l.verify_nt)
+            );
+            let _ = writeln!(
+                t,
+                "  {:<44} {:>12}/s",
+                format!("envelope parse_and_verify, {} threads", l.threads),
+                count(l.envelope_nt)
+            );
+            let _ = writeln!(
+                t,
+                "  {:<44} {:>12}/s  ({} puts/s)",
+                format!("synced RocksDB batch of {PROBE_BATCH_PUTS} x {PROBE_VALUE_BYTES} B"),
+                count(l.batch_1000_per_s),
+                count(l.batch_1000_per_s * PROBE_BATCH_PUTS as f64)
+            );
+            let _ = writeln!(
+                t,
+                "  {:<44} {:>12}/s  ({} each)",
+                "synced RocksDB batch of 1 put",
+                count(l.batch_1_per_s),
+                duration(Duration::from_secs_f64(1.0 / l.batch_1_per_s.max(1e-9)))
+            );
+        }
+        if !self.results.is_empty() {
+            let _ = writeln!(
+                t,
+                "\ningest (window {} in flight in process; HTTP clients wait for each answer)",
+                self.window
+            );
+            let _ = writeln!(
+                t,
+                "  {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7}",
+                "phase",
+                "cmd/s",
+                "p50",
+                "p99",
+                "p99.9",
+                "max",
+                "batches",
+                "cmd/batch",
+                "commit",
+                "in sync"
+            );
+            for r in &self.results {
+                let p = |q| r.percentile(q).map_or("-".into(), duration);
+                let _ = writeln!(
+                    t,
+                    "  {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9.0} {:>9} {:>6.0}%",
+                    r.label,
+                    count(r.rate()),
+                    p(0.50),
+                    p(0.99),
+                    p(0.999),
+                    p(1.0),
+                    r.writer.batches,
+                    r.mean_batch(),
+                    duration(r.mean_commit()),
+                    r.commit_share() * 100.0
+                );
+                if r.accepted != r.sent || !r.errors.is_empty() {
+                    let _ = writeln!(
+                        t,
+                        "    {} of {} sent were accepted; refused: {:?}",
+                        r.accepted, r.sent, r.errors
+                    );
+                }
+            }
+            let _ = writeln!(
+                t,
+                "  (commit: mean synced write per batch; in sync: share of the phase's wall time \
+                 the writer spent in it)"
+            );
+        }
+        let ratios = self.ratios();
+        if !ratios.is_empty() {
+            let _ = writeln!(t, "\nratios");
+            for (_, label, ratio) in &ratios {
+                let _ = writeln!(t, "  {label:<72} {ratio:>6.3}");
+            }
+            if let (Some(l), Some(http)) = (&self.limits, self.result("http")) {
+                let bound = l.batch_1_per_s * self.clients as f64;
+                let _ = writeln!(
+                    t,
+                    "  {:<72} {:>6.3}",
+                    format!(
+                        "{} / ({} clients x synced batches of 1 per s)",
+                        http.label, self.clients
+                    ),
+                    http.rate() / bound
+                );
+            }
+        }
+        t
+    }
+
+    fn to_json(&self) -> Value {
+        let mut phases = serde_json::Map::new();
+        for r in &self.results {
+            phases.insert(r.name.to_string(), r.to_json());
+        }
+        let mut ratios = serde_json::Map::new();
+        if let Some(l) = &self.limits {
+            for r in &self.results {
+                ratios.insert(
+                    format!("{}_over_verify_strict_all_threads", r.name),
+                    json!(r.rate() / l.verify_nt),
+                );
+                ratios.insert(
+                    format!("{}_over_envelope_checks_all_threads", r.name),
+                    json!(r.rate() / l.envelope_nt),
+                );
+            }
+            if let Some(http) = self.result("http") {
+                ratios.insert(
+                    "http_over_clients_times_synced_batches_of_1".into(),
+                    json!(http.rate() / (l.batch_1_per_s * self.clients as f64)),
+                );
+            }
+        }
+        json!({
+            "commands": self.commands,
+            "mix": self.mix,
+            "clients": self.clients,
+            "window": self.window,
+            "cores": self.cores,
+            "limits": self.limits.as_ref().map(Limits::to_json),
+            "phases": phases,
+            "ratios": ratios,
+        })
+    }
+}
+
+/// A rate or count with thousands separators.
+fn count(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A latency in the unit that suits it.
+fn duration(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else if us < 10_000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else if us < 1e6 {
+        format!("{:.1} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
