@@ -151,7 +151,7 @@ impl Mix {
         }
         let cycle: Vec<_> = weights
             .iter()
-            .flat_map(|&(kind, w)| std::iter::repeat(kind).take(w as usize))
+            .flat_map(|&(kind, w)| std::iter::repeat_n(kind, w as usize))
             .collect();
         if cycle.is_empty() {
             bail!("--mix names no command with a positive weight");
@@ -579,7 +579,7 @@ fn run_in_process(
     let mut last_answer = started;
     std::thread::scope(|scope| {
         for _ in 0..threads {
-            scope.spawn(&submitter);
+            scope.spawn(submitter);
         }
         loop {
             let done = finished_threads.load(Ordering::Acquire) == threads;

@@ -90,6 +90,9 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | Rejection::VoucherExists(_)
         | Rejection::AlreadyFrozen
         | Rejection::NotFrozen => StatusCode::CONFLICT,
+        Rejection::NotListingOwner | Rejection::NotDemandOwner => StatusCode::FORBIDDEN,
+        Rejection::ListingNotFound(_) | Rejection::DemandNotFound(_) => StatusCode::NOT_FOUND,
+        Rejection::ListingExists(_) | Rejection::DemandExists(_) => StatusCode::CONFLICT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

@@ -50,3 +50,21 @@ pub const SPLIT_ORDER_WINDOW_MS: u64 = 30 * 86_400_000;
 pub const MAX_RECENT_PAIR_ORDERS: usize = 64;
 /// Most orders the node auto-confirms in one sweep.
 pub const MAX_AUTO_CONFIRMS_PER_SWEEP: usize = 1000;
+/// Longest title of a catalog listing or demand, in bytes of UTF-8.
+pub const MAX_CATALOG_TITLE_BYTES: usize = 256;
+/// Longest description of a catalog listing or demand, in bytes of UTF-8.
+pub const MAX_CATALOG_DESCRIPTION_BYTES: usize = 8 * 1024;
+/// Longest unit a listing's price is for (e.g. "每样品"), in bytes of UTF-8.
+pub const MAX_CATALOG_UNIT_BYTES: usize = 64;
+/// Most tags on one listing.
+pub const MAX_CATALOG_TAGS: usize = 16;
+/// Longest tag of a listing, in bytes of UTF-8.
+pub const MAX_CATALOG_TAG_BYTES: usize = 64;
+/// Longest industry pool name, in bytes.
+pub const MAX_INDUSTRY_BYTES: usize = 32;
+/// Most listings one catalog search page or match list returns.
+pub const MAX_CATALOG_PAGE: usize = 100;
+/// Most listings one catalog query examines; a search page cut short by it carries a cursor.
+pub const MAX_CATALOG_SCAN: usize = 10_000;
+/// Longest catalog search text, in bytes of UTF-8.
+pub const MAX_CATALOG_QUERY_TEXT_BYTES: usize = 256;

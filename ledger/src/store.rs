@@ -200,16 +200,22 @@ impl Store {
     }
 
     /// State records whose key starts with `prefix`, in key order, at most `limit` of them.
-    pub fn scan_state(
+    pub fn scan_state(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.scan_state_from(prefix, prefix, limit)
+    }
+
+    /// Like [`Store::scan_state`], starting at `start` (at or after `prefix`): for cursor paging.
+    pub fn scan_state_from(
         &self,
         prefix: &[u8],
+        start: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(CF_STATE),
-            rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
-        );
+        let start = start.max(prefix);
+        let iter = self
+            .db
+            .iterator_cf(self.cf(CF_STATE), rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward));
         for item in iter {
             let (key, value) = item.map_err(ctx("scan state"))?;
             if !key.starts_with(prefix) || out.len() >= limit {
@@ -289,6 +295,16 @@ impl StateRead for Store {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         self.db
             .get_cf(self.cf(CF_STATE), key)
+            .map_err(|e| StateError::Store(e.to_string()))
+    }
+
+    fn scan_prefix_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        self.scan_state_from(prefix, start, limit)
             .map_err(|e| StateError::Store(e.to_string()))
     }
 }

@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::{
+    CloseDemandBody, DemandBody, ListingBody, UpdateListingBody, WithdrawListingBody,
+};
 use super::claims::{ClawbackBody, PayClaimBody, ReviewClaimBody, SubmitClaimBody};
 use super::orders::{
     AcknowledgePaymentBody, DeliverBody, FundEscrowBody, OrderActionBody, PlaceOrderBody,
@@ -61,6 +64,21 @@ pub enum Command {
     /// An admin, or the party itself, declares its controlling group and related parties.
     #[serde(rename = "party.declare_affiliation")]
     DeclareAffiliation(AffiliationBody),
+    /// An agency lists a resource or service in a pool of the shared catalog.
+    #[serde(rename = "catalog.list")]
+    AddListing(ListingBody),
+    /// The listing's agency changes its price, title, description, category or tags.
+    #[serde(rename = "catalog.update")]
+    UpdateListing(UpdateListingBody),
+    /// The listing's agency, or an admin of its region, withdraws it from the catalog.
+    #[serde(rename = "catalog.withdraw")]
+    WithdrawListing(WithdrawListingBody),
+    /// An enterprise posts what it needs, for the catalog to match.
+    #[serde(rename = "demand.post")]
+    PostDemand(DemandBody),
+    /// The enterprise closes its demand.
+    #[serde(rename = "demand.close")]
+    CloseDemand(CloseDemandBody),
     /// An enterprise orders a listed service, paying with a voucher and a payment plan.
     #[serde(rename = "order.place")]
     PlaceOrder(PlaceOrderBody),
@@ -167,6 +185,11 @@ impl Command {
         "party.suspend",
         "party.reinstate",
         "party.declare_affiliation",
+        "catalog.list",
+        "catalog.update",
+        "catalog.withdraw",
+        "demand.post",
+        "demand.close",
         "order.place",
         "order.cancel",
         "escrow.fund",

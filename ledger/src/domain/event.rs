@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::{DemandBody, ListingBody, UpdateListingBody};
 use super::orders::{Evidence, FraudRule, PaymentPlan};
 use super::parties::Role;
 use super::programs::ProgramTerms;
@@ -89,6 +90,31 @@ pub enum Event {
         by: PublicKey,
         reason: String,
     },
+    /// An agency listed a resource or service in the catalog; `region` is the agency's.
+    #[serde(rename = "catalog.listed")]
+    ListingAdded {
+        agency: PublicKey,
+        region: RegionId,
+        listing: ListingBody,
+    },
+    /// The fields named in `update` changed; the others kept their value.
+    #[serde(rename = "catalog.updated")]
+    ListingUpdated { update: UpdateListingBody },
+    #[serde(rename = "catalog.withdrawn")]
+    ListingWithdrawn {
+        listing_id: RecordId,
+        by: PublicKey,
+        reason: String,
+    },
+    /// An enterprise posted a demand; `region` is the enterprise's.
+    #[serde(rename = "demand.posted")]
+    DemandPosted {
+        enterprise: PublicKey,
+        region: RegionId,
+        demand: DemandBody,
+    },
+    #[serde(rename = "demand.closed")]
+    DemandClosed { demand_id: RecordId },
     #[serde(rename = "order.placed")]
     OrderPlaced {
         order_id: RecordId,

@@ -4,6 +4,7 @@
 //! changed only by [`evolve`], which folds events into records; the writer, the rebuild and a
 //! regulator's replay all run this same code.
 
+pub mod catalog;
 pub mod claims;
 mod command;
 mod event;
@@ -105,6 +106,11 @@ pub fn decide<S: StateRead>(
                 Command::DeclareAffiliation(body) => {
                     standing::decide_affiliation(state, &actor, body)
                 }
+                Command::AddListing(body) => catalog::decide_list(state, &actor, body),
+                Command::UpdateListing(body) => catalog::decide_update(state, &actor, body),
+                Command::WithdrawListing(body) => catalog::decide_withdraw(state, &actor, body),
+                Command::PostDemand(body) => catalog::decide_post_demand(state, &actor, body),
+                Command::CloseDemand(body) => catalog::decide_close_demand(state, &actor, body),
                 Command::PlaceOrder(body) => orders::decide_place(state, ctx, &actor, body),
                 Command::CancelOrder(body) => orders::decide_cancel(state, &actor, body),
                 Command::FundEscrow(body) => orders::decide_fund_escrow(state, &actor, body),
@@ -149,6 +155,11 @@ pub fn evolve<S: StateRead + StateWrite>(
         | Event::PartySuspended { .. }
         | Event::PartyReinstated { .. }
         | Event::AffiliationDeclared { .. } => standing::evolve(state, ctx, event),
+        Event::ListingAdded { .. }
+        | Event::ListingUpdated { .. }
+        | Event::ListingWithdrawn { .. }
+        | Event::DemandPosted { .. }
+        | Event::DemandClosed { .. } => catalog::evolve(state, ctx, event),
         Event::OrderPlaced { .. }
         | Event::EscrowFunded { .. }
         | Event::InstallmentPaid { .. }
@@ -166,6 +177,8 @@ pub fn evolve<S: StateRead + StateWrite>(
     }
 }
 
+#[cfg(test)]
+mod catalog_tests;
 #[cfg(test)]
 mod orders_tests;
 #[cfg(test)]

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::catalog::{load_listing, ListingStatus};
+
 use super::money::AmountMinor;
 use super::parties::{load_party, require_role, PartyRecord, Role};
 use super::programs::{load_program, require_program, ProgramRecord, UseMode};
@@ -21,24 +23,6 @@ use crate::limits::{
     MAX_REFERENCE_BYTES, SPLIT_ORDER_WINDOW_MS,
 };
 use crate::types::{LogIndex, RecordId, RegionId, TimeMs};
-
-// TEMPORARY until the catalog module lands.
-#[derive(Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-enum ListingStatus {
-    Active,
-    Withdrawn,
-}
-#[derive(Deserialize)]
-struct ListingView {
-    agency: PublicKey,
-    category: String,
-    currency: String,
-    status: ListingStatus,
-}
-fn load_listing<S: StateRead>(state: &S, id: &RecordId) -> Result<Option<ListingView>, StateError> {
-    state.get(format!("listing/{id}").as_bytes())
-}
 
 /// One planned installment of a direct payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

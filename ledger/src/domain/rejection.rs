@@ -106,6 +106,18 @@ pub enum Rejection {
     ListingNotFound(String),
     #[error("listing `{0}` is withdrawn")]
     ListingWithdrawn(String),
+    #[error("listing `{0}` already exists")]
+    ListingExists(String),
+    #[error("only the listing's agency (or, to withdraw it, an admin of its region) may do this")]
+    NotListingOwner,
+    #[error("demand `{0}` already exists")]
+    DemandExists(String),
+    #[error("demand `{0}` does not exist")]
+    DemandNotFound(String),
+    #[error("demand `{0}` is closed")]
+    DemandClosed(String),
+    #[error("only the enterprise that posted the demand may do this")]
+    NotDemandOwner,
     #[error("category `{category}` is not eligible under the program")]
     CategoryNotEligible { category: String },
     #[error("currency {got} does not match the program's {expected}")]
@@ -205,6 +217,12 @@ impl Rejection {
             Self::VoucherAlreadyUsed => "voucher-already-used",
             Self::ListingNotFound(_) => "listing-not-found",
             Self::ListingWithdrawn(_) => "listing-withdrawn",
+            Self::ListingExists(_) => "listing-exists",
+            Self::NotListingOwner => "not-listing-owner",
+            Self::DemandExists(_) => "demand-exists",
+            Self::DemandNotFound(_) => "demand-not-found",
+            Self::DemandClosed(_) => "demand-closed",
+            Self::NotDemandOwner => "not-demand-owner",
             Self::CategoryNotEligible { .. } => "category-not-eligible",
             Self::CurrencyMismatch { .. } => "currency-mismatch",
             Self::RegionNotAllowed { .. } => "region-not-allowed",

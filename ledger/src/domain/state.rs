@@ -1,7 +1,8 @@
 //! How the state machine reads and writes its records: a key-value view, an overlay that holds a
 //! batch's changes until they are committed, and an in-memory store for tests and replay.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,6 +19,24 @@ pub enum StateError {
 /// Read access to state records.
 pub trait StateRead {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+
+    /// Records whose key starts with `prefix` and is at or after `start`, in key order, at most
+    /// `limit` of them: a query resumes a scan from just after the last key it saw.
+    fn scan_prefix_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+
+    /// Records whose key starts with `prefix`, in key order, at most `limit` of them.
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        self.scan_prefix_from(prefix, prefix, limit)
+    }
 
     /// Reads and decodes one record.
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError>
@@ -82,6 +101,57 @@ impl<B: StateRead> StateRead for Overlay<'_, B> {
             None => self.base.get_raw(key),
         }
     }
+
+    fn scan_prefix_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let start = start.max(prefix);
+        let mut changes = self
+            .changes
+            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .peekable();
+        let mut out = Vec::new();
+        // The base is read a page at a time, so that deleted records do not shorten the answer.
+        let mut base = VecDeque::new();
+        let mut base_from = Some(start.to_vec());
+        while out.len() < limit {
+            if base.is_empty() {
+                if let Some(from) = base_from.take() {
+                    let page = self.base.scan_prefix_from(prefix, &from, limit)?;
+                    if page.len() == limit {
+                        base_from = page.last().map(|(key, _)| {
+                            let mut next = key.clone();
+                            next.push(0);
+                            next
+                        });
+                    }
+                    base.extend(page);
+                }
+            }
+            let change_first = match (base.front(), changes.peek()) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((base_key, _)), Some((change_key, _))) => *change_key <= base_key,
+            };
+            if change_first {
+                let (key, change) = changes.next().expect("a change was peeked");
+                if base.front().is_some_and(|(base_key, _)| base_key == key) {
+                    base.pop_front();
+                }
+                if let Some(value) = change {
+                    out.push((key.clone(), value.clone()));
+                }
+            } else {
+                out.push(base.pop_front().expect("a base record was compared"));
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl<B: StateRead> StateWrite for Overlay<'_, B> {
@@ -102,6 +172,22 @@ pub struct MemoryState {
 impl StateRead for MemoryState {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         Ok(self.records.get(key).cloned())
+    }
+
+    fn scan_prefix_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let start = start.max(prefix);
+        Ok(self
+            .records
+            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
     }
 }
 

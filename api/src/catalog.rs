@@ -1,0 +1,133 @@
+//! The shared resource catalog's read endpoints: search, one listing, one demand, and the
+//! listings that match a demand. The queries themselves are `vledger_ledger::domain::catalog`'s.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use vledger_ledger::domain::catalog::{
+    self, load_demand, load_listing, CatalogPage, CatalogQuery, DemandRecord, Industry,
+    ListingRecord, Pool, QueryError,
+};
+use vledger_ledger::limits::MAX_CATALOG_PAGE;
+use vledger_ledger::types::{RecordId, RegionId};
+
+use super::{read_failure, record_id, AppState, Problem, ProblemQuery};
+
+/// `GET /v1/catalog/listings`: every parameter is optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListingsQuery {
+    pool: Option<Pool>,
+    industry: Option<Industry>,
+    /// The agency's home region.
+    region: Option<RegionId>,
+    category: Option<String>,
+    /// Inclusive bounds on the list price, in minor units.
+    min_price: Option<u64>,
+    max_price: Option<u64>,
+    /// Text found anywhere in the title, description or tags, ignoring case.
+    q: Option<String>,
+    /// The `next_after` of the previous page.
+    after: Option<RecordId>,
+    /// 1 to `MAX_CATALOG_PAGE` (the default).
+    limit: Option<usize>,
+}
+
+/// `GET /v1/catalog/demands/{id}/matches`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MatchesQuery {
+    /// 1 to `MAX_CATALOG_PAGE` (the default).
+    limit: Option<usize>,
+}
+
+/// The listings that fit a demand, cheapest first.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DemandMatches {
+    pub demand_id: RecordId,
+    pub listings: Vec<ListingRecord>,
+}
+
+fn query_problem(e: QueryError) -> Problem {
+    match e {
+        QueryError::Invalid(detail) => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid-query", detail)
+        }
+        QueryError::DemandNotFound(_) => {
+            Problem::new(StatusCode::NOT_FOUND, "demand-not-found", e.to_string())
+        }
+        QueryError::State(e) => read_failure(e),
+    }
+}
+
+pub(crate) async fn get_listings(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<ListingsQuery>,
+) -> Result<Json<CatalogPage>, Problem> {
+    let query = CatalogQuery {
+        pool: q.pool,
+        industry: q.industry,
+        region: q.region,
+        category: q.category,
+        min_price_minor: q.min_price,
+        max_price_minor: q.max_price,
+        text: q.q,
+        after: q.after,
+        limit: q.limit.unwrap_or(MAX_CATALOG_PAGE),
+    };
+    let node = state.node.clone();
+    tokio::task::spawn_blocking(move || catalog::search(node.store(), &query))
+        .await
+        .expect("read task")
+        .map(Json)
+        .map_err(query_problem)
+}
+
+pub(crate) async fn get_listing(
+    State(state): State<AppState>,
+    Path(listing_id): Path<String>,
+) -> Result<Json<ListingRecord>, Problem> {
+    let id = record_id(listing_id, "listing id")?;
+    load_listing(state.node.store(), &id)
+        .map_err(read_failure)?
+        .map(Json)
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "listing-not-found",
+                format!("listing `{id}` does not exist"),
+            )
+        })
+}
+
+pub(crate) async fn get_demand(
+    State(state): State<AppState>,
+    Path(demand_id): Path<String>,
+) -> Result<Json<DemandRecord>, Problem> {
+    let id = record_id(demand_id, "demand id")?;
+    load_demand(state.node.store(), &id)
+        .map_err(read_failure)?
+        .map(Json)
+        .ok_or_else(|| query_problem(QueryError::DemandNotFound(id)))
+}
+
+pub(crate) async fn get_demand_matches(
+    State(state): State<AppState>,
+    Path(demand_id): Path<String>,
+    ProblemQuery(q): ProblemQuery<MatchesQuery>,
+) -> Result<Json<DemandMatches>, Problem> {
+    let id = record_id(demand_id, "demand id")?;
+    let limit = q.limit.unwrap_or(MAX_CATALOG_PAGE);
+    let node = state.node.clone();
+    let demand_id = id.clone();
+    let listings =
+        tokio::task::spawn_blocking(move || catalog::match_demand(node.store(), &id, limit))
+            .await
+            .expect("read task")
+            .map_err(query_problem)?;
+    Ok(Json(DemandMatches {
+        demand_id,
+        listings,
+    }))
+}
