@@ -20,7 +20,9 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use vledger_ledger::domain::claims::{load_claim, ClaimRecord, SettlementPosition, SETTLEMENT_PREFIX};
+use vledger_ledger::domain::claims::{
+    load_claim, ClaimRecord, SettlementPosition, SETTLEMENT_PREFIX,
+};
 use vledger_ledger::domain::orders::{load_order, FraudFlagRecord, OrderRecord, FRAUD_FLAG_PREFIX};
 use vledger_ledger::domain::programs::{load_program, ProgramRecord};
 use vledger_ledger::domain::vouchers::{load_voucher, VoucherRecord};
@@ -61,7 +63,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/programs/{program_id}", get(get_program))
         .route("/v1/vouchers/{voucher_id}", get(get_voucher))
         .route("/v1/catalog/listings", get(catalog::get_listings))
-        .route("/v1/catalog/listings/{listing_id}", get(catalog::get_listing))
+        .route(
+            "/v1/catalog/listings/{listing_id}",
+            get(catalog::get_listing),
+        )
         .route("/v1/catalog/demands/{demand_id}", get(catalog::get_demand))
         .route(
             "/v1/catalog/demands/{demand_id}/matches",
@@ -443,20 +448,38 @@ async fn get_voucher(
         })
 }
 
-async fn get_order(State(state): State<AppState>, Path(order_id): Path<String>) -> Result<Json<OrderRecord>, Problem> {
+async fn get_order(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Json<OrderRecord>, Problem> {
     let id = record_id(order_id, "order id")?;
     load_order(state.node.store(), &id)
         .map_err(read_failure)?
         .map(Json)
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "order-not-found", format!("order `{id}` does not exist")))
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "order-not-found",
+                format!("order `{id}` does not exist"),
+            )
+        })
 }
 
-async fn get_claim(State(state): State<AppState>, Path(order_id): Path<String>) -> Result<Json<ClaimRecord>, Problem> {
+async fn get_claim(
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Json<ClaimRecord>, Problem> {
     let id = record_id(order_id, "order id")?;
     load_claim(state.node.store(), &id)
         .map_err(read_failure)?
         .map(Json)
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "claim-not-found", format!("order `{id}` has no claim")))
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "claim-not-found",
+                format!("order `{id}` has no claim"),
+            )
+        })
 }
 
 /// Most fraud flags or settlement positions in one page.
@@ -484,41 +507,80 @@ async fn get_fraud_flags(
 ) -> Result<Json<FraudFlagsPage>, Problem> {
     // At least 256 per page: one entry raises at most 256 flags, so a page always ends on an
     // entry boundary and paging by entry index never skips a flag.
-    let limit = q.limit.unwrap_or(MAX_RECORDS_PAGE).clamp(256, MAX_RECORDS_PAGE);
+    let limit = q
+        .limit
+        .unwrap_or(MAX_RECORDS_PAGE)
+        .clamp(256, MAX_RECORDS_PAGE);
     let mut start = FRAUD_FLAG_PREFIX.to_vec();
-    start.extend_from_slice(&q.after_index.map_or(0, |i| i.saturating_add(1)).to_be_bytes());
+    start.extend_from_slice(
+        &q.after_index
+            .map_or(0, |i| i.saturating_add(1))
+            .to_be_bytes(),
+    );
     let rows = state
         .node
         .store()
         .scan_state_from(FRAUD_FLAG_PREFIX, &start, limit + 1)
-        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "storage-failure", e.to_string()))?;
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage-failure",
+                e.to_string(),
+            )
+        })?;
     let mut flags = rows
         .iter()
         .map(|(_, v)| serde_json::from_slice::<FraudFlagRecord>(v))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "storage-failure", e.to_string()))?;
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage-failure",
+                e.to_string(),
+            )
+        })?;
     let next_after_index = if flags.len() > limit {
         flags.truncate(limit);
-        let last = flags.last().map(|f| f.index).expect("a full page is not empty");
+        let last = flags
+            .last()
+            .map(|f| f.index)
+            .expect("a full page is not empty");
         flags.retain(|f| f.index < last);
         flags.last().map(|f| f.index)
     } else {
         None
     };
-    Ok(Json(FraudFlagsPage { flags, next_after_index }))
+    Ok(Json(FraudFlagsPage {
+        flags,
+        next_after_index,
+    }))
 }
 
-async fn get_settlement_positions(State(state): State<AppState>) -> Result<Json<Vec<SettlementPosition>>, Problem> {
+async fn get_settlement_positions(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<SettlementPosition>>, Problem> {
     let rows = state
         .node
         .store()
         .scan_state(SETTLEMENT_PREFIX, MAX_RECORDS_PAGE)
-        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "storage-failure", e.to_string()))?;
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage-failure",
+                e.to_string(),
+            )
+        })?;
     rows.iter()
         .map(|(_, v)| serde_json::from_slice(v))
         .collect::<Result<Vec<SettlementPosition>, _>>()
         .map(Json)
-        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "storage-failure", e.to_string()))
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage-failure",
+                e.to_string(),
+            )
+        })
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {

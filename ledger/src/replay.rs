@@ -18,6 +18,7 @@ pub struct ReplayError {
 }
 
 /// Replays entries in order onto a state.
+#[derive(Clone)]
 pub struct Replayer<S> {
     state: S,
     next_index: LogIndex,

@@ -200,7 +200,11 @@ impl Store {
     }
 
     /// State records whose key starts with `prefix`, in key order, at most `limit` of them.
-    pub fn scan_state(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan_state(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         self.scan_state_from(prefix, prefix, limit)
     }
 
@@ -213,9 +217,10 @@ impl Store {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         let start = start.max(prefix);
-        let iter = self
-            .db
-            .iterator_cf(self.cf(CF_STATE), rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward));
+        let iter = self.db.iterator_cf(
+            self.cf(CF_STATE),
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+        );
         for item in iter {
             let (key, value) = item.map_err(ctx("scan state"))?;
             if !key.starts_with(prefix) || out.len() >= limit {

@@ -13,7 +13,9 @@ use vledger_ledger::domain::claims::{ClaimStatus, SettlementPosition, SETTLEMENT
 use vledger_ledger::domain::orders::{EscrowStatus, OrderRecord, OrderStatus};
 use vledger_ledger::domain::programs::{load_program, BudgetBuckets};
 use vledger_ledger::domain::vouchers::{load_voucher, VoucherStatus};
-use vledger_ledger::domain::{self, ApplyContext, ApplyError, Command, Event, MemoryState, Rejection};
+use vledger_ledger::domain::{
+    self, ApplyContext, ApplyError, Command, Event, MemoryState, Rejection,
+};
 use vledger_ledger::entry::Entry;
 use vledger_ledger::envelope::{seal, CommandPayload, VerifiedEnvelope};
 use vledger_ledger::keys::SigningKey;
@@ -30,6 +32,7 @@ const PER_GROUP_YEAR: u64 = 400_000;
 const RATIO_BPS: u64 = 6000;
 
 /// A ledger held in memory that writes real entries, as the writer does.
+#[derive(Clone)]
 struct Ledger {
     state: MemoryState,
     entries: Vec<Vec<u8>>,
@@ -39,7 +42,12 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn submit(&mut self, signer: &SigningKey, command_type: &str, body: Value) -> Result<Vec<Event>, Rejection> {
+    fn submit(
+        &mut self,
+        signer: &SigningKey,
+        command_type: &str,
+        body: Value,
+    ) -> Result<Vec<Event>, Rejection> {
         self.nonce += 1;
         let payload = CommandPayload {
             v: 1,
@@ -82,7 +90,7 @@ fn b64(k: &SigningKey) -> String {
 }
 
 /// The reference model: where the money should be.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 struct Model {
     buckets: BudgetBuckets,
     /// voucher id -> (holder index, balance, active)
@@ -92,6 +100,7 @@ struct Model {
     settled_claims: u64,
 }
 
+#[derive(Clone)]
 struct World {
     ledger: Ledger,
     admins: [SigningKey; 2],
@@ -107,9 +116,16 @@ impl World {
     fn new() -> Self {
         let key = || SigningKey::generate(&mut rand_core_rng());
         let node = key();
-        let mut ledger = Ledger { state: MemoryState::default(), entries: Vec::new(), node: node.clone(), time_ms: START_MS, nonce: 0 };
+        let mut ledger = Ledger {
+            state: MemoryState::default(),
+            entries: Vec::new(),
+            node: node.clone(),
+            time_ms: START_MS,
+            nonce: 0,
+        };
         let admins = [key(), key()];
-        let genesis = json!({ "region_name": "CQ", "admin_key": b64(&admins[0]), "admin_name": "A" });
+        let genesis =
+            json!({ "region_name": "CQ", "admin_key": b64(&admins[0]), "admin_name": "A" });
         ledger.submit(&node, "region.genesis", genesis).unwrap();
         let mut w = Self {
             ledger,
@@ -126,7 +142,8 @@ impl World {
             let body = json!({ "key": b64(k), "role": role, "home_region": "cq", "name": "P" });
             w.ledger.submit(&admin, "party.register", body).unwrap();
         };
-        let (second_admin, regulator, escrow) = (w.admins[1].clone(), w.regulator.clone(), w.escrow.clone());
+        let (second_admin, regulator, escrow) =
+            (w.admins[1].clone(), w.regulator.clone(), w.escrow.clone());
         register(&mut w, &second_admin, "admin");
         register(&mut w, &regulator, "regulator");
         register(&mut w, &escrow, "escrow");
@@ -141,7 +158,9 @@ impl World {
         // Enterprises 1 and 2 share a controlling group.
         for e in &w.enterprises.clone()[1..] {
             let body = json!({ "party": b64(e), "controlling_group": "G" });
-            w.ledger.submit(&admin, "party.declare_affiliation", body).unwrap();
+            w.ledger
+                .submit(&admin, "party.declare_affiliation", body)
+                .unwrap();
         }
         let program = json!({
             "program_id": "p", "name": "P", "kind": "resource_sharing", "currency": "CNY", "budget_minor": BUDGET,
@@ -180,7 +199,9 @@ impl World {
     }
 
     fn order(&self, id: &str) -> OrderRecord {
-        vledger_ledger::domain::orders::load_order(&self.ledger.state, &id.try_into().unwrap()).unwrap().unwrap()
+        vledger_ledger::domain::orders::load_order(&self.ledger.state, &id.try_into().unwrap())
+            .unwrap()
+            .unwrap()
     }
 
     fn step(&mut self, op: &Op) {
@@ -191,16 +212,29 @@ impl World {
                 let admin = self.admins[0].clone();
                 let result = self.ledger.submit(&admin, "voucher.issue", body);
                 let in_window = self.ledger.time_ms < START_MS + 300 * DAY_MS;
-                let expected = in_window && face <= PER_VOUCHER && face <= self.model.buckets.unissued_minor;
-                assert_eq!(result.is_ok(), expected, "issue {face}: {result:?}, model {:?}", self.model.buckets);
+                let expected =
+                    in_window && face <= PER_VOUCHER && face <= self.model.buckets.unissued_minor;
+                assert_eq!(
+                    result.is_ok(),
+                    expected,
+                    "issue {face}: {result:?}, model {:?}",
+                    self.model.buckets
+                );
                 if result.is_ok() {
                     self.model.buckets.unissued_minor -= face;
                     self.model.buckets.outstanding_minor += face;
                     self.model.vouchers.insert(id, (holder, face, true));
                 }
             }
-            Op::Place { voucher, agency, price, escrow } => {
-                let Some(voucher_id) = Self::nth(&self.model.vouchers, voucher).cloned() else { return };
+            Op::Place {
+                voucher,
+                agency,
+                price,
+                escrow,
+            } => {
+                let Some(voucher_id) = Self::nth(&self.model.vouchers, voucher).cloned() else {
+                    return;
+                };
                 let (holder, balance, _) = self.model.vouchers[&voucher_id];
                 let id = self.fresh_id("o");
                 let payment = if escrow {
@@ -212,20 +246,34 @@ impl World {
                     "price_minor": price, "payment": payment, "auto_confirm_after_ms": 3 * DAY_MS });
                 let enterprise = self.enterprises[holder].clone();
                 let mut result = self.ledger.submit(&enterprise, "order.place", body.clone());
-                if let Err(Rejection::PaymentPlanMismatch { enterprise_share_minor, .. }) = result {
+                if let Err(Rejection::PaymentPlanMismatch {
+                    enterprise_share_minor,
+                    ..
+                }) = result
+                {
                     // A client learns its share from the refusal and pays it in one installment.
                     let mut body = body;
-                    body["payment"]["installments"] =
-                        json!([{ "amount_minor": enterprise_share_minor, "due_at_ms": self.ledger.time_ms + DAY_MS }]);
+                    body["payment"]["installments"] = json!([{ "amount_minor": enterprise_share_minor, "due_at_ms": self.ledger.time_ms + DAY_MS }]);
                     result = self.ledger.submit(&enterprise, "order.place", body);
                 }
                 match result {
                     Ok(events) => {
-                        let Event::OrderPlaced { voucher_share_minor: share, enterprise_share_minor: rest, .. } = events[0] else {
+                        let Event::OrderPlaced {
+                            voucher_share_minor: share,
+                            enterprise_share_minor: rest,
+                            ..
+                        } = events[0]
+                        else {
                             panic!("{events:?}")
                         };
-                        assert!(share > 0 && share <= balance && share <= PER_ORDER, "share {share}, balance {balance}");
-                        assert!(share <= price * RATIO_BPS / 10_000, "share {share} over the ratio of {price}");
+                        assert!(
+                            share > 0 && share <= balance && share <= PER_ORDER,
+                            "share {share}, balance {balance}"
+                        );
+                        assert!(
+                            share <= price * RATIO_BPS / 10_000,
+                            "share {share} over the ratio of {price}"
+                        );
                         assert_eq!(share + rest, price);
                         self.model.vouchers.get_mut(&voucher_id).unwrap().1 -= share;
                         self.model.orders.insert(id, (voucher_id, share, holder));
@@ -245,7 +293,9 @@ impl World {
                 }
             }
             Op::OrderStep { order, action } => {
-                let Some(order_id) = Self::nth(&self.model.orders, order).cloned() else { return };
+                let Some(order_id) = Self::nth(&self.model.orders, order).cloned() else {
+                    return;
+                };
                 let record = self.order(&order_id);
                 let body = json!({ "order_id": order_id, "reason": "r" });
                 let (enterprise, agency) = (self.enterprise_of(&record), self.agency_of(&record));
@@ -257,7 +307,11 @@ impl World {
                     }
                     Action::Deliver(seed) => {
                         let evidence = json!([{ "kind": "invoice", "sha256": format!("{seed:x}").repeat(64) }]);
-                        self.ledger.submit(&agency, "order.deliver", json!({ "order_id": order_id, "evidence": evidence }))
+                        self.ledger.submit(
+                            &agency,
+                            "order.deliver",
+                            json!({ "order_id": order_id, "evidence": evidence }),
+                        )
                     }
                     Action::Confirm => self.ledger.submit(&enterprise, "order.confirm", body),
                     Action::Dispute => self.ledger.submit(&enterprise, "order.dispute", body),
@@ -265,17 +319,29 @@ impl World {
                     Action::Resolve(release) => {
                         let outcome = if release { "release" } else { "refund" };
                         let admin = self.admins[0].clone();
-                        self.ledger.submit(&admin, "dispute.resolve", json!({ "order_id": order_id, "outcome": outcome, "reason": "r" }))
+                        self.ledger.submit(
+                            &admin,
+                            "dispute.resolve",
+                            json!({ "order_id": order_id, "outcome": outcome, "reason": "r" }),
+                        )
                     }
                     Action::AutoConfirm => {
                         let node = self.ledger.node.clone();
                         self.ledger.submit(&node, "order.auto_confirm", body)
                     }
-                    Action::Claim => self.ledger.submit(&agency, "claim.submit", json!({ "order_id": order_id })),
-                    Action::Review { level, approve, reviewer } => {
+                    Action::Claim => {
+                        self.ledger
+                            .submit(&agency, "claim.submit", json!({ "order_id": order_id }))
+                    }
+                    Action::Review {
+                        level,
+                        approve,
+                        reviewer,
+                    } => {
                         let decision = if approve { "approve" } else { "reject" };
                         let admin = self.admins[reviewer].clone();
-                        let body = json!({ "order_id": order_id, "level": level, "decision": decision });
+                        let body =
+                            json!({ "order_id": order_id, "level": level, "decision": decision });
                         self.ledger.submit(&admin, "claim.review", body)
                     }
                     Action::Acknowledge(installment) => {
@@ -284,7 +350,11 @@ impl World {
                     }
                     Action::Pay => {
                         let admin = self.admins[0].clone();
-                        self.ledger.submit(&admin, "claim.pay", json!({ "order_id": order_id, "reference": "T" }))
+                        self.ledger.submit(
+                            &admin,
+                            "claim.pay",
+                            json!({ "order_id": order_id, "reference": "T" }),
+                        )
                     }
                 };
                 if let Ok(events) = result {
@@ -294,28 +364,44 @@ impl World {
                 }
             }
             Op::VoucherStep { voucher, action } => {
-                let Some(voucher_id) = Self::nth(&self.model.vouchers, voucher).cloned() else { return };
+                let Some(voucher_id) = Self::nth(&self.model.vouchers, voucher).cloned() else {
+                    return;
+                };
                 let (_, balance, active) = self.model.vouchers[&voucher_id];
                 let body = json!({ "voucher_id": voucher_id, "reason": "r" });
-                let (admin, regulator, node) = (self.admins[0].clone(), self.regulator.clone(), self.ledger.node.clone());
+                let (admin, regulator, node) = (
+                    self.admins[0].clone(),
+                    self.regulator.clone(),
+                    self.ledger.node.clone(),
+                );
                 let result = match action {
                     VoucherAction::Revoke => self.ledger.submit(&admin, "voucher.revoke", body),
                     VoucherAction::Freeze => self.ledger.submit(&regulator, "voucher.freeze", body),
                     VoucherAction::Unfreeze => self.ledger.submit(&admin, "voucher.unfreeze", body),
-                    VoucherAction::Expire => self.ledger.submit(&node, "voucher.expire", json!({ "voucher_id": voucher_id })),
+                    VoucherAction::Expire => self.ledger.submit(
+                        &node,
+                        "voucher.expire",
+                        json!({ "voucher_id": voucher_id }),
+                    ),
                 };
                 match (action, result) {
                     (VoucherAction::Revoke, Ok(events)) => {
                         assert!(active);
-                        assert!(matches!(events[0], Event::VoucherRevoked { returned_minor, .. } if returned_minor == balance));
+                        assert!(
+                            matches!(events[0], Event::VoucherRevoked { returned_minor, .. } if returned_minor == balance)
+                        );
                         self.model.buckets.outstanding_minor -= balance;
                         self.model.buckets.revoked_minor += balance;
                         self.model.vouchers.get_mut(&voucher_id).unwrap().1 = 0;
                         self.model.vouchers.get_mut(&voucher_id).unwrap().2 = false;
                     }
-                    (VoucherAction::Revoke, Err(r)) => assert!(!active, "revoke of an active voucher refused: {r:?}"),
+                    (VoucherAction::Revoke, Err(r)) => {
+                        assert!(!active, "revoke of an active voucher refused: {r:?}")
+                    }
                     (VoucherAction::Expire, Ok(events)) => {
-                        assert!(matches!(events[0], Event::VoucherExpired { returned_minor, .. } if returned_minor == balance));
+                        assert!(
+                            matches!(events[0], Event::VoucherExpired { returned_minor, .. } if returned_minor == balance)
+                        );
                         self.model.buckets.outstanding_minor -= balance;
                         self.model.buckets.expired_minor += balance;
                         self.model.vouchers.get_mut(&voucher_id).unwrap().1 = 0;
@@ -329,17 +415,28 @@ impl World {
     }
 
     fn enterprise_of(&self, order: &OrderRecord) -> SigningKey {
-        self.enterprises.iter().find(|k| k.public_key() == order.enterprise).unwrap().clone()
+        self.enterprises
+            .iter()
+            .find(|k| k.public_key() == order.enterprise)
+            .unwrap()
+            .clone()
     }
 
     fn agency_of(&self, order: &OrderRecord) -> SigningKey {
-        self.agencies.iter().find(|k| k.public_key() == order.agency).unwrap().clone()
+        self.agencies
+            .iter()
+            .find(|k| k.public_key() == order.agency)
+            .unwrap()
+            .clone()
     }
 
     /// Moves a voucher share back: to the voucher if it is active, else to the bucket of its end.
     fn model_return_share(&mut self, order_id: &str) {
         let (voucher_id, share, _) = self.model.orders[order_id].clone();
-        let status = load_voucher(&self.ledger.state, &voucher_id.as_str().try_into().unwrap()).unwrap().unwrap().status;
+        let status = load_voucher(&self.ledger.state, &voucher_id.as_str().try_into().unwrap())
+            .unwrap()
+            .unwrap()
+            .status;
         match status {
             VoucherStatus::Active => self.model.vouchers.get_mut(&voucher_id).unwrap().1 += share,
             VoucherStatus::Revoked => {
@@ -355,7 +452,9 @@ impl World {
 
     fn model_order_event(&mut self, order_id: &str, event: &Event) {
         match event {
-            Event::OrderCancelled { .. } | Event::ClaimRejected { .. } => self.model_return_share(order_id),
+            Event::OrderCancelled { .. } | Event::ClaimRejected { .. } => {
+                self.model_return_share(order_id)
+            }
             Event::ClaimPaid { amount_minor, .. } => {
                 assert_eq!(*amount_minor, self.model.orders[order_id].1);
                 self.model.buckets.outstanding_minor -= amount_minor;
@@ -369,32 +468,55 @@ impl World {
     /// Every invariant, after every step.
     fn check(&self) {
         let state = &self.ledger.state;
-        let program = load_program(state, &"p".try_into().unwrap()).unwrap().unwrap();
-        assert_eq!(program.buckets, self.model.buckets, "program buckets differ from the model");
-        assert_eq!(program.buckets.total(), Some(BUDGET), "value is not conserved");
+        let program = load_program(state, &"p".try_into().unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            program.buckets, self.model.buckets,
+            "program buckets differ from the model"
+        );
+        assert_eq!(
+            program.buckets.total(),
+            Some(BUDGET),
+            "value is not conserved"
+        );
         for (id, (_, balance, _)) in &self.model.vouchers {
-            let v = load_voucher(state, &id.as_str().try_into().unwrap()).unwrap().unwrap();
+            let v = load_voucher(state, &id.as_str().try_into().unwrap())
+                .unwrap()
+                .unwrap();
             assert_eq!(v.balance_minor, *balance, "voucher {id} balance");
         }
         let mut per_enterprise = [0u64; 3];
         for (id, (_, share, holder)) in &self.model.orders {
             let order = self.order(id);
             if let Some(e) = &order.escrow {
-                assert_eq!(e.funded_minor, e.held_minor + e.released_minor + e.refunded_minor);
+                assert_eq!(
+                    e.funded_minor,
+                    e.held_minor + e.released_minor + e.refunded_minor
+                );
                 if e.status == EscrowStatus::Released {
                     assert_eq!(order.status, OrderStatus::Confirmed);
                 }
             }
-            let claim = vledger_ledger::domain::claims::load_claim(state, &id.as_str().try_into().unwrap()).unwrap();
-            let counted = order.status != OrderStatus::Cancelled && claim.map_or(true, |c| c.status != ClaimStatus::Rejected);
+            let claim =
+                vledger_ledger::domain::claims::load_claim(state, &id.as_str().try_into().unwrap())
+                    .unwrap();
+            let counted = order.status != OrderStatus::Cancelled
+                && claim.map_or(true, |c| c.status != ClaimStatus::Rejected);
             if counted {
                 per_enterprise[*holder] += share;
             }
         }
         for spent in per_enterprise {
-            assert!(spent <= PER_ENTERPRISE_YEAR, "per-enterprise cap broken: {spent}");
+            assert!(
+                spent <= PER_ENTERPRISE_YEAR,
+                "per-enterprise cap broken: {spent}"
+            );
         }
-        assert!(per_enterprise[1] + per_enterprise[2] <= PER_GROUP_YEAR, "per-group cap broken");
+        assert!(
+            per_enterprise[1] + per_enterprise[2] <= PER_GROUP_YEAR,
+            "per-group cap broken"
+        );
         let mut net: BTreeMap<String, i128> = BTreeMap::new();
         for (key, value) in &state.records {
             if key.starts_with(SETTLEMENT_PREFIX) {
@@ -403,7 +525,11 @@ impl World {
                 *net.entry(p.creditor.to_string()).or_default() += i128::from(p.amount_minor);
             }
         }
-        assert_eq!(net.values().sum::<i128>(), 0, "settlement does not net to zero");
+        assert_eq!(
+            net.values().sum::<i128>(),
+            0,
+            "settlement does not net to zero"
+        );
     }
 }
 
@@ -421,7 +547,11 @@ enum Action {
     Resolve(bool),
     AutoConfirm,
     Claim,
-    Review { level: u8, approve: bool, reviewer: usize },
+    Review {
+        level: u8,
+        approve: bool,
+        reviewer: usize,
+    },
     Acknowledge(u32),
     Pay,
 }
@@ -436,11 +566,27 @@ enum VoucherAction {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Issue { holder: usize, face: u64 },
-    Place { voucher: usize, agency: usize, price: u64, escrow: bool },
-    OrderStep { order: usize, action: Action },
-    VoucherStep { voucher: usize, action: VoucherAction },
-    Advance { ms: u64 },
+    Issue {
+        holder: usize,
+        face: u64,
+    },
+    Place {
+        voucher: usize,
+        agency: usize,
+        price: u64,
+        escrow: bool,
+    },
+    OrderStep {
+        order: usize,
+        action: Action,
+    },
+    VoucherStep {
+        voucher: usize,
+        action: VoucherAction,
+    },
+    Advance {
+        ms: u64,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -473,8 +619,24 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+fn setup() -> &'static (World, Replayer<MemoryState>) {
+    static SETUP: std::sync::OnceLock<(World, Replayer<MemoryState>)> = std::sync::OnceLock::new();
+    SETUP.get_or_init(|| {
+        let world = World::new();
+        let mut replayer = Replayer::in_memory();
+        for entry in &world.ledger.entries {
+            replayer.apply_entry(entry).expect("the set-up replays");
+        }
+        assert_eq!(replayer.state(), &world.ledger.state);
+        (world, replayer)
+    })
+}
+
 fn cases() -> u32 {
-    std::env::var("VLEDGER_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+    std::env::var("VLEDGER_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
 }
 
 proptest! {
@@ -482,14 +644,16 @@ proptest! {
 
     #[test]
     fn random_command_sequences_keep_every_invariant_and_replay_identically(ops in prop::collection::vec(op(), 1..40)) {
-        let mut world = World::new();
+        // The set-up (parties, program, listings) is built and replayed once, then copied.
+        let (template, replayed_setup) = setup();
+        let mut world = template.clone();
         world.check();
         for op in &ops {
             world.step(op);
             world.check();
         }
-        let mut replayer = Replayer::in_memory();
-        for (i, entry) in world.ledger.entries.iter().enumerate() {
+        let mut replayer = replayed_setup.clone();
+        for (i, entry) in world.ledger.entries.iter().enumerate().skip(template.ledger.entries.len()) {
             replayer.apply_entry(entry).unwrap_or_else(|e| panic!("replay of entry {i}: {e}"));
         }
         prop_assert_eq!(replayer.into_state(), world.ledger.state);

@@ -698,15 +698,23 @@ impl<'a> Filter<'a> {
     fn accepts(&self, listing: &ListingRecord) -> bool {
         let q = self.query;
         listing.status == ListingStatus::Active
-            && q.pool.map_or(true, |p| p == listing.pool)
-            && q.industry
-                .as_ref()
-                .map_or(true, |i| listing.industry.as_ref() == Some(i))
-            && q.region.as_ref().map_or(true, |r| *r == listing.region)
-            && self.category.map_or(true, |c| c == listing.category)
-            && q.min_price_minor.map_or(true, |m| listing.price_minor >= m)
-            && q.max_price_minor.map_or(true, |m| listing.price_minor <= m)
-            && self.text.as_deref().map_or(true, |t| mentions(listing, t))
+            && allows(q.pool, |p| p == listing.pool)
+            && allows(q.industry.as_ref(), |i| {
+                listing.industry.as_ref() == Some(i)
+            })
+            && allows(q.region.as_ref(), |r| *r == listing.region)
+            && allows(self.category, |c| c == listing.category)
+            && allows(q.min_price_minor, |m| listing.price_minor >= m)
+            && allows(q.max_price_minor, |m| listing.price_minor <= m)
+            && allows(self.text.as_deref(), |t| mentions(listing, t))
+    }
+}
+
+/// Whether an optional filter lets a record through: an absent filter lets everything through.
+fn allows<T>(filter: Option<T>, test: impl FnOnce(T) -> bool) -> bool {
+    match filter {
+        None => true,
+        Some(value) => test(value),
     }
 }
 
@@ -761,14 +769,11 @@ fn fits(demand: &DemandRecord, listing: &ListingRecord) -> bool {
     listing.status == ListingStatus::Active
         && listing.category == demand.category
         && listing.currency == demand.currency
-        && demand.pool.map_or(true, |p| p == listing.pool)
-        && demand
-            .industry
-            .as_ref()
-            .map_or(true, |i| listing.industry.as_ref() == Some(i))
-        && demand
-            .budget_max_minor
-            .map_or(true, |b| listing.price_minor <= b)
+        && allows(demand.pool, |p| p == listing.pool)
+        && allows(demand.industry.as_ref(), |i| {
+            listing.industry.as_ref() == Some(i)
+        })
+        && allows(demand.budget_max_minor, |b| listing.price_minor <= b)
 }
 
 /// The active listings, from every region, that fit a demand: same category and currency, the

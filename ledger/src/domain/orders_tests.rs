@@ -973,39 +973,77 @@ fn a_direct_order_is_claimable_only_when_every_installment_is_acknowledged() {
 #[test]
 fn the_remaining_refusals() {
     let mut m = Market::new();
-    let (admin, agency, enterprise, escrow) = (m.admin.clone(), m.agency.clone(), m.enterprise.clone(), m.escrow.clone());
+    let (admin, agency, enterprise, escrow) = (
+        m.admin.clone(),
+        m.agency.clone(),
+        m.enterprise.clone(),
+        m.escrow.clone(),
+    );
     // Suspension is toggled, never repeated.
     let suspend = json!({ "key": b64(&agency), "reason": "inspection" });
-    assert_eq!(m.as_party(&admin, "party.reinstate", suspend.clone()), Err(Rejection::NotSuspended));
-    m.as_party(&admin, "party.suspend", suspend.clone()).unwrap();
-    assert_eq!(m.as_party(&admin, "party.suspend", suspend.clone()), Err(Rejection::AlreadySuspended));
+    assert_eq!(
+        m.as_party(&admin, "party.reinstate", suspend.clone()),
+        Err(Rejection::NotSuspended)
+    );
+    m.as_party(&admin, "party.suspend", suspend.clone())
+        .unwrap();
+    assert_eq!(
+        m.as_party(&admin, "party.suspend", suspend.clone()),
+        Err(Rejection::AlreadySuspended)
+    );
     m.as_party(&admin, "party.reinstate", suspend).unwrap();
     // A revoked party cannot be accredited, suspended or ordered from.
     let gone = key();
     m.w.register(&gone, "agency").unwrap();
-    m.as_party(&admin, "party.revoke_key", json!({ "key": b64(&gone), "reason": "closed" })).unwrap();
+    m.as_party(
+        &admin,
+        "party.revoke_key",
+        json!({ "key": b64(&gone), "reason": "closed" }),
+    )
+    .unwrap();
     assert_eq!(
-        m.as_party(&admin, "agency.accredit", json!({ "agency": b64(&gone), "expires_at_ms": NOW + DAY_MS })),
+        m.as_party(
+            &admin,
+            "agency.accredit",
+            json!({ "agency": b64(&gone), "expires_at_ms": NOW + DAY_MS })
+        ),
         Err(Rejection::PartyInactive)
     );
     // A withdrawn listing cannot be ordered.
     m.list("lab-w", "testing", 10_000);
-    m.as_party(&agency, "catalog.withdraw", json!({ "listing_id": "lab-w", "reason": "instrument broken" })).unwrap();
+    m.as_party(
+        &agency,
+        "catalog.withdraw",
+        json!({ "listing_id": "lab-w", "reason": "instrument broken" }),
+    )
+    .unwrap();
     let mut body = m.order_body("o1", 10_000, m.escrow_plan());
     body["listing_id"] = json!("lab-w");
-    assert_eq!(m.w.run(&enterprise, "order.place", body), Err(Rejection::ListingWithdrawn("lab-w".into())));
+    assert_eq!(
+        m.w.run(&enterprise, "order.place", body),
+        Err(Rejection::ListingWithdrawn("lab-w".into()))
+    );
     // A listing in another currency.
     let usd = json!({ "listing_id": "lab-usd", "pool": "instruments_equipment", "category": "testing", "title": "Assay",
         "description": "d", "price_minor": 10_000, "currency": "USD" });
     m.as_party(&agency, "catalog.list", usd).unwrap();
     let mut body = m.order_body("o1", 10_000, m.escrow_plan());
     body["listing_id"] = json!("lab-usd");
-    assert!(matches!(m.w.run(&enterprise, "order.place", body), Err(Rejection::CurrencyMismatch { .. })));
+    assert!(matches!(
+        m.w.run(&enterprise, "order.place", body),
+        Err(Rejection::CurrencyMismatch { .. })
+    ));
     // Escrow funding of a direct order, and claims on orders without one.
     let plan = json!({ "mode": "direct", "installments": [{ "amount_minor": 5_000, "due_at_ms": NOW + DAY_MS }] });
     m.place("direct", 10_000, plan).unwrap();
     let fund = json!({ "order_id": "direct", "amount_minor": 5_000, "reference": "R" });
-    assert_eq!(m.as_party(&escrow, "escrow.fund", fund), Err(Rejection::NotAnEscrowOrder));
+    assert_eq!(
+        m.as_party(&escrow, "escrow.fund", fund),
+        Err(Rejection::NotAnEscrowOrder)
+    );
     let review = json!({ "order_id": "direct", "level": 1, "decision": "approve" });
-    assert_eq!(m.as_party(&admin, "claim.review", review), Err(Rejection::ClaimNotFound("direct".into())));
+    assert_eq!(
+        m.as_party(&admin, "claim.review", review),
+        Err(Rejection::ClaimNotFound("direct".into()))
+    );
 }

@@ -16,6 +16,9 @@ pub enum StateError {
     Corrupt { key: String, reason: String },
 }
 
+/// Records as a scan returns them: (key, value) pairs in key order.
+pub type ScannedRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Read access to state records.
 pub trait StateRead {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
@@ -27,14 +30,10 @@ pub trait StateRead {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    ) -> Result<ScannedRecords, StateError>;
 
     /// Records whose key starts with `prefix`, in key order, at most `limit` of them.
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<ScannedRecords, StateError> {
         self.scan_prefix_from(prefix, prefix, limit)
     }
 
@@ -107,7 +106,7 @@ impl<B: StateRead> StateRead for Overlay<'_, B> {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    ) -> Result<ScannedRecords, StateError> {
         let start = start.max(prefix);
         let mut changes = self
             .changes
@@ -179,7 +178,7 @@ impl StateRead for MemoryState {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    ) -> Result<ScannedRecords, StateError> {
         let start = start.max(prefix);
         Ok(self
             .records
