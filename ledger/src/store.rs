@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
-use crate::domain::{StateError, StateRead};
+use crate::domain::{ScannedRecords, StateError, StateRead};
 use crate::merkle::{Hash, SubtreeSource};
 use crate::types::LogIndex;
 
@@ -200,11 +200,7 @@ impl Store {
     }
 
     /// State records whose key starts with `prefix`, in key order, at most `limit` of them.
-    pub fn scan_state(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan_state(&self, prefix: &[u8], limit: usize) -> Result<ScannedRecords, StoreError> {
         self.scan_state_from(prefix, prefix, limit)
     }
 
@@ -214,7 +210,7 @@ impl Store {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<ScannedRecords, StoreError> {
         let mut out = Vec::new();
         let start = start.max(prefix);
         let iter = self.db.iterator_cf(

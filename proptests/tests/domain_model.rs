@@ -190,7 +190,7 @@ impl World {
         format!("{prefix}{}", self.next_id)
     }
 
-    fn nth<'a>(map: &'a BTreeMap<String, impl Sized>, n: usize) -> Option<&'a String> {
+    fn nth(map: &BTreeMap<String, impl Sized>, n: usize) -> Option<&String> {
         if map.is_empty() {
             None
         } else {
@@ -502,7 +502,7 @@ impl World {
                 vledger_ledger::domain::claims::load_claim(state, &id.as_str().try_into().unwrap())
                     .unwrap();
             let counted = order.status != OrderStatus::Cancelled
-                && claim.map_or(true, |c| c.status != ClaimStatus::Rejected);
+                && claim.is_none_or(|c| c.status != ClaimStatus::Rejected);
             if counted {
                 per_enterprise[*holder] += share;
             }

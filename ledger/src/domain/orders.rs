@@ -472,11 +472,7 @@ pub(super) fn decide_place<S: StateRead>(
     if listing.status != ListingStatus::Active {
         return Err(Rejection::ListingWithdrawn(body.listing_id.to_string()).into());
     }
-    if !terms
-        .eligible_categories
-        .iter()
-        .any(|c| *c == listing.category)
-    {
+    if !terms.eligible_categories.contains(&listing.category) {
         return Err(Rejection::CategoryNotEligible {
             category: listing.category.clone(),
         }

@@ -191,7 +191,7 @@ fn revocation_rules() {
     // A holder may revoke their own key.
     w.revoke(&agency, &agency).unwrap();
     assert_eq!(w.revoke(&admin, &agency), Err(Rejection::KeyAlreadyRevoked));
-    assert!(matches!(w.register(&key(), "agency"), Ok(_)));
+    assert!(w.register(&key(), "agency").is_ok());
     let revoked_signer = w.revoke(&agency, &other);
     assert!(matches!(
         revoked_signer,
