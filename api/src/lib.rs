@@ -414,72 +414,57 @@ fn read_failure(e: vledger_ledger::domain::StateError) -> Problem {
     )
 }
 
-async fn get_program(
-    State(state): State<AppState>,
-    Path(program_id): Path<String>,
-) -> Result<Json<ProgramRecord>, Problem> {
-    let id = record_id(program_id, "program id")?;
-    load_program(state.node.store(), &id)
+/// Reads one record named by a path id: 400 `invalid-path` for a malformed id, 404 with
+/// `missing_code` when there is no such record.
+fn read_record<T>(
+    state: &AppState,
+    raw_id: String,
+    what: &str,
+    missing_code: &str,
+    load: impl FnOnce(
+        &vledger_ledger::store::Store,
+        &RecordId,
+    ) -> Result<Option<T>, vledger_ledger::domain::StateError>,
+) -> Result<Json<T>, Problem> {
+    let id = record_id(raw_id, what)?;
+    load(state.node.store(), &id)
         .map_err(read_failure)?
         .map(Json)
         .ok_or_else(|| {
             Problem::new(
                 StatusCode::NOT_FOUND,
-                "program-not-found",
-                format!("program `{id}` does not exist"),
+                missing_code,
+                format!("{what} `{id}` does not exist"),
             )
         })
+}
+
+async fn get_program(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProgramRecord>, Problem> {
+    read_record(&state, id, "program", "program-not-found", load_program)
 }
 
 async fn get_voucher(
     State(state): State<AppState>,
-    Path(voucher_id): Path<String>,
+    Path(id): Path<String>,
 ) -> Result<Json<VoucherRecord>, Problem> {
-    let id = record_id(voucher_id, "voucher id")?;
-    load_voucher(state.node.store(), &id)
-        .map_err(read_failure)?
-        .map(Json)
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "voucher-not-found",
-                format!("voucher `{id}` does not exist"),
-            )
-        })
+    read_record(&state, id, "voucher", "voucher-not-found", load_voucher)
 }
 
 async fn get_order(
     State(state): State<AppState>,
-    Path(order_id): Path<String>,
+    Path(id): Path<String>,
 ) -> Result<Json<OrderRecord>, Problem> {
-    let id = record_id(order_id, "order id")?;
-    load_order(state.node.store(), &id)
-        .map_err(read_failure)?
-        .map(Json)
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "order-not-found",
-                format!("order `{id}` does not exist"),
-            )
-        })
+    read_record(&state, id, "order", "order-not-found", load_order)
 }
 
 async fn get_claim(
     State(state): State<AppState>,
-    Path(order_id): Path<String>,
+    Path(id): Path<String>,
 ) -> Result<Json<ClaimRecord>, Problem> {
-    let id = record_id(order_id, "order id")?;
-    load_claim(state.node.store(), &id)
-        .map_err(read_failure)?
-        .map(Json)
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "claim-not-found",
-                format!("order `{id}` has no claim"),
-            )
-        })
+    read_record(&state, id, "claim of order", "claim-not-found", load_claim)
 }
 
 /// Most fraud flags or settlement positions in one page.

@@ -1,16 +1,15 @@
 //! The shared resource catalog over real HTTP on loopback: an agency lists two services, an
 //! enterprise posts a demand, and a client searches the catalog and matches the demand.
 
-use std::sync::Arc;
+mod common;
 
+use common::fresh_key;
 use serde_json::{json, Value};
 use vledger_api::catalog::DemandMatches;
 use vledger_api::Problem;
 use vledger_ledger::domain::catalog::{CatalogPage, DemandRecord, ListingRecord, ListingStatus};
-use vledger_ledger::domain::GenesisBody;
 use vledger_ledger::envelope::{seal, CommandPayload};
 use vledger_ledger::keys::SigningKey;
-use vledger_ledger::node::{Node, NodeConfig};
 
 struct TestApp {
     base: String,
@@ -19,38 +18,14 @@ struct TestApp {
     _dir: tempfile::TempDir,
 }
 
-fn fresh_key() -> SigningKey {
-    SigningKey::generate(&mut rand::rngs::OsRng)
-}
-
 async fn spawn_app() -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
     let admin = fresh_key();
-    let node = Node::open(NodeConfig {
-        data_dir: dir.path().join("db"),
-        region: "cq".try_into().unwrap(),
-        origin: "vledger.test/cq".into(),
-        node_key: fresh_key(),
-        genesis: Some(GenesisBody {
-            region_name: "Chongqing".into(),
-            admin_key: admin.public_key(),
-            admin_name: "CQ admin".into(),
-            time_zone: "Asia/Shanghai".into(),
-        }),
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(vledger_api::serve(
-        listener,
-        Arc::clone(&node),
-        std::future::pending(),
-    ));
+    let served = common::serve_node(&admin).await;
     TestApp {
-        base,
+        base: served.base,
         client: reqwest::Client::new(),
         admin,
-        _dir: dir,
+        _dir: served.dir,
     }
 }
 

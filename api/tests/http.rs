@@ -1,16 +1,15 @@
 //! The public interface over real HTTP on loopback, against a real node with a temporary store.
 
-use std::sync::Arc;
+mod common;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use common::fresh_key;
 use serde_json::{json, Value};
 use vledger_api::{CommandAccepted, InclusionProof, NodeInfo, Problem};
-use vledger_ledger::domain::GenesisBody;
 use vledger_ledger::envelope::{seal, CommandPayload};
 use vledger_ledger::keys::SigningKey;
 use vledger_ledger::merkle;
-use vledger_ledger::node::{Node, NodeConfig};
 use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
 
 struct TestApp {
@@ -21,33 +20,13 @@ struct TestApp {
 }
 
 async fn spawn_app() -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let admin = SigningKey::generate(&mut rand::rngs::OsRng);
-    let node = Node::open(NodeConfig {
-        data_dir: dir.path().join("db"),
-        region: "cq".try_into().unwrap(),
-        origin: "vledger.test/cq".into(),
-        node_key: SigningKey::generate(&mut rand::rngs::OsRng),
-        genesis: Some(GenesisBody {
-            region_name: "Chongqing".into(),
-            admin_key: admin.public_key(),
-            admin_name: "CQ admin".into(),
-            time_zone: "Asia/Shanghai".into(),
-        }),
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(vledger_api::serve(
-        listener,
-        Arc::clone(&node),
-        std::future::pending(),
-    ));
+    let admin = fresh_key();
+    let served = common::serve_node(&admin).await;
     TestApp {
-        base,
+        base: served.base,
         client: reqwest::Client::new(),
         admin,
-        _dir: dir,
+        _dir: served.dir,
     }
 }
 
@@ -64,10 +43,6 @@ fn payload(signer: &SigningKey, command_type: &str, nonce: &str, body: Value) ->
 
 fn register_body(key: &SigningKey, role: &str) -> Value {
     json!({ "key": key.public_key().to_base64(), "role": role, "home_region": "cq", "name": "Party" })
-}
-
-fn fresh_key() -> SigningKey {
-    SigningKey::generate(&mut rand::rngs::OsRng)
 }
 
 impl TestApp {

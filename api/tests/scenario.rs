@@ -5,14 +5,13 @@
 //! three installments; expiry and revocation returning value; a refused related-party order;
 //! a dispute that refunds the escrow.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vledger_ledger::domain::GenesisBody;
 use vledger_ledger::envelope::{seal, CommandPayload};
 use vledger_ledger::keys::SigningKey;
-use vledger_ledger::node::{Node, NodeConfig};
 use vledger_ledger::writer::wall_clock_ms;
 
 const DAY_MS: u64 = 86_400_000;
@@ -25,7 +24,7 @@ struct Api {
 }
 
 fn key() -> SigningKey {
-    SigningKey::generate(&mut rand::rngs::OsRng)
+    common::fresh_key()
 }
 
 fn b64(k: &SigningKey) -> String {
@@ -34,32 +33,12 @@ fn b64(k: &SigningKey) -> String {
 
 impl Api {
     async fn start(admin: &SigningKey) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let node = Node::open(NodeConfig {
-            data_dir: dir.path().join("db"),
-            region: "cq".try_into().unwrap(),
-            origin: "vledger.test/cq".into(),
-            node_key: key(),
-            genesis: Some(GenesisBody {
-                region_name: "重庆市科学技术局".into(),
-                admin_key: admin.public_key(),
-                admin_name: "CQ admin".into(),
-                time_zone: "Asia/Shanghai".into(),
-            }),
-        })
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(vledger_api::serve(
-            listener,
-            Arc::clone(&node),
-            std::future::pending(),
-        ));
+        let served = common::serve_node(admin).await;
         Self {
-            base,
+            base: served.base,
             client: reqwest::Client::new(),
             nonce: Default::default(),
-            _dir: dir,
+            _dir: served.dir,
         }
     }
 
