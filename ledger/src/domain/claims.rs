@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::orders::{release_voucher_share, require_order, OrderStatus};
+use super::orders::{release_voucher_share, require_order, require_order_party, OrderStatus};
 use super::parties::{require_role, PartyRecord, Role};
 use super::programs::{load_program, require_program, save_program, CrossRegionPayer};
 use super::state::{StateError, StateRead, StateWrite};
@@ -150,13 +150,7 @@ pub(super) fn decide_submit<S: StateRead>(
     body: &SubmitClaimBody,
 ) -> Result<Vec<Event>, ApplyError> {
     let order = require_order(state, &body.order_id)?;
-    if order.agency != actor.key {
-        return Err(Rejection::NotAuthorized {
-            needed: "the order's agency",
-            actual: actor.role.as_str().into(),
-        }
-        .into());
-    }
+    require_order_party(actor, &order.agency, "the order's agency")?;
     if load_claim(state, &body.order_id)?.is_some() {
         return Err(Rejection::ClaimExists(body.order_id.to_string()).into());
     }

@@ -336,6 +336,22 @@ pub(super) fn save_order<S: StateWrite>(state: &mut S, order: &OrderRecord) {
     state.put(order_key(&order.order_id), order);
 }
 
+/// Only the named party of an order (its agency or its enterprise) may do this.
+pub(super) fn require_order_party(
+    actor: &PartyRecord,
+    party: &PublicKey,
+    needed: &'static str,
+) -> Result<(), Rejection> {
+    if actor.key == *party {
+        Ok(())
+    } else {
+        Err(Rejection::NotAuthorized {
+            needed,
+            actual: actor.role.as_str().into(),
+        })
+    }
+}
+
 fn invalid(field: &'static str, reason: impl Into<String>) -> Rejection {
     Rejection::InvalidField {
         field,
@@ -683,13 +699,7 @@ pub(super) fn decide_acknowledge<S: StateRead>(
 ) -> Result<Vec<Event>, ApplyError> {
     super::parties::check_text("reference", &body.reference, MAX_REFERENCE_BYTES)?;
     let order = require_order(state, &body.order_id)?;
-    if order.agency != actor.key {
-        return Err(Rejection::NotAuthorized {
-            needed: "the order's agency",
-            actual: actor.role.as_str().into(),
-        }
-        .into());
-    }
+    require_order_party(actor, &order.agency, "the order's agency")?;
     require_status(
         &order,
         &[
@@ -737,13 +747,7 @@ pub(super) fn decide_deliver<S: StateRead>(
         }
     }
     let order = require_order(state, &body.order_id)?;
-    if order.agency != actor.key {
-        return Err(Rejection::NotAuthorized {
-            needed: "the order's agency",
-            actual: actor.role.as_str().into(),
-        }
-        .into());
-    }
+    require_order_party(actor, &order.agency, "the order's agency")?;
     require_status(&order, &[OrderStatus::Placed])?;
     if let Some(escrow) = &order.escrow {
         if escrow.status != EscrowStatus::Held {
@@ -797,13 +801,7 @@ pub(super) fn decide_confirm<S: StateRead>(
     body: &OrderActionBody,
 ) -> Result<Vec<Event>, ApplyError> {
     let order = require_order(state, &body.order_id)?;
-    if order.enterprise != actor.key {
-        return Err(Rejection::NotAuthorized {
-            needed: "the order's enterprise",
-            actual: actor.role.as_str().into(),
-        }
-        .into());
-    }
+    require_order_party(actor, &order.enterprise, "the order's enterprise")?;
     require_status(&order, &[OrderStatus::Delivered])?;
     Ok(vec![Event::OrderConfirmed {
         order_id: order.order_id,
@@ -843,13 +841,7 @@ pub(super) fn decide_dispute<S: StateRead>(
 ) -> Result<Vec<Event>, ApplyError> {
     super::parties::check_text("reason", &body.reason, MAX_REASON_BYTES)?;
     let order = require_order(state, &body.order_id)?;
-    if order.enterprise != actor.key {
-        return Err(Rejection::NotAuthorized {
-            needed: "the order's enterprise",
-            actual: actor.role.as_str().into(),
-        }
-        .into());
-    }
+    require_order_party(actor, &order.enterprise, "the order's enterprise")?;
     require_status(&order, &[OrderStatus::Delivered])?;
     Ok(vec![Event::OrderDisputed {
         order_id: order.order_id,
