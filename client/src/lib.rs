@@ -1,0 +1,1 @@
+//! A client for vledger's HTTP API.
