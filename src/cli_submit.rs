@@ -4,12 +4,12 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use vledger_ledger::envelope::{seal, CommandPayload, COMMAND_FORMAT_VERSION};
-use vledger_ledger::types::RegionId;
+use vledger_client::{Client, ClientError};
 
 #[derive(clap::Args)]
 pub struct SubmitArgs {
-    /// The command type, e.g. `party.register`.
+    /// The command type, e.g. `party.register` (see `Command` in /openapi.json for every type
+    /// and its body).
     command_type: String,
     /// The command body as a JSON file, or `-` for standard input.
     #[arg(long)]
@@ -20,9 +20,6 @@ pub struct SubmitArgs {
     /// The node's base URL.
     #[arg(long, env = "VLEDGER_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// The region the command is meant for; asked of the node when not given.
-    #[arg(long)]
-    region: Option<String>,
     /// The idempotency nonce; a fresh random one when not given. Resubmitting the same command
     /// with the same nonce returns the original receipt.
     #[arg(long)]
@@ -43,60 +40,27 @@ pub fn run(args: SubmitArgs) -> Result<()> {
     };
     let body: serde_json::Value =
         serde_json::from_str(&body_text).context("the command body is not valid JSON")?;
-    let client = reqwest::blocking::Client::new();
-    let base = args.url.trim_end_matches('/');
-    let region = match args.region {
-        Some(r) => r,
-        None => {
-            let info: serde_json::Value = client
-                .get(format!("{base}/v1/node"))
-                .send()
-                .with_context(|| format!("cannot reach the node at {base}"))?
-                .json()
-                .context("the node's /v1/node answer is not JSON")?;
-            info["region"]
-                .as_str()
-                .context("the node did not say its region")?
-                .to_string()
-        }
-    };
-    let region = RegionId::try_from(region).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
-    let nonce = args.nonce.unwrap_or_else(|| {
-        use rand::RngCore;
-        let mut bytes = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    });
-    let payload = CommandPayload {
-        v: u64::from(COMMAND_FORMAT_VERSION),
-        command_type: args.command_type,
-        region,
-        signer: key.public_key(),
-        nonce,
-        body,
-    };
-    let envelope = seal(&payload, &key);
-    let response = client
-        .post(format!("{base}/v1/commands"))
-        .header("content-type", "application/json")
-        .body(envelope)
-        .send()
-        .with_context(|| format!("cannot reach the node at {base}"))?;
-    let status = response.status();
-    let text = response.text().unwrap_or_default();
-    if !status.is_success() {
-        let detail = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|p| {
-                Some(format!(
-                    "{} ({})",
-                    p["detail"].as_str()?,
-                    p["type"].as_str()?
-                ))
-            })
-            .unwrap_or(text);
-        anyhow::bail!("the node refused the command: HTTP {status}: {detail}");
-    }
-    println!("{text}");
+    let client = Client::new(&args.url);
+    let nonce = args.nonce.unwrap_or_else(vledger_client::fresh_nonce);
+    let accepted = client
+        .submit_with_nonce(&key, &args.command_type, &body, &nonce)
+        .map_err(explain)?;
+    println!("{}", serde_json::to_string(&accepted)?);
     Ok(())
+}
+
+/// Turns a client error into a message that says what to fix.
+pub fn explain(error: ClientError) -> anyhow::Error {
+    match &error {
+        ClientError::Unreachable { url, .. } => anyhow::anyhow!(
+            "{error}\nis the node running? start one with `ops/run.sh`, or point --url (or VLEDGER_URL) at it (tried {url})"
+        ),
+        ClientError::Problem(problem) => anyhow::anyhow!(
+            "the node refused the command: HTTP {}: {} ({})",
+            problem.status,
+            problem.detail,
+            problem.problem_type
+        ),
+        ClientError::Unexpected { .. } => anyhow::anyhow!(error),
+    }
 }

@@ -1,7 +1,10 @@
 //! The `vledger` command line: run a node, make keys, submit signed commands.
 
 mod bench;
+mod cli_flows;
+mod cli_query;
 mod cli_submit;
+mod config;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +42,12 @@ enum Commands {
     },
     /// Sign a command with a key file and submit it to a node; prints the signed receipt.
     Submit(cli_submit::SubmitArgs),
+    #[command(flatten)]
+    Flow(cli_flows::Flow),
+    /// Read records, entries and proofs from a node, as JSON.
+    Query(cli_query::QueryArgs),
+    /// Follow the node's events as they happen (Server-Sent Events), resuming after drops.
+    Tail(cli_query::TailArgs),
     /// Replay a stopped node's log and compare the state it gives with the stored state; with
     /// --write, replace the stored state with the replayed one.
     Rebuild {
@@ -53,24 +62,26 @@ enum Commands {
     Bench(bench::BenchArgs),
 }
 
+/// Every setting may also come from the config file (--config) or a VLEDGER_* variable; a flag
+/// wins over the variable, which wins over the file.
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Data directory: the RocksDB store lives in DATA/db, the node's key in DATA/keys/node.pem.
-    #[arg(long, env = "VLEDGER_DATA", default_value = "./data")]
-    data: PathBuf,
-    /// Address to listen on.
-    #[arg(long, env = "VLEDGER_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// The region this node serves (a-z, 0-9, '-'), e.g. `cq` for Chongqing.
-    #[arg(long, env = "VLEDGER_REGION", default_value = "cq")]
-    region: String,
+    /// A TOML config file holding any of the settings below (names as the flags, with `_`).
+    #[arg(long, env = "VLEDGER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: the RocksDB store lives in DATA/db, the node's key in DATA/keys/node.pem
+    /// [default: ./data].
+    #[arg(long, env = "VLEDGER_DATA")]
+    data: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "VLEDGER_LISTEN")]
+    listen: Option<String>,
+    /// The region this node serves (a-z, 0-9, '-'), e.g. `cq` for Chongqing [default: cq].
+    #[arg(long, env = "VLEDGER_REGION")]
+    region: Option<String>,
     /// The region's display name, recorded at genesis.
-    #[arg(
-        long,
-        env = "VLEDGER_REGION_NAME",
-        default_value = "Chongqing Science and Technology Bureau"
-    )]
-    region_name: String,
+    #[arg(long, env = "VLEDGER_REGION_NAME")]
+    region_name: Option<String>,
     /// The checkpoint origin (the log's name); defaults to `vledger.local/<region>`.
     #[arg(long, env = "VLEDGER_ORIGIN")]
     origin: Option<String>,
@@ -80,12 +91,37 @@ struct ServeArgs {
     /// Found a demo region on first start: creates DATA/keys/admin.pem and makes it the first admin.
     #[arg(long)]
     demo: bool,
+    /// Log lines as text, or as JSON objects carrying each request's id [default: text].
+    #[arg(long, env = "VLEDGER_LOG_FORMAT", value_enum)]
+    log_format: Option<config::LogFormat>,
+}
+
+impl ServeArgs {
+    fn settings(self) -> Result<config::ServeSettings> {
+        let file = match &self.config {
+            Some(path) => config::FileConfig::read(path)?,
+            None => config::FileConfig::default(),
+        };
+        config::ServeSettings::merge(
+            config::GivenSettings {
+                data: self.data,
+                listen: self.listen,
+                region: self.region,
+                region_name: self.region_name,
+                origin: self.origin,
+                admin_key: self.admin_key,
+                demo: self.demo,
+                log_format: self.log_format,
+            },
+            file,
+        )
+    }
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Commands::Serve(args) => serve(args),
+        Commands::Serve(args) => serve(args.settings()?),
         Commands::Keygen { out } => {
             let key = SigningKey::generate(&mut rand::rngs::OsRng);
             write_new_key(&out, &key)?;
@@ -98,6 +134,9 @@ fn main() -> Result<()> {
             Ok(())
         }
         Commands::Submit(args) => cli_submit::run(args),
+        Commands::Flow(flow) => cli_flows::run(flow),
+        Commands::Query(args) => cli_query::run(args),
+        Commands::Tail(args) => cli_query::tail(args),
         Commands::Rebuild { data, write } => rebuild(&data, write),
         Commands::Bench(args) => bench::run(args),
     }
@@ -184,13 +223,17 @@ fn rebuild(data: &Path, write: bool) -> Result<()> {
     }
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=info".into()),
-        )
-        .init();
+fn serve(args: config::ServeSettings) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=info".into());
+    match args.log_format {
+        config::LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        config::LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_env_filter(filter)
+            .init(),
+    }
     let region =
         RegionId::try_from(args.region.as_str()).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
     let origin = args

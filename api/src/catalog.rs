@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use vledger_ledger::domain::catalog::{
     self, load_demand, load_listing, CatalogPage, CatalogQuery, DemandRecord, Industry,
     ListingRecord, Pool, QueryError,
@@ -15,9 +16,11 @@ use vledger_ledger::types::{RecordId, RegionId};
 use super::{read_failure, record_id, AppState, Problem, ProblemQuery};
 
 /// `GET /v1/catalog/listings`: every parameter is optional.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListingsQuery {
+    #[param(inline)]
     pool: Option<Pool>,
     industry: Option<Industry>,
     /// The agency's home region.
@@ -35,15 +38,16 @@ pub(crate) struct ListingsQuery {
 }
 
 /// `GET /v1/catalog/demands/{id}/matches`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct MatchesQuery {
     /// 1 to `MAX_CATALOG_PAGE` (the default).
     limit: Option<usize>,
 }
 
 /// The listings that fit a demand, cheapest first.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DemandMatches {
     pub demand_id: RecordId,
     pub listings: Vec<ListingRecord>,
@@ -61,6 +65,12 @@ fn query_problem(e: QueryError) -> Problem {
     }
 }
 
+/// Search the shared catalog's active listings, in listing id order.
+#[utoipa::path(get, path = "/v1/catalog/listings", tag = "catalog", params(ListingsQuery),
+    responses(
+        (status = 200, description = "A page of listings", body = CatalogPage),
+        (status = 400, description = "A filter is not valid", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub(crate) async fn get_listings(
     State(state): State<AppState>,
     ProblemQuery(q): ProblemQuery<ListingsQuery>,
@@ -84,6 +94,14 @@ pub(crate) async fn get_listings(
         .map_err(query_problem)
 }
 
+/// One listing, whatever its status.
+#[utoipa::path(get, path = "/v1/catalog/listings/{listing_id}", tag = "catalog",
+    params(("listing_id" = String, Path, description = "The listing's id")),
+    responses(
+        (status = 200, description = "The listing", body = ListingRecord),
+        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such listing", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub(crate) async fn get_listing(
     State(state): State<AppState>,
     Path(listing_id): Path<String>,
@@ -101,6 +119,14 @@ pub(crate) async fn get_listing(
         })
 }
 
+/// One demand an enterprise posted.
+#[utoipa::path(get, path = "/v1/catalog/demands/{demand_id}", tag = "catalog",
+    params(("demand_id" = String, Path, description = "The demand's id")),
+    responses(
+        (status = 200, description = "The demand", body = DemandRecord),
+        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such demand", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub(crate) async fn get_demand(
     State(state): State<AppState>,
     Path(demand_id): Path<String>,
@@ -112,6 +138,14 @@ pub(crate) async fn get_demand(
         .ok_or_else(|| query_problem(QueryError::DemandNotFound(id)))
 }
 
+/// The active listings that fit a demand (its category, within its budget), cheapest first.
+#[utoipa::path(get, path = "/v1/catalog/demands/{demand_id}/matches", tag = "catalog",
+    params(("demand_id" = String, Path, description = "The demand's id"), MatchesQuery),
+    responses(
+        (status = 200, description = "The matching listings", body = DemandMatches),
+        (status = 400, description = "The id or a parameter is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such demand", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub(crate) async fn get_demand_matches(
     State(state): State<AppState>,
     Path(demand_id): Path<String>,

@@ -3,8 +3,11 @@
 //! Handlers translate between HTTP and [`vledger_ledger::node::Node`]; they hold no rules.
 
 pub mod catalog;
+pub mod events;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
+pub mod records;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +23,8 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::{IntoParams, ToSchema};
 use vledger_ledger::domain::claims::{
     load_claim, ClaimRecord, SettlementPosition, SETTLEMENT_PREFIX,
 };
@@ -45,19 +50,38 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub node: Arc<Node>,
     pub metrics: Arc<HttpMetrics>,
+    /// The tree size after each committed batch: wakes event subscribers.
+    pub commits: tokio::sync::watch::Receiver<u64>,
 }
+
+/// The header that carries a request's id (taken from the client or made by the node).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The router of the public interface.
 pub fn router(node: Arc<Node>) -> Router {
+    let (commit_sender, commits) = tokio::sync::watch::channel(node.tree_size());
+    node.published().on_commit(Box::new(move |size| {
+        commit_sender.send_replace(size);
+    }));
     let state = AppState {
         node,
         metrics: Arc::new(HttpMetrics::default()),
+        commits,
     };
+    let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
     Router::new()
         .route("/v1/commands", post(post_command))
         .route("/v1/node", get(get_node))
         .route("/v1/checkpoint", get(get_checkpoint))
         .route("/v1/entries", get(get_entries))
+        .route("/v1/entries/{index}", get(get_entry))
+        .route("/v1/events", get(events::get_events))
+        .route("/v1/programs", get(records::list_programs))
+        .route("/v1/vouchers", get(records::list_vouchers))
+        .route("/v1/orders", get(records::list_orders))
+        .route("/v1/claims", get(records::list_claims))
+        .route("/v1/parties/{key}", get(records::get_party))
+        .route("/openapi.json", get(openapi::get_openapi))
         .route("/v1/proofs/inclusion", get(get_inclusion_proof))
         .route("/v1/proofs/consistency", get(get_consistency_proof))
         .route("/v1/programs/{program_id}", get(get_program))
@@ -87,6 +111,23 @@ pub fn router(node: Arc<Node>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!(
+                    "request",
+                    request_id = %id,
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                )
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
 }
 
@@ -143,7 +184,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Pro
 }
 
 /// The answer to an accepted command.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CommandAccepted {
     pub receipt: Receipt,
     /// The signed checkpoint of the batch that committed the command.
@@ -152,6 +193,29 @@ pub struct CommandAccepted {
     pub replayed: bool,
 }
 
+/// Submit a signed command.
+///
+/// The body is a DSSE envelope (`payloadType` `application/vnd.vledger.command+json`) whose
+/// payload is `{"v":1,"type":...,"region":...,"signer":...,"nonce":...,"body":...}`, signed by
+/// `signer`; `type` and `body` are one of the `Command` schemas. The answer comes once the
+/// command is durable: 201 with a signed receipt, or 200 with the original receipt when the same
+/// command was already accepted under the same (signer, nonce).
+#[utoipa::path(post, path = "/v1/commands", tag = "commands",
+    request_body(content = DsseEnvelope, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Accepted and durable", body = CommandAccepted),
+        (status = 200, description = "A repeat of an accepted command: its original receipt", body = CommandAccepted),
+        (status = 400, description = "Malformed envelope, payload or body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The signature does not verify", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The signer is unknown, revoked, suspended or not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The command names a record that does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A conflict: the record exists, or the nonce was used for another command", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the envelope limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Wrong payloadType", body = Problem, content_type = "application/problem+json"),
+        (status = 421, description = "The command is for another region", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A domain rule refused the command", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The writer is busy or stopping; retry", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn post_command(State(state): State<AppState>, body: Body) -> Result<Response, Problem> {
     // Read one byte past the limit so that "too large" is told apart from "exactly at the limit".
     let bytes =
@@ -191,7 +255,7 @@ async fn post_command(State(state): State<AppState>, body: Body) -> Result<Respo
 }
 
 /// What `GET /v1/node` answers.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NodeInfo {
     pub region: String,
     /// The checkpoint origin (the log's name).
@@ -203,6 +267,9 @@ pub struct NodeInfo {
     pub tree_size: u64,
 }
 
+/// The node's region, log origin and keys, and its tree size.
+#[utoipa::path(get, path = "/v1/node", tag = "log",
+    responses((status = 200, description = "The node", body = NodeInfo)))]
 async fn get_node(State(state): State<AppState>) -> Json<NodeInfo> {
     let node = &state.node;
     Json(NodeInfo {
@@ -214,6 +281,9 @@ async fn get_node(State(state): State<AppState>) -> Json<NodeInfo> {
     })
 }
 
+/// The latest signed checkpoint, a C2SP signed note.
+#[utoipa::path(get, path = "/v1/checkpoint", tag = "log",
+    responses((status = 200, description = "The checkpoint note", body = String, content_type = "text/plain")))]
 async fn get_checkpoint(State(state): State<AppState>) -> Response {
     let note = state.node.checkpoint();
     (
@@ -223,15 +293,18 @@ async fn get_checkpoint(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EntriesQuery {
+    /// The first index.
     start: u64,
+    /// One past the last index; a page holds at most 1,000 entries.
     end: u64,
 }
 
 /// One entry as `GET /v1/entries` answers it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EntryView {
     pub index: u64,
     /// The exact entry bytes, standard base64: the leaf hash is SHA-256(0x00 ‖ these bytes).
@@ -241,18 +314,20 @@ pub struct EntryView {
 }
 
 /// The same entry, decoded for reading.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DecodedEntry {
     pub node_time_ms: u64,
     pub prev_leaf_hash: String,
     pub envelope: DsseEnvelope,
-    /// The DSSE payload, decoded.
+    /// The DSSE payload, decoded: `v`, `type`, `region`, `signer`, `nonce`, `body`.
+    #[schema(value_type = Object)]
     pub command: serde_json::Value,
+    #[schema(value_type = Vec<vledger_ledger::domain::Event>)]
     pub events: serde_json::Value,
 }
 
 /// A page of entries.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EntriesPage {
     pub entries: Vec<EntryView>,
     pub tree_size: u64,
@@ -286,6 +361,12 @@ fn entry_view(index: u64, bytes: &[u8]) -> Result<EntryView, Problem> {
     })
 }
 
+/// Entries `start` to `end` (exclusive), as stored and decoded.
+#[utoipa::path(get, path = "/v1/entries", tag = "log", params(EntriesQuery),
+    responses(
+        (status = 200, description = "The entries that exist in the range (at most 1,000)", body = EntriesPage),
+        (status = 400, description = "The range is not valid", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn get_entries(
     State(state): State<AppState>,
     ProblemQuery(q): ProblemQuery<EntriesQuery>,
@@ -312,15 +393,97 @@ async fn get_entries(
     }))
 }
 
-#[derive(Deserialize)]
+/// One entry with its inclusion proof in the tree of the latest checkpoint.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryWithProof {
+    pub entry: EntryView,
+    /// The proof that the entry is in the tree of `checkpoint`.
+    pub inclusion: InclusionProof,
+    /// The signed checkpoint (C2SP note) whose root the proof leads to.
+    pub checkpoint: String,
+}
+
+/// Entry `index` with its inclusion proof in the tree of the latest checkpoint: everything a
+/// client needs to check, offline, that the entry is in the log the node signed.
+#[utoipa::path(get, path = "/v1/entries/{index}", tag = "log",
+    params(("index" = String, Path, description = "The entry's index, from 0")),
+    responses(
+        (status = 200, description = "The entry, its proof and the checkpoint", body = EntryWithProof),
+        (status = 400, description = "The index is not a number", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The log has no entry at this index yet", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_entry(
+    State(state): State<AppState>,
+    Path(index): Path<String>,
+) -> Result<Json<EntryWithProof>, Problem> {
+    let index: u64 = index.parse().map_err(|_| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+            format!("entry index `{index}` is not a non-negative integer"),
+        )
+    })?;
+    let checkpoint = state.node.checkpoint();
+    let size: u64 = checkpoint
+        .lines()
+        .nth(1)
+        .and_then(|line| line.parse().ok())
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage-failure",
+                "the latest checkpoint has no tree size",
+            )
+        })?;
+    if index >= size {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "entry-not-found",
+            format!("the log holds {size} entries; there is no entry {index} yet"),
+        ));
+    }
+    let node = state.node.clone();
+    let (rows, proof, root) = tokio::task::spawn_blocking(move || {
+        let rows = node.entries(index, index + 1)?;
+        let proof = node.inclusion_proof(index, size)?;
+        let root = node.root(size)?;
+        Ok::<_, vledger_ledger::node::ReadError>((rows, proof, root))
+    })
+    .await
+    .expect("read task")?;
+    let (_, bytes) = rows.first().ok_or_else(|| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage-failure",
+            format!("entry {index} is missing below the tree size {size}"),
+        )
+    })?;
+    let entry = entry_view(index, bytes)?;
+    Ok(Json(EntryWithProof {
+        inclusion: InclusionProof {
+            index,
+            size,
+            leaf_hash: entry.leaf_hash.clone(),
+            root_hash: B64.encode(root),
+            proof: proof.iter().map(|h| B64.encode(h)).collect(),
+        },
+        entry,
+        checkpoint: checkpoint.to_string(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct InclusionQuery {
+    /// The entry's index.
     index: u64,
+    /// The tree size the proof is for (a checkpoint's size).
     size: u64,
 }
 
 /// An RFC 9162 inclusion proof.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct InclusionProof {
     pub index: u64,
     pub size: u64,
@@ -330,6 +493,12 @@ pub struct InclusionProof {
     pub proof: Vec<String>,
 }
 
+/// The inclusion proof of entry `index` in the tree of size `size`.
+#[utoipa::path(get, path = "/v1/proofs/inclusion", tag = "log", params(InclusionQuery),
+    responses(
+        (status = 200, description = "The proof", body = InclusionProof),
+        (status = 400, description = "index or size out of range", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn get_inclusion_proof(
     State(state): State<AppState>,
     ProblemQuery(q): ProblemQuery<InclusionQuery>,
@@ -359,21 +528,30 @@ async fn get_inclusion_proof(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ConsistencyQuery {
+    /// The older tree size.
     from: u64,
+    /// The newer tree size, at most the current one.
     to: u64,
 }
 
 /// An RFC 9162 consistency proof.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConsistencyProof {
     pub from: u64,
     pub to: u64,
     pub proof: Vec<String>,
 }
 
+/// The consistency proof between tree sizes `from` and `to`.
+#[utoipa::path(get, path = "/v1/proofs/consistency", tag = "log", params(ConsistencyQuery),
+    responses(
+        (status = 200, description = "The proof (empty when from is 0 or equals to)", body = ConsistencyProof),
+        (status = 400, description = "from or to out of range", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn get_consistency_proof(
     State(state): State<AppState>,
     ProblemQuery(q): ProblemQuery<ConsistencyQuery>,
@@ -439,6 +617,14 @@ fn read_record<T>(
         })
 }
 
+/// The program with its terms and budget buckets.
+#[utoipa::path(get, path = "/v1/programs/{program_id}", tag = "records",
+    params(("program_id" = String, Path, description = "The program's id")),
+    responses(
+        (status = 200, description = "The program with its terms and budget buckets", body = ProgramRecord),
+        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn get_program(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -446,6 +632,14 @@ async fn get_program(
     read_record(&state, id, "program", "program-not-found", load_program)
 }
 
+/// The voucher with its balance.
+#[utoipa::path(get, path = "/v1/vouchers/{voucher_id}", tag = "records",
+    params(("voucher_id" = String, Path, description = "The voucher's id")),
+    responses(
+        (status = 200, description = "The voucher with its balance", body = VoucherRecord),
+        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn get_voucher(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -453,6 +647,14 @@ async fn get_voucher(
     read_record(&state, id, "voucher", "voucher-not-found", load_voucher)
 }
 
+/// The order with its installments, escrow and evidence.
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "records",
+    params(("order_id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order with its installments, escrow and evidence", body = OrderRecord),
+        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn get_order(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -460,6 +662,14 @@ async fn get_order(
     read_record(&state, id, "order", "order-not-found", load_order)
 }
 
+/// The claim of the order with its reviews.
+#[utoipa::path(get, path = "/v1/claims/{order_id}", tag = "records",
+    params(("order_id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The claim of the order with its reviews", body = ClaimRecord),
+        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn get_claim(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -470,22 +680,30 @@ async fn get_claim(
 /// Most fraud flags or settlement positions in one page.
 pub const MAX_RECORDS_PAGE: usize = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct FlagsQuery {
     /// Only flags raised by entries after this index.
     after_index: Option<u64>,
+    /// 256 to 500 (the default); smaller values are raised to 256.
     limit: Option<usize>,
 }
 
 /// A page of fraud flags, oldest first.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FraudFlagsPage {
     pub flags: Vec<FraudFlagRecord>,
     /// Pass as `after_index` for the next page; absent at the end.
     pub next_after_index: Option<u64>,
 }
 
+/// Fraud flags raised for regulators, oldest first.
+#[utoipa::path(get, path = "/v1/fraud-flags", tag = "records", params(FlagsQuery),
+    responses(
+        (status = 200, description = "A page of flags", body = FraudFlagsPage),
+        (status = 400, description = "A parameter is not valid", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn get_fraud_flags(
     State(state): State<AppState>,
     ProblemQuery(q): ProblemQuery<FlagsQuery>,
@@ -541,6 +759,9 @@ async fn get_fraud_flags(
     }))
 }
 
+/// What each region owes another from cross-region payouts it advanced.
+#[utoipa::path(get, path = "/v1/settlement/positions", tag = "records",
+    responses((status = 200, description = "Every open position", body = Vec<SettlementPosition>)))]
 async fn get_settlement_positions(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<SettlementPosition>>, Problem> {
@@ -568,10 +789,27 @@ async fn get_settlement_positions(
         })
 }
 
-async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok", "tree_size": state.node.tree_size() }))
+/// What `/healthz` answers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+    pub tree_size: u64,
 }
 
+/// Whether the node is up, with its tree size.
+#[utoipa::path(get, path = "/healthz", tag = "operation",
+    responses((status = 200, description = "The node is up", body = Health)))]
+async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        tree_size: state.node.tree_size(),
+    })
+}
+
+/// Prometheus metrics: requests, latency, writer queue depth, batches, commit time, tree size.
+#[utoipa::path(get, path = "/metrics", tag = "operation",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn get_metrics(State(state): State<AppState>) -> Response {
     let text = state.metrics.render(&state.node);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

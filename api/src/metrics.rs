@@ -116,6 +116,12 @@ impl HttpMetrics {
                 load(&stats.last_batch_size),
             ),
             (
+                "vledger_writer_queue_depth",
+                "gauge",
+                "Commands waiting for the writer.",
+                load(&stats.queue_depth),
+            ),
+            (
                 "vledger_writer_commit_microseconds_total",
                 "counter",
                 "Time spent in synced batch writes.",

@@ -11,9 +11,10 @@ use vledger_ledger::writer::SubmitError;
 /// Prefix of every problem `type`.
 pub const PROBLEM_TYPE_PREFIX: &str = "urn:vledger:problem:";
 
-/// An RFC 9457 problem, as the API returns it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+/// An RFC 9457 problem, as the API returns it (`application/problem+json`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Problem {
+    /// `urn:vledger:problem:<code>`: one stable type per rule broken (see `code`).
     #[serde(rename = "type")]
     pub problem_type: String,
     pub title: String,

@@ -45,7 +45,7 @@ pub enum EnvelopeError {
 }
 
 /// A DSSE envelope as it appears on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DsseEnvelope {
     pub payload_type: String,
@@ -54,7 +54,7 @@ pub struct DsseEnvelope {
 }
 
 /// One DSSE signature; `keyid` is only a hint, the payload's `signer` is authoritative.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DsseSignature {
     #[serde(default, skip_serializing_if = "Option::is_none")]

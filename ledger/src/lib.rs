@@ -13,6 +13,7 @@ pub mod node;
 pub mod note;
 pub mod receipt;
 pub mod replay;
+pub mod schema;
 pub mod store;
 pub mod types;
 pub mod writer;

@@ -282,11 +282,18 @@ impl Node {
         let Some(sender) = queue.as_ref() else {
             return reply(Err(SubmitError::ShuttingDown));
         };
-        match sender.try_send(Submission {
+        // Counted before the send so that the writer's decrement never precedes it.
+        let depth = &self.published.stats.queue_depth;
+        depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sent = sender.try_send(Submission {
             envelope,
             command,
             reply,
-        }) {
+        });
+        if sent.is_err() {
+            depth.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(s)) => (s.reply)(Err(SubmitError::QueueFull)),
             Err(TrySendError::Disconnected(s)) => (s.reply)(Err(SubmitError::ShuttingDown)),

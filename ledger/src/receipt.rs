@@ -43,7 +43,7 @@ impl ReceiptData {
 }
 
 /// A signed receipt as the API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     pub index: LogIndex,
     /// Leaf hash of the entry, standard base64.

@@ -56,10 +56,14 @@ pub enum SubmitError {
     Storage(String),
 }
 
+/// Called with the new tree size after every committed batch.
+pub type CommitListener = Box<dyn Fn(u64) + Send + Sync>;
+
 /// What the node has committed and published, shared with readers.
 pub struct Published {
     tree_size: AtomicU64,
     checkpoint: RwLock<Arc<String>>,
+    listeners: RwLock<Vec<CommitListener>>,
     /// Cumulative counters for metrics.
     pub stats: WriterStats,
 }
@@ -72,6 +76,8 @@ pub struct WriterStats {
     pub commands_rejected: AtomicU64,
     pub commit_micros_total: AtomicU64,
     pub last_batch_size: AtomicU64,
+    /// Commands queued for the writer and not yet taken into a batch.
+    pub queue_depth: AtomicU64,
 }
 
 impl Published {
@@ -79,6 +85,7 @@ impl Published {
         Self {
             tree_size: AtomicU64::new(tree_size),
             checkpoint: RwLock::new(Arc::new(checkpoint)),
+            listeners: RwLock::new(Vec::new()),
             stats: WriterStats::default(),
         }
     }
@@ -90,9 +97,20 @@ impl Published {
     pub fn checkpoint(&self) -> Arc<String> {
         self.checkpoint.read().expect("checkpoint lock").clone()
     }
+    /// Calls `listener` with the new tree size after every batch committed from now on (it
+    /// runs on the writer thread: it must be quick and must not block).
+    pub fn on_commit(&self, listener: CommitListener) {
+        self.listeners
+            .write()
+            .expect("listeners lock")
+            .push(listener);
+    }
     fn publish(&self, tree_size: u64, checkpoint: Arc<String>) {
         *self.checkpoint.write().expect("checkpoint lock") = checkpoint;
         self.tree_size.store(tree_size, Ordering::Release);
+        for listener in self.listeners.read().expect("listeners lock").iter() {
+            listener(tree_size);
+        }
     }
 }
 
@@ -144,6 +162,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.published
+                .stats
+                .queue_depth
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
             self.process_batch(batch);
         }
     }

@@ -23,7 +23,7 @@ use crate::types::{RecordId, RegionId, TimeMs};
 
 /// A pool of the catalog: the seven public pools of the Chengdu–Chongqing platforms, or an
 /// industry pool named by the listing's `industry`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pool {
     /// 科技云用户资源池: the platforms' users.
@@ -97,7 +97,7 @@ impl std::fmt::Display for Industry {
 }
 
 /// Whether a listing can still be ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ListingStatus {
     Active,
@@ -105,7 +105,7 @@ pub enum ListingStatus {
 }
 
 /// Whether a demand is still looking for a provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DemandStatus {
     Open,
@@ -113,7 +113,7 @@ pub enum DemandStatus {
 }
 
 /// Body of `catalog.list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListingBody {
     pub listing_id: RecordId,
@@ -137,7 +137,7 @@ pub struct ListingBody {
 }
 
 /// Body of `catalog.update`: the fields to change; absent fields keep their value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateListingBody {
     pub listing_id: RecordId,
@@ -154,7 +154,7 @@ pub struct UpdateListingBody {
 }
 
 /// Body of `catalog.withdraw`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawListingBody {
     pub listing_id: RecordId,
@@ -162,7 +162,7 @@ pub struct WithdrawListingBody {
 }
 
 /// Body of `demand.post`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DemandBody {
     pub demand_id: RecordId,
@@ -182,14 +182,14 @@ pub struct DemandBody {
 }
 
 /// Body of `demand.close`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseDemandBody {
     pub demand_id: RecordId,
 }
 
 /// A listing as the state holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ListingRecord {
     pub listing_id: RecordId,
     pub agency: PublicKey,
@@ -210,7 +210,7 @@ pub struct ListingRecord {
 }
 
 /// A demand as the state holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DemandRecord {
     pub demand_id: RecordId,
     pub enterprise: PublicKey,
@@ -618,7 +618,7 @@ impl Default for CatalogQuery {
 }
 
 /// One page of search results.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CatalogPage {
     pub listings: Vec<ListingRecord>,
     /// Pass as `after` to continue; absent when no listing is left to examine. A page may hold

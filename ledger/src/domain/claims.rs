@@ -16,14 +16,14 @@ use crate::limits::{MAX_REASON_BYTES, MAX_REFERENCE_BYTES};
 use crate::types::{RecordId, RegionId, TimeMs};
 
 /// Body of `claim.submit`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitClaimBody {
     pub order_id: RecordId,
 }
 
 /// A reviewer's decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewDecision {
     Approve,
@@ -31,7 +31,7 @@ pub enum ReviewDecision {
 }
 
 /// Body of `claim.review`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewClaimBody {
     pub order_id: RecordId,
@@ -43,7 +43,7 @@ pub struct ReviewClaimBody {
 }
 
 /// Body of `claim.pay`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayClaimBody {
     pub order_id: RecordId,
@@ -52,7 +52,7 @@ pub struct PayClaimBody {
 }
 
 /// Body of `claim.clawback`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClawbackBody {
     pub order_id: RecordId,
@@ -60,7 +60,7 @@ pub struct ClawbackBody {
 }
 
 /// Where a claim is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClaimStatus {
     /// Waiting for the review at `next_level`.
@@ -74,7 +74,7 @@ pub enum ClaimStatus {
 }
 
 /// One review.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReviewRecord {
     pub level: u8,
     pub reviewer: PublicKey,
@@ -84,7 +84,7 @@ pub struct ReviewRecord {
 }
 
 /// A claim (one per order, keyed by the order id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimRecord {
     pub order_id: RecordId,
     pub program_id: RecordId,
@@ -103,15 +103,18 @@ pub struct ClaimRecord {
 }
 
 /// What one region owes another from advanced cross-region payouts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SettlementPosition {
     pub debtor: RegionId,
     pub creditor: RegionId,
     pub amount_minor: u64,
 }
 
+/// Prefix of these records in the state, followed by the record's id.
+pub const CLAIM_PREFIX: &[u8] = b"claim/";
+
 fn claim_key(order: &RecordId) -> Vec<u8> {
-    format!("claim/{order}").into_bytes()
+    [CLAIM_PREFIX, order.as_str().as_bytes()].concat()
 }
 
 /// Prefix of settlement positions: `settle/<debtor>/<creditor>`.

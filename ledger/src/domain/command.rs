@@ -19,7 +19,7 @@ use crate::keys::PublicKey;
 use crate::types::RegionId;
 
 /// A command the state machine understands. The serde tag is the payload's `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", content = "body")]
 pub enum Command {
     /// The region's first entry: founds the region and registers its first admin.
@@ -121,7 +121,7 @@ pub enum Command {
 }
 
 /// Body of `region.genesis`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenesisBody {
     /// The region's display name, e.g. "重庆市科学技术局".
@@ -140,7 +140,7 @@ fn default_time_zone() -> String {
 }
 
 /// Body of `party.register`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterPartyBody {
     /// The party's key, standard base64 of the 32-byte ed25519 public key. Kept as text here so
@@ -152,7 +152,7 @@ pub struct RegisterPartyBody {
 }
 
 /// Body of `party.revoke_key`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeKeyBody {
     pub key: PublicKey,

@@ -11,7 +11,7 @@ use crate::limits::MAX_EVENTS_BYTES;
 use crate::types::{RecordId, RegionId, TimeMs};
 
 /// Something that happened, recorded in the entry of the command that caused it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type")]
 pub enum Event {
     #[serde(rename = "region.founded")]

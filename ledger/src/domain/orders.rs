@@ -25,7 +25,7 @@ use crate::limits::{
 use crate::types::{LogIndex, RecordId, RegionId, TimeMs};
 
 /// One planned installment of a direct payment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallmentPlan {
     pub amount_minor: AmountMinor,
@@ -33,7 +33,7 @@ pub struct InstallmentPlan {
 }
 
 /// How the enterprise pays its own share.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PaymentPlan {
     /// Paid to the agency offline, in one or more installments the agency acknowledges.
@@ -46,7 +46,7 @@ pub enum PaymentPlan {
 }
 
 /// Body of `order.place`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderBody {
     pub order_id: RecordId,
@@ -60,7 +60,7 @@ pub struct PlaceOrderBody {
 }
 
 /// Body of commands that name only an order and why: cancel, confirm, dispute.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderActionBody {
     pub order_id: RecordId,
@@ -69,7 +69,7 @@ pub struct OrderActionBody {
 }
 
 /// Body of `escrow.fund`: the escrow provider attests that it received the enterprise's share.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FundEscrowBody {
     pub order_id: RecordId,
@@ -79,7 +79,7 @@ pub struct FundEscrowBody {
 }
 
 /// Body of `payment.acknowledge`: the agency acknowledges an installment paid offline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcknowledgePaymentBody {
     pub order_id: RecordId,
@@ -89,7 +89,7 @@ pub struct AcknowledgePaymentBody {
 }
 
 /// A document proving delivery, by its SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
     /// `contract`, `invoice` (fapiao) or `report`.
@@ -99,7 +99,7 @@ pub struct Evidence {
 }
 
 /// What a piece of evidence is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EvidenceKind {
     Contract,
@@ -108,7 +108,7 @@ pub enum EvidenceKind {
 }
 
 /// Body of `order.deliver`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverBody {
     pub order_id: RecordId,
@@ -116,7 +116,7 @@ pub struct DeliverBody {
 }
 
 /// Body of `dispute.resolve`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveDisputeBody {
     pub order_id: RecordId,
@@ -125,7 +125,7 @@ pub struct ResolveDisputeBody {
 }
 
 /// An admin's decision on a dispute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DisputeOutcome {
     /// Delivery stands: the order is confirmed and escrow released to the agency.
@@ -135,7 +135,7 @@ pub enum DisputeOutcome {
 }
 
 /// Where an order is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Placed,
@@ -146,7 +146,7 @@ pub enum OrderStatus {
 }
 
 /// Where the escrow of an order is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EscrowStatus {
     AwaitingFunds,
@@ -159,7 +159,7 @@ pub enum EscrowStatus {
 }
 
 /// The escrow of an order: `funded = held + released + refunded`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EscrowRecord {
     pub provider: PublicKey,
     pub fee_minor: u64,
@@ -172,7 +172,7 @@ pub struct EscrowRecord {
 }
 
 /// A planned installment and whether the agency acknowledged it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstallmentRecord {
     pub amount_minor: u64,
     pub due_at_ms: TimeMs,
@@ -181,7 +181,7 @@ pub struct InstallmentRecord {
 }
 
 /// An order as the state holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderRecord {
     pub order_id: RecordId,
     pub listing_id: RecordId,
@@ -220,7 +220,7 @@ impl OrderRecord {
 }
 
 /// The anti-fraud rules that flag (rather than refuse) an order for regulators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FraudRule {
     /// The price equals the voucher's face value exactly.
@@ -233,7 +233,7 @@ pub enum FraudRule {
 }
 
 /// A fraud flag, as the state keeps it for regulators.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FraudFlagRecord {
     pub index: LogIndex,
     pub rule: FraudRule,
@@ -249,8 +249,11 @@ struct RecentPairOrders {
     orders: Vec<(TimeMs, u64)>,
 }
 
+/// Prefix of these records in the state, followed by the record's id.
+pub const ORDER_PREFIX: &[u8] = b"order/";
+
 fn order_key(id: &RecordId) -> Vec<u8> {
-    format!("order/{id}").into_bytes()
+    [ORDER_PREFIX, id.as_str().as_bytes()].concat()
 }
 
 /// Prefix of the auto-confirm index: `oauto/` ‖ deadline (u64 BE) ‖ order id.

@@ -10,7 +10,7 @@ use crate::limits::{MAX_NAME_BYTES, MAX_REASON_BYTES};
 use crate::types::{LogIndex, RegionId};
 
 /// What a party is allowed to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The region's server: signs checkpoints, receipts and time-driven commands.
@@ -41,7 +41,7 @@ impl Role {
 }
 
 /// The region this node serves, as founded by genesis.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegionRecord {
     pub region: RegionId,
     pub region_name: String,
@@ -51,7 +51,7 @@ pub struct RegionRecord {
 }
 
 /// A registered key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartyRecord {
     pub key: PublicKey,
     pub role: Role,
@@ -85,8 +85,11 @@ impl PartyRecord {
 
 const REGION_KEY: &[u8] = b"region";
 
+/// Prefix of these records in the state, followed by the record's id.
+pub const PARTY_PREFIX: &[u8] = b"party/";
+
 pub(super) fn party_key(key: &PublicKey) -> Vec<u8> {
-    let mut out = b"party/".to_vec();
+    let mut out = PARTY_PREFIX.to_vec();
     out.extend_from_slice(key.as_bytes());
     out
 }

@@ -11,7 +11,7 @@ use crate::limits::{MAX_CATEGORIES, MAX_CATEGORY_BYTES, MAX_NAME_BYTES, MAX_SPEN
 use crate::types::{RecordId, RegionId, TimeMs};
 
 /// Who pays the agency when a voucher is redeemed in another region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CrossRegionPayer {
     /// The voucher's funding region pays the agency directly.
@@ -21,7 +21,7 @@ pub enum CrossRegionPayer {
 }
 
 /// Whether a voucher may pay for one order or several.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UseMode {
     Single,
@@ -29,7 +29,7 @@ pub enum UseMode {
 }
 
 /// The caps a program sets, in minor units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgramCaps {
     pub per_voucher_minor: AmountMinor,
@@ -39,7 +39,7 @@ pub struct ProgramCaps {
 }
 
 /// The terms of a program, fixed at creation (body of `program.create`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgramTerms {
     pub program_id: RecordId,
@@ -87,7 +87,7 @@ impl ProgramTerms {
 }
 
 /// Where a program's budget is: `budget = unissued + outstanding + spent + expired + revoked`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BudgetBuckets {
     pub unissued_minor: u64,
     pub outstanding_minor: u64,
@@ -111,7 +111,7 @@ impl BudgetBuckets {
 }
 
 /// A program as the state holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgramRecord {
     pub terms: ProgramTerms,
     pub region: RegionId,
@@ -120,7 +120,7 @@ pub struct ProgramRecord {
 }
 
 /// An enterprise's qualification for a program.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QualificationRecord {
     pub program_id: RecordId,
     pub enterprise: PublicKey,
@@ -128,7 +128,7 @@ pub struct QualificationRecord {
 }
 
 /// Body of `enterprise.qualify`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QualifyBody {
     pub program_id: RecordId,
@@ -136,8 +136,11 @@ pub struct QualifyBody {
     pub expires_at_ms: TimeMs,
 }
 
+/// Prefix of these records in the state, followed by the record's id.
+pub const PROGRAM_PREFIX: &[u8] = b"program/";
+
 fn program_key(id: &RecordId) -> Vec<u8> {
-    format!("program/{id}").into_bytes()
+    [PROGRAM_PREFIX, id.as_str().as_bytes()].concat()
 }
 
 fn qualification_key(program: &RecordId, enterprise: &PublicKey) -> Vec<u8> {

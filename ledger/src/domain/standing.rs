@@ -11,7 +11,7 @@ use crate::limits::{MAX_NAME_BYTES, MAX_REASON_BYTES, MAX_RELATED_PARTIES};
 use crate::types::TimeMs;
 
 /// Body of `agency.accredit`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccreditBody {
     pub agency: PublicKey,
@@ -19,7 +19,7 @@ pub struct AccreditBody {
 }
 
 /// Body of `party.suspend` and `party.reinstate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuspendBody {
     pub key: PublicKey,
@@ -27,7 +27,7 @@ pub struct SuspendBody {
 }
 
 /// Body of `party.declare_affiliation`: replaces the party's declared affiliations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AffiliationBody {
     pub party: PublicKey,

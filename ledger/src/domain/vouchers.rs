@@ -14,7 +14,7 @@ use crate::limits::MAX_REASON_BYTES;
 use crate::types::{RecordId, RegionId, TimeMs};
 
 /// Where a voucher is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VoucherStatus {
     Active,
@@ -23,7 +23,7 @@ pub enum VoucherStatus {
 }
 
 /// A voucher as the state holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VoucherRecord {
     pub voucher_id: RecordId,
     pub program_id: RecordId,
@@ -46,7 +46,7 @@ pub struct VoucherRecord {
 }
 
 /// Body of `voucher.issue`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueVoucherBody {
     pub voucher_id: RecordId,
@@ -59,7 +59,7 @@ pub struct IssueVoucherBody {
 }
 
 /// Body of `voucher.freeze`, `voucher.unfreeze` and `voucher.revoke`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoucherActionBody {
     pub voucher_id: RecordId,
@@ -67,14 +67,17 @@ pub struct VoucherActionBody {
 }
 
 /// Body of `voucher.expire` (signed by the node).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpireVoucherBody {
     pub voucher_id: RecordId,
 }
 
+/// Prefix of these records in the state, followed by the record's id.
+pub const VOUCHER_PREFIX: &[u8] = b"voucher/";
+
 pub(super) fn voucher_key(id: &RecordId) -> Vec<u8> {
-    format!("voucher/{id}").into_bytes()
+    [VOUCHER_PREFIX, id.as_str().as_bytes()].concat()
 }
 
 /// Prefix of the expiry index: `vexp/` ‖ expiry time (u64 BE) ‖ voucher id. The node scans it

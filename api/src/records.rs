@@ -1,0 +1,316 @@
+//! Lists of the projections' records with filters and cursor paging: programs, vouchers (by
+//! holder), orders (with their installments and escrow), claims; and one party by key.
+//!
+//! Records are kept in id order under one prefix each, so a page is a range scan from just after
+//! the cursor. Filters are applied while scanning; a page stops after examining
+//! [`MAX_RECORDS_SCANNED`] records so that a selective filter cannot make one request read the
+//! whole state; `next_after` then lets the client continue.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use vledger_ledger::domain::claims::{ClaimRecord, ClaimStatus, CLAIM_PREFIX};
+use vledger_ledger::domain::orders::{OrderRecord, OrderStatus, ORDER_PREFIX};
+use vledger_ledger::domain::programs::{ProgramRecord, PROGRAM_PREFIX};
+use vledger_ledger::domain::vouchers::{VoucherRecord, VoucherStatus, VOUCHER_PREFIX};
+use vledger_ledger::domain::{load_party, PartyRecord};
+use vledger_ledger::keys::PublicKey;
+use vledger_ledger::types::{RecordId, RegionId};
+
+use super::{read_failure, AppState, Problem, ProblemQuery};
+
+/// Most records one list page returns (and the default `limit`).
+pub const MAX_LIST_PAGE: usize = 200;
+
+/// Most records one list request examines before it returns a page with a cursor.
+pub const MAX_RECORDS_SCANNED: usize = 5_000;
+
+/// One page of a list, in id order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecordsPage<T> {
+    pub records: Vec<T>,
+    /// Pass as `after` for the next page; null at the end.
+    pub next_after: Option<RecordId>,
+}
+
+fn storage(e: impl std::fmt::Display) -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage-failure",
+        e.to_string(),
+    )
+}
+
+fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
+    match limit {
+        None => Ok(MAX_LIST_PAGE),
+        Some(n) if (1..=MAX_LIST_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            format!("limit {n} must be between 1 and {MAX_LIST_PAGE}"),
+        )),
+    }
+}
+
+/// Scans records under `prefix` after the cursor, keeping those `keep` accepts.
+fn list<T: DeserializeOwned>(
+    state: &AppState,
+    prefix: &[u8],
+    after: Option<&RecordId>,
+    limit: usize,
+    keep: impl Fn(&T) -> bool,
+) -> Result<(Vec<T>, Option<RecordId>), Problem> {
+    let mut start = prefix.to_vec();
+    if let Some(after) = after {
+        start.extend_from_slice(after.as_str().as_bytes());
+        // The smallest key after `after`'s own.
+        start.push(0);
+    }
+    let mut records = Vec::new();
+    let mut examined = 0usize;
+    let chunk = 256;
+    loop {
+        let rows = state
+            .node
+            .store()
+            .scan_state_from(prefix, &start, chunk)
+            .map_err(storage)?;
+        let exhausted = rows.len() < chunk;
+        for (key, value) in rows {
+            examined += 1;
+            let record: T = serde_json::from_slice(&value).map_err(|e| {
+                storage(format!(
+                    "state record `{}` is corrupt: {e}",
+                    String::from_utf8_lossy(&key)
+                ))
+            })?;
+            if keep(&record) {
+                records.push(record);
+            }
+            if records.len() == limit || examined == MAX_RECORDS_SCANNED {
+                return Ok((records, Some(record_id_of(prefix, &key)?)));
+            }
+            start = key;
+            start.push(0);
+        }
+        if exhausted {
+            return Ok((records, None));
+        }
+    }
+}
+
+fn record_id_of(prefix: &[u8], key: &[u8]) -> Result<RecordId, Problem> {
+    let id = String::from_utf8(key[prefix.len()..].to_vec()).map_err(storage)?;
+    RecordId::try_from(id).map_err(storage)
+}
+
+fn page<T>((records, next_after): (Vec<T>, Option<RecordId>)) -> Json<RecordsPage<T>> {
+    Json(RecordsPage {
+        records,
+        next_after,
+    })
+}
+
+/// `GET /v1/programs` filters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ProgramsQuery {
+    /// Only programs of this region.
+    region: Option<RegionId>,
+    /// The `next_after` of the previous page.
+    after: Option<RecordId>,
+    /// 1 to 200 (the default).
+    limit: Option<usize>,
+}
+
+/// Programs with their budgets, in program id order.
+#[utoipa::path(get, path = "/v1/programs", tag = "records", params(ProgramsQuery),
+    responses(
+        (status = 200, description = "A page of programs", body = RecordsPage<ProgramRecord>),
+        (status = 400, description = "A filter is not valid", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_programs(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<ProgramsQuery>,
+) -> Result<Json<RecordsPage<ProgramRecord>>, Problem> {
+    let limit = page_limit(q.limit)?;
+    let found = list(
+        &state,
+        PROGRAM_PREFIX,
+        q.after.as_ref(),
+        limit,
+        |p: &ProgramRecord| q.region.as_ref().is_none_or(|r| &p.region == r),
+    )?;
+    Ok(page(found))
+}
+
+/// `GET /v1/vouchers` filters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct VouchersQuery {
+    /// Only vouchers held by this enterprise key (standard base64).
+    holder: Option<PublicKey>,
+    /// Only vouchers of this program.
+    program: Option<RecordId>,
+    /// Only vouchers in this status.
+    #[param(inline)]
+    status: Option<VoucherStatus>,
+    /// The `next_after` of the previous page.
+    after: Option<RecordId>,
+    /// 1 to 200 (the default).
+    limit: Option<usize>,
+}
+
+/// Vouchers, in voucher id order: an enterprise's vouchers with `holder`.
+#[utoipa::path(get, path = "/v1/vouchers", tag = "records", params(VouchersQuery),
+    responses(
+        (status = 200, description = "A page of vouchers", body = RecordsPage<VoucherRecord>),
+        (status = 400, description = "A filter is not valid", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_vouchers(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<VouchersQuery>,
+) -> Result<Json<RecordsPage<VoucherRecord>>, Problem> {
+    let limit = page_limit(q.limit)?;
+    let found = list(
+        &state,
+        VOUCHER_PREFIX,
+        q.after.as_ref(),
+        limit,
+        |v: &VoucherRecord| {
+            q.holder.is_none_or(|h| v.holder == h)
+                && q.program.as_ref().is_none_or(|p| &v.program_id == p)
+                && q.status.is_none_or(|s| v.status == s)
+        },
+    )?;
+    Ok(page(found))
+}
+
+/// `GET /v1/orders` filters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct OrdersQuery {
+    /// Only orders of this enterprise key (standard base64).
+    enterprise: Option<PublicKey>,
+    /// Only orders served by this agency key (standard base64).
+    agency: Option<PublicKey>,
+    /// Only orders of this program.
+    program: Option<RecordId>,
+    /// Only orders paid with this voucher.
+    voucher: Option<RecordId>,
+    /// Only orders in this status.
+    #[param(inline)]
+    status: Option<OrderStatus>,
+    /// The `next_after` of the previous page.
+    after: Option<RecordId>,
+    /// 1 to 200 (the default).
+    limit: Option<usize>,
+}
+
+/// Orders with their installments and escrow, in order id order.
+#[utoipa::path(get, path = "/v1/orders", tag = "records", params(OrdersQuery),
+    responses(
+        (status = 200, description = "A page of orders", body = RecordsPage<OrderRecord>),
+        (status = 400, description = "A filter is not valid", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_orders(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<OrdersQuery>,
+) -> Result<Json<RecordsPage<OrderRecord>>, Problem> {
+    let limit = page_limit(q.limit)?;
+    let found = list(
+        &state,
+        ORDER_PREFIX,
+        q.after.as_ref(),
+        limit,
+        |o: &OrderRecord| {
+            q.enterprise.is_none_or(|k| o.enterprise == k)
+                && q.agency.is_none_or(|k| o.agency == k)
+                && q.program.as_ref().is_none_or(|p| &o.program_id == p)
+                && q.voucher.as_ref().is_none_or(|v| &o.voucher_id == v)
+                && q.status.is_none_or(|s| o.status == s)
+        },
+    )?;
+    Ok(page(found))
+}
+
+/// `GET /v1/claims` filters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ClaimsQuery {
+    /// Only claims of this agency key (standard base64).
+    agency: Option<PublicKey>,
+    /// Only claims of this program.
+    program: Option<RecordId>,
+    /// Only claims in this status.
+    #[param(inline)]
+    status: Option<ClaimStatus>,
+    /// The `next_after` of the previous page (an order id).
+    after: Option<RecordId>,
+    /// 1 to 200 (the default).
+    limit: Option<usize>,
+}
+
+/// Claims, in order id order.
+#[utoipa::path(get, path = "/v1/claims", tag = "records", params(ClaimsQuery),
+    responses(
+        (status = 200, description = "A page of claims", body = RecordsPage<ClaimRecord>),
+        (status = 400, description = "A filter is not valid", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_claims(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<ClaimsQuery>,
+) -> Result<Json<RecordsPage<ClaimRecord>>, Problem> {
+    let limit = page_limit(q.limit)?;
+    let found = list(
+        &state,
+        CLAIM_PREFIX,
+        q.after.as_ref(),
+        limit,
+        |c: &ClaimRecord| {
+            q.agency.is_none_or(|k| c.agency == k)
+                && q.program.as_ref().is_none_or(|p| &c.program_id == p)
+                && q.status.is_none_or(|s| c.status == s)
+        },
+    )?;
+    Ok(page(found))
+}
+
+/// One registered party: role, home region, standing, accreditation and affiliations.
+#[utoipa::path(get, path = "/v1/parties/{key}", tag = "records",
+    params(("key" = String, Path, description = "The party's public key, standard base64 (percent-encode `/` and `+`)")),
+    responses(
+        (status = 200, description = "The party", body = PartyRecord),
+        (status = 400, description = "The key is not a valid public key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No party has this key", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_party(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<PartyRecord>, Problem> {
+    let key = PublicKey::from_base64(&key).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+            format!("party key: {e}"),
+        )
+    })?;
+    load_party(state.node.store(), &key)
+        .map_err(read_failure)?
+        .map(Json)
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "party-not-found",
+                format!("no party has the key {key}"),
+            )
+        })
+}

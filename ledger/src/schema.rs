@@ -1,0 +1,98 @@
+//! OpenAPI schemas of the ledger's value types whose JSON form is a checked string or number
+//! (they serialize through `try_from`/`into`, so the derived schema would not say what they
+//! accept).
+
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::domain::catalog::Industry;
+use crate::domain::money::{AmountMinor, BasisPoints, MAX_AMOUNT_MINOR};
+use crate::keys::PublicKey;
+use crate::limits::{MAX_INDUSTRY_BYTES, MAX_REGION_ID_BYTES};
+use crate::types::{RecordId, RegionId, MAX_RECORD_ID_BYTES};
+
+fn string(description: &str, pattern: &str, min: usize, max: usize) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .pattern(Some(pattern))
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .into()
+}
+
+fn integer(description: &str, max: u64) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .description(Some(description))
+        .minimum(Some(0))
+        .maximum(Some(max as f64))
+        .into()
+}
+
+impl PartialSchema for PublicKey {
+    fn schema() -> RefOr<Schema> {
+        string(
+            "An ed25519 public key, 32 bytes in standard base64.",
+            "^[A-Za-z0-9+/]{43}=$",
+            44,
+            44,
+        )
+    }
+}
+impl ToSchema for PublicKey {}
+
+impl PartialSchema for RecordId {
+    fn schema() -> RefOr<Schema> {
+        string(
+            "A record identifier chosen by the command's author.",
+            "^[A-Za-z0-9._-]+$",
+            1,
+            MAX_RECORD_ID_BYTES,
+        )
+    }
+}
+impl ToSchema for RecordId {}
+
+impl PartialSchema for RegionId {
+    fn schema() -> RefOr<Schema> {
+        string(
+            "A region identifier, e.g. `cq` or `cd`.",
+            "^[a-z][a-z0-9-]*$",
+            1,
+            MAX_REGION_ID_BYTES,
+        )
+    }
+}
+impl ToSchema for RegionId {}
+
+impl PartialSchema for Industry {
+    fn schema() -> RefOr<Schema> {
+        string(
+            "The name of an industry pool, e.g. `automotive`.",
+            "^[a-z][a-z0-9_]+$",
+            2,
+            MAX_INDUSTRY_BYTES,
+        )
+    }
+}
+impl ToSchema for Industry {}
+
+impl PartialSchema for AmountMinor {
+    fn schema() -> RefOr<Schema> {
+        integer(
+            "An amount in the currency's minor unit (fen for CNY), below 2^53.",
+            MAX_AMOUNT_MINOR,
+        )
+    }
+}
+impl ToSchema for AmountMinor {}
+
+impl PartialSchema for BasisPoints {
+    fn schema() -> RefOr<Schema> {
+        integer("A ratio in basis points: 5000 is 50%.", 10_000)
+    }
+}
+impl ToSchema for BasisPoints {}
