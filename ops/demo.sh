@@ -24,7 +24,7 @@ fi
 "$VLEDGER" query node >/dev/null 2>&1 || {
   echo "no node answers at $VLEDGER_URL: start one with ops/run.sh in another terminal" >&2; exit 1; }
 
-step() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+if [ -t 1 ]; then step() { printf '\n\033[1m%s\033[0m\n' "$*"; }; else step() { printf '\n%s\n' "$*"; }; fi
 say() { printf '  %s\n' "$*"; }
 json_field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
 yuan() { python3 -c 'import sys; print(f"{int(sys.argv[1])/100:,.2f} yuan")' "$1"; }

@@ -96,7 +96,7 @@ pub(crate) async fn get_listings(
 
 /// One listing, whatever its status.
 #[utoipa::path(get, path = "/v1/catalog/listings/{listing_id}", tag = "catalog",
-    params(("listing_id" = String, Path, description = "The listing's id")),
+    params(("listing_id" = RecordId, Path, description = "The listing's id")),
     responses(
         (status = 200, description = "The listing", body = ListingRecord),
         (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
@@ -121,7 +121,7 @@ pub(crate) async fn get_listing(
 
 /// One demand an enterprise posted.
 #[utoipa::path(get, path = "/v1/catalog/demands/{demand_id}", tag = "catalog",
-    params(("demand_id" = String, Path, description = "The demand's id")),
+    params(("demand_id" = RecordId, Path, description = "The demand's id")),
     responses(
         (status = 200, description = "The demand", body = DemandRecord),
         (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
@@ -140,7 +140,7 @@ pub(crate) async fn get_demand(
 
 /// The active listings that fit a demand (its category, within its budget), cheapest first.
 #[utoipa::path(get, path = "/v1/catalog/demands/{demand_id}/matches", tag = "catalog",
-    params(("demand_id" = String, Path, description = "The demand's id"), MatchesQuery),
+    params(("demand_id" = RecordId, Path, description = "The demand's id"), MatchesQuery),
     responses(
         (status = 200, description = "The matching listings", body = DemandMatches),
         (status = 400, description = "The id or a parameter is not valid", body = Problem, content_type = "application/problem+json"),

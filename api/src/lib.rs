@@ -406,7 +406,7 @@ pub struct EntryWithProof {
 /// Entry `index` with its inclusion proof in the tree of the latest checkpoint: everything a
 /// client needs to check, offline, that the entry is in the log the node signed.
 #[utoipa::path(get, path = "/v1/entries/{index}", tag = "log",
-    params(("index" = String, Path, description = "The entry's index, from 0")),
+    params(("index" = u64, Path, description = "The entry's index, from 0")),
     responses(
         (status = 200, description = "The entry, its proof and the checkpoint", body = EntryWithProof),
         (status = 400, description = "The index is not a number", body = Problem, content_type = "application/problem+json"),
@@ -619,7 +619,7 @@ fn read_record<T>(
 
 /// The program with its terms and budget buckets.
 #[utoipa::path(get, path = "/v1/programs/{program_id}", tag = "records",
-    params(("program_id" = String, Path, description = "The program's id")),
+    params(("program_id" = RecordId, Path, description = "The program's id")),
     responses(
         (status = 200, description = "The program with its terms and budget buckets", body = ProgramRecord),
         (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
@@ -634,7 +634,7 @@ async fn get_program(
 
 /// The voucher with its balance.
 #[utoipa::path(get, path = "/v1/vouchers/{voucher_id}", tag = "records",
-    params(("voucher_id" = String, Path, description = "The voucher's id")),
+    params(("voucher_id" = RecordId, Path, description = "The voucher's id")),
     responses(
         (status = 200, description = "The voucher with its balance", body = VoucherRecord),
         (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
@@ -649,7 +649,7 @@ async fn get_voucher(
 
 /// The order with its installments, escrow and evidence.
 #[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "records",
-    params(("order_id" = String, Path, description = "The order's id")),
+    params(("order_id" = RecordId, Path, description = "The order's id")),
     responses(
         (status = 200, description = "The order with its installments, escrow and evidence", body = OrderRecord),
         (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
@@ -664,7 +664,7 @@ async fn get_order(
 
 /// The claim of the order with its reviews.
 #[utoipa::path(get, path = "/v1/claims/{order_id}", tag = "records",
-    params(("order_id" = String, Path, description = "The order's id")),
+    params(("order_id" = RecordId, Path, description = "The order's id")),
     responses(
         (status = 200, description = "The claim of the order with its reviews", body = ClaimRecord),
         (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),

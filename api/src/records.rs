@@ -286,7 +286,7 @@ pub(crate) async fn list_claims(
 
 /// One registered party: role, home region, standing, accreditation and affiliations.
 #[utoipa::path(get, path = "/v1/parties/{key}", tag = "records",
-    params(("key" = String, Path, description = "The party's public key, standard base64 (percent-encode `/` and `+`)")),
+    params(("key" = PublicKey, Path, description = "The party's public key, standard base64 (percent-encode `/` and `+`)")),
     responses(
         (status = 200, description = "The party", body = PartyRecord),
         (status = 400, description = "The key is not a valid public key", body = Problem, content_type = "application/problem+json"),
