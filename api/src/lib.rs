@@ -5,6 +5,8 @@
 pub mod catalog;
 pub mod metrics;
 pub mod problem;
+pub mod witness_service;
+pub mod witnessing;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
