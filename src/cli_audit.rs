@@ -48,13 +48,23 @@ fn run_inner(args: &AuditArgs) -> Result<bool> {
         Ok((line, Err(reason))) => Ok(SourceItem::Malformed { line, reason }),
         Err(e) => Err(e.to_string()),
     });
-    let report = verify(&header, Box::new(items), VerifyOptions::default(), &mut |_| {})
-        .map_err(|e| anyhow::anyhow!("cannot read the archive: {e}"))?;
+    let report = verify(
+        &header,
+        Box::new(items),
+        VerifyOptions::default(),
+        &mut |_| {},
+    )
+    .map_err(|e| anyhow::anyhow!("cannot read the archive: {e}"))?;
     let Some(replayer) = report.replayer.as_ref().filter(|_| report.passed()) else {
         eprintln!("the archive does not verify; run `vledger verify` for the failures");
         return Ok(false);
     };
-    let audit = audit_json(&header.origin, &header.region, report.tree_size, replayer.state())?;
+    let audit = audit_json(
+        &header.origin,
+        &header.region,
+        report.tree_size,
+        replayer.state(),
+    )?;
     std::fs::write(&args.json, serde_json::to_vec_pretty(&audit)?)
         .with_context(|| format!("cannot write {}", args.json.display()))?;
     std::fs::write(&args.html, audit_html(&audit))
@@ -80,7 +90,12 @@ fn s(v: &Value, key: &str) -> String {
 }
 
 /// The audit figures derived from a replayed state.
-pub fn audit_json(origin: &str, region: &str, tree_size: u64, state: &MemoryState) -> Result<Value> {
+pub fn audit_json(
+    origin: &str,
+    region: &str,
+    tree_size: u64,
+    state: &MemoryState,
+) -> Result<Value> {
     let claims = records(state, b"claim/")?;
     let flags = records(state, b"fraud/")?;
     let mut paid: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -93,7 +108,9 @@ pub fn audit_json(origin: &str, region: &str, tree_size: u64, state: &MemoryStat
                 e.0 += 1;
                 e.1 += u(claim, &["amount_minor"]);
             }
-            Some("clawed_back") => *clawed.entry(program).or_default() += u(claim, &["amount_minor"]),
+            Some("clawed_back") => {
+                *clawed.entry(program).or_default() += u(claim, &["amount_minor"])
+            }
             _ => {}
         }
     }
@@ -102,33 +119,39 @@ pub fn audit_json(origin: &str, region: &str, tree_size: u64, state: &MemoryStat
         let id = s(&program["terms"], "program_id");
         let b = &program["buckets"];
         let (claims_paid, paid_minor) = paid.get(&id).copied().unwrap_or_default();
-        let program_flags: Vec<&Value> = flags.iter().filter(|f| s(f, "program_id") == id).collect();
-        regions.entry(s(&program, "region")).or_default().push(json!({
-            "program_id": id,
-            "name": s(&program["terms"], "name"),
-            "kind": s(&program["terms"], "kind"),
-            "currency": s(&program["terms"], "currency"),
-            "budget_minor": u(&program, &["terms", "budget_minor"]),
-            "unissued_minor": u(b, &["unissued_minor"]),
-            "outstanding_liability_minor": u(b, &["outstanding_minor"]),
-            "spent_minor": u(b, &["spent_minor"]),
-            "expired_minor": u(b, &["expired_minor"]),
-            "revoked_minor": u(b, &["revoked_minor"]),
-            "claims_paid": claims_paid,
-            "claims_paid_minor": paid_minor,
-            "clawback_receivable_minor": clawed.get(&id).copied().unwrap_or(0),
-            "fraud_flag_count": program_flags.len(),
-        }));
+        let program_flags: Vec<&Value> =
+            flags.iter().filter(|f| s(f, "program_id") == id).collect();
+        regions
+            .entry(s(&program, "region"))
+            .or_default()
+            .push(json!({
+                "program_id": id,
+                "name": s(&program["terms"], "name"),
+                "kind": s(&program["terms"], "kind"),
+                "currency": s(&program["terms"], "currency"),
+                "budget_minor": u(&program, &["terms", "budget_minor"]),
+                "unissued_minor": u(b, &["unissued_minor"]),
+                "outstanding_liability_minor": u(b, &["outstanding_minor"]),
+                "spent_minor": u(b, &["spent_minor"]),
+                "expired_minor": u(b, &["expired_minor"]),
+                "revoked_minor": u(b, &["revoked_minor"]),
+                "claims_paid": claims_paid,
+                "claims_paid_minor": paid_minor,
+                "clawback_receivable_minor": clawed.get(&id).copied().unwrap_or(0),
+                "fraud_flag_count": program_flags.len(),
+            }));
     }
     let flags: Vec<Value> = flags
         .iter()
-        .map(|f| json!({
-            "index": u(f, &["index"]),
-            "rule": s(f, "rule"),
-            "order_id": s(f, "order_id"),
-            "program_id": s(f, "program_id"),
-            "reason": s(f, "detail"),
-        }))
+        .map(|f| {
+            json!({
+                "index": u(f, &["index"]),
+                "rule": s(f, "rule"),
+                "order_id": s(f, "order_id"),
+                "program_id": s(f, "program_id"),
+                "reason": s(f, "detail"),
+            })
+        })
         .collect();
     Ok(json!({
         "format": "vledger-audit",
@@ -143,7 +166,10 @@ pub fn audit_json(origin: &str, region: &str, tree_size: u64, state: &MemoryStat
 }
 
 fn esc(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// One horizontal stacked bar of a program's budget buckets, as inline SVG.

@@ -63,7 +63,11 @@ fn now_ms() -> u64 {
 fn export_data(data: &Path, out: impl Write) -> Result<(u64, u64)> {
     let db = data.join("db");
     if !db.exists() {
-        bail!("{} holds no store (expected {})", data.display(), db.display());
+        bail!(
+            "{} holds no store (expected {})",
+            data.display(),
+            db.display()
+        );
     }
     let store = Store::open_read_only(&db)
         .with_context(|| format!("cannot open {} read-only", db.display()))?;
@@ -75,7 +79,9 @@ fn export_data(data: &Path, out: impl Write) -> Result<(u64, u64)> {
         .checkpoint(latest)?
         .context("the latest checkpoint is missing from the store")?;
     let origin = Checkpoint::parse(&SignedNote::parse(&note)?.text)?.origin;
-    let genesis = store.entry(0)?.context("the store holds no genesis entry")?;
+    let genesis = store
+        .entry(0)?
+        .context("the store holds no genesis entry")?;
     let envelope = VerifiedEnvelope::parse_and_verify(&Entry::decode(&genesis)?.envelope)
         .map_err(|e| anyhow::anyhow!("the genesis entry's envelope does not verify: {e}"))?;
     let verifier = NoteVerifier::new(&origin, envelope.payload.signer)?;

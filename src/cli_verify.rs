@@ -85,14 +85,21 @@ fn url_source(url: &str) -> Result<(ArchiveHeader, Source)> {
     let mut next = 0u64;
     let mut page: std::vec::IntoIter<(u64, Vec<u8>)> = Vec::new().into_iter();
     let mut tail = vec![
-        ArchiveLine::End { entries: size, checkpoints: 1, state_digest: None },
+        ArchiveLine::End {
+            entries: size,
+            checkpoints: 1,
+            state_digest: None,
+        },
         ArchiveLine::Checkpoint { size, note },
     ];
     let items = std::iter::from_fn(move || {
         if let Some((index, bytes)) = page.next() {
             return Some(Ok(SourceItem::Line {
                 line: 0,
-                item: ArchiveLine::Entry { index, entry: B64.encode(bytes) },
+                item: ArchiveLine::Entry {
+                    index,
+                    entry: B64.encode(bytes),
+                },
             }));
         }
         if next < size {
@@ -104,14 +111,18 @@ fn url_source(url: &str) -> Result<(ArchiveHeader, Source)> {
                     page.next().map(|(index, bytes)| {
                         Ok(SourceItem::Line {
                             line: 0,
-                            item: ArchiveLine::Entry { index, entry: B64.encode(bytes) },
+                            item: ArchiveLine::Entry {
+                                index,
+                                entry: B64.encode(bytes),
+                            },
                         })
                     })
                 }
                 Err(e) => Some(Err(format!("{e:#}"))),
             };
         }
-        tail.pop().map(|item| Ok(SourceItem::Line { line: 0, item }))
+        tail.pop()
+            .map(|item| Ok(SourceItem::Line { line: 0, item }))
     });
     Ok((header, Box::new(items)))
 }
@@ -148,10 +159,15 @@ fn run_inner(args: &VerifyArgs) -> Result<bool> {
     let resume = match &args.from_checkpoint {
         None => None,
         Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             let state: VerifierState = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is not a saved verifier state", path.display()))?;
-            Some(state.into_resume(&header).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+            Some(
+                state
+                    .into_resume(&header)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            )
         }
     };
     let resume_checkpoint = resume.as_ref().map(|r| r.checkpoint_note.clone());
@@ -179,16 +195,33 @@ fn run_inner(args: &VerifyArgs) -> Result<bool> {
     let mut evidence_written = None;
     if let Some(old_note) = &resume_checkpoint {
         if args.source.starts_with("http") {
-            check_served_consistency(&args.source, old_note, &header, &mut report, &args.evidence_out, &mut evidence_written)?;
+            check_served_consistency(
+                &args.source,
+                old_note,
+                &header,
+                &mut report,
+                &args.evidence_out,
+                &mut evidence_written,
+            )?;
         }
     }
     if let (Some(served), Some(size)) = (&served, served_size) {
-        compare_served(served, size, &header, &mut report, &args.evidence_out, &mut evidence_written, args.against.as_deref().unwrap_or(""))?;
+        compare_served(
+            served,
+            size,
+            &header,
+            &mut report,
+            &args.evidence_out,
+            &mut evidence_written,
+            args.against.as_deref().unwrap_or(""),
+        )?;
     }
     if report.passed() {
-        if let (Some(path), Some(replayer), Some(checkpoint)) =
-            (&args.save_state, &report.replayer, &report.last_good_checkpoint)
-        {
+        if let (Some(path), Some(replayer), Some(checkpoint)) = (
+            &args.save_state,
+            &report.replayer,
+            &report.last_good_checkpoint,
+        ) {
             let cp_size = Checkpoint::parse(&SignedNote::parse(checkpoint)?.text)?.size;
             if cp_size == replayer.size() {
                 let state = VerifierState::new(&header, checkpoint, replayer);
@@ -202,7 +235,9 @@ fn run_inner(args: &VerifyArgs) -> Result<bool> {
     if args.json {
         let mut json = report.to_json(&header);
         json["seconds"] = serde_json::json!(elapsed);
-        json["evidence"] = serde_json::json!(evidence_written.as_ref().map(|p: &PathBuf| p.display().to_string()));
+        json["evidence"] = serde_json::json!(evidence_written
+            .as_ref()
+            .map(|p: &PathBuf| p.display().to_string()));
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print_human(&header, &report, elapsed);
@@ -213,8 +248,15 @@ fn run_inner(args: &VerifyArgs) -> Result<bool> {
     Ok(report.passed())
 }
 
-fn print_human(header: &ArchiveHeader, report: &vledger_ledger::verify::VerifyReport, seconds: f64) {
-    println!("log {} (region {}), node key {}", header.origin, header.region, header.node_key);
+fn print_human(
+    header: &ArchiveHeader,
+    report: &vledger_ledger::verify::VerifyReport,
+    seconds: f64,
+) {
+    println!(
+        "log {} (region {}), node key {}",
+        header.origin, header.region, header.node_key
+    );
     println!(
         "{} entries ({} replayed), {} checkpoints verified, tree size {}, root {}, in {:.2} s ({:.0} entries/s)",
         report.entries,
@@ -237,11 +279,19 @@ fn print_human(header: &ArchiveHeader, report: &vledger_ledger::verify::VerifyRe
         println!("  {f}");
     }
     if report.failure_count as usize > report.failures.len() {
-        println!("  ... and {} more", report.failure_count as usize - report.failures.len());
+        println!(
+            "  ... and {} more",
+            report.failure_count as usize - report.failures.len()
+        );
     }
 }
 
-fn push_failure(report: &mut vledger_ledger::verify::VerifyReport, size: u64, rule: &str, reason: String) {
+fn push_failure(
+    report: &mut vledger_ledger::verify::VerifyReport,
+    size: u64,
+    rule: &str,
+    reason: String,
+) {
     report.failure_count += 1;
     report.failures.push(vledger_ledger::verify::Failure {
         index: None,
@@ -263,17 +313,34 @@ fn check_served_consistency(
     written: &mut Option<PathBuf>,
 ) -> Result<()> {
     let old = Checkpoint::parse(&SignedNote::parse(old_note)?.text)?;
-    let Some(new_note) = report.last_good_checkpoint.clone() else { return Ok(()) };
+    let Some(new_note) = report.last_good_checkpoint.clone() else {
+        return Ok(());
+    };
     let new = Checkpoint::parse(&SignedNote::parse(&new_note)?.text)?;
     if old.size == 0 || old.size >= new.size {
         return Ok(());
     }
     let proof = NodeClient::new(url)?.consistency(old.size, new.size)?;
     if let Err(e) = verify_consistency(old.size, new.size, &old.root_hash, &new.root_hash, &proof) {
-        push_failure(report, new.size, "consistency-proof", format!("the node's consistency proof from {} does not verify: {e}", old.size));
+        push_failure(
+            report,
+            new.size,
+            "consistency-proof",
+            format!(
+                "the node's consistency proof from {} does not verify: {e}",
+                old.size
+            ),
+        );
         if let Some(implied) = implied_old_root(old.size, new.size, &new.root_hash, &proof) {
             let verifier = NoteVerifier::parse(&header.node_key)?;
-            let evidence = Evidence::diverging(&verifier, old_note, &new_note, &proof, implied, "vledger verify");
+            let evidence = Evidence::diverging(
+                &verifier,
+                old_note,
+                &new_note,
+                &proof,
+                implied,
+                "vledger verify",
+            );
             write_evidence(&evidence, evidence_out, written)?;
         }
     }
@@ -293,25 +360,63 @@ fn compare_served(
     let verifier = NoteVerifier::parse(&header.node_key)?;
     let signed = SignedNote::parse(served)?;
     if signed.verify(std::slice::from_ref(&verifier)).is_err() {
-        push_failure(report, size, "served-checkpoint", format!("{url} serves a checkpoint not signed by the archive's node key"));
+        push_failure(
+            report,
+            size,
+            "served-checkpoint",
+            format!("{url} serves a checkpoint not signed by the archive's node key"),
+        );
         return Ok(());
     }
     let checkpoint = Checkpoint::parse(&signed.text)?;
-    let Some(archive_note) = report.last_good_checkpoint.clone() else { return Ok(()) };
+    let Some(archive_note) = report.last_good_checkpoint.clone() else {
+        return Ok(());
+    };
     let archive_cp = Checkpoint::parse(&SignedNote::parse(&archive_note)?.text)?;
     if let Some(root) = report.roots_at.get(&size) {
         if *root != checkpoint.root_hash {
-            push_failure(report, size, "equivocation", format!("{url} serves a checkpoint whose root is not the archive's root at size {size}"));
+            push_failure(
+                report,
+                size,
+                "equivocation",
+                format!(
+                    "{url} serves a checkpoint whose root is not the archive's root at size {size}"
+                ),
+            );
             if archive_cp.size == size {
-                write_evidence(&Evidence::same_size(&verifier, &archive_note, served, "vledger verify"), evidence_out, written)?;
+                write_evidence(
+                    &Evidence::same_size(&verifier, &archive_note, served, "vledger verify"),
+                    evidence_out,
+                    written,
+                )?;
             }
         }
     } else if size > archive_cp.size && archive_cp.size > 0 {
         let proof = NodeClient::new(url)?.consistency(archive_cp.size, size)?;
-        if let Err(e) = verify_consistency(archive_cp.size, size, &archive_cp.root_hash, &checkpoint.root_hash, &proof) {
-            push_failure(report, size, "equivocation", format!("{url} cannot prove its checkpoint extends the archive: {e}"));
-            if let Some(implied) = implied_old_root(archive_cp.size, size, &checkpoint.root_hash, &proof) {
-                let evidence = Evidence::diverging(&verifier, &archive_note, served, &proof, implied, "vledger verify");
+        if let Err(e) = verify_consistency(
+            archive_cp.size,
+            size,
+            &archive_cp.root_hash,
+            &checkpoint.root_hash,
+            &proof,
+        ) {
+            push_failure(
+                report,
+                size,
+                "equivocation",
+                format!("{url} cannot prove its checkpoint extends the archive: {e}"),
+            );
+            if let Some(implied) =
+                implied_old_root(archive_cp.size, size, &checkpoint.root_hash, &proof)
+            {
+                let evidence = Evidence::diverging(
+                    &verifier,
+                    &archive_note,
+                    served,
+                    &proof,
+                    implied,
+                    "vledger verify",
+                );
                 write_evidence(&evidence, evidence_out, written)?;
             }
         }
@@ -319,7 +424,11 @@ fn compare_served(
     Ok(())
 }
 
-fn write_evidence(evidence: &Evidence, path: &std::path::Path, written: &mut Option<PathBuf>) -> Result<()> {
+fn write_evidence(
+    evidence: &Evidence,
+    path: &std::path::Path,
+    written: &mut Option<PathBuf>,
+) -> Result<()> {
     std::fs::write(path, serde_json::to_vec_pretty(evidence)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
     *written = Some(path.to_path_buf());

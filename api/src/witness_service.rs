@@ -15,7 +15,9 @@ pub fn witness_router(witness: Arc<Witness>) -> Router {
     Router::new()
         .route("/add-checkpoint", post(add_checkpoint))
         .route("/healthz", get(|| async { "ok" }))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_ADD_CHECKPOINT_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            MAX_ADD_CHECKPOINT_BYTES,
+        ))
         .with_state(witness)
 }
 
@@ -27,7 +29,12 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: String) -> Re
         .await
         .expect("witness task");
     let text = |status: StatusCode, body: String| {
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response()
     };
     match outcome {
         AddOutcome::Cosigned(lines) => text(StatusCode::OK, lines),
@@ -44,13 +51,17 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: String) -> Re
         AddOutcome::BadProof { reason, evidence } => text(
             StatusCode::UNPROCESSABLE_ENTITY,
             match evidence {
-                Some(path) => format!("{reason}; it shows a fork, evidence saved as {}\n", path.display()),
+                Some(path) => format!(
+                    "{reason}; it shows a fork, evidence saved as {}\n",
+                    path.display()
+                ),
                 None => format!("{reason}\n"),
             },
         ),
-        AddOutcome::UnknownOrigin(origin) => {
-            text(StatusCode::NOT_FOUND, format!("this witness does not follow log `{origin}`\n"))
-        }
+        AddOutcome::UnknownOrigin(origin) => text(
+            StatusCode::NOT_FOUND,
+            format!("this witness does not follow log `{origin}`\n"),
+        ),
         AddOutcome::Forbidden(reason) => text(StatusCode::FORBIDDEN, format!("{reason}\n")),
         AddOutcome::Malformed(reason) => text(StatusCode::BAD_REQUEST, format!("{reason}\n")),
     }

@@ -37,7 +37,10 @@ impl WitnessTarget {
             .split_once('@')
             .ok_or_else(|| format!("`{text}`: expected <witness verifier key>@<url>"))?;
         let verifier = CosignatureVerifier::parse(vkey).map_err(|e| e.to_string())?;
-        Ok(Self { url: url.trim_end_matches('/').to_string(), verifier })
+        Ok(Self {
+            url: url.trim_end_matches('/').to_string(),
+            verifier,
+        })
     }
 }
 
@@ -59,7 +62,10 @@ pub fn start(node: Arc<Node>, targets: Vec<WitnessTarget>) -> Arc<Cosigned> {
     let cosigned = Arc::new(Cosigned::default());
     let published = Arc::clone(&cosigned);
     tokio::spawn(async move {
-        let http = reqwest::Client::builder().timeout(WITNESS_TIMEOUT).build().expect("http client");
+        let http = reqwest::Client::builder()
+            .timeout(WITNESS_TIMEOUT)
+            .build()
+            .expect("http client");
         let mut sizes = vec![0u64; targets.len()];
         let mut last_sent: Option<Arc<String>> = None;
         loop {
@@ -73,7 +79,8 @@ pub fn start(node: Arc<Node>, targets: Vec<WitnessTarget>) -> Arc<Cosigned> {
                     }
                 }
                 if !lines.is_empty() {
-                    *published.note.write().expect("cosigned lock") = Some(format!("{note}{lines}"));
+                    *published.note.write().expect("cosigned lock") =
+                        Some(format!("{note}{lines}"));
                 }
                 last_sent = Some(note);
             }
@@ -168,7 +175,11 @@ pub async fn serve_witnessed(
 ) -> std::io::Result<()> {
     let cosigned = start(Arc::clone(&node), targets);
     let app = routes(cosigned).merge(crate::router(node.clone()));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-    tokio::task::spawn_blocking(move || node.shutdown()).await.expect("shutdown task");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tokio::task::spawn_blocking(move || node.shutdown())
+        .await
+        .expect("shutdown task");
     Ok(())
 }

@@ -200,8 +200,7 @@ impl<R: BufRead> ArchiveReader<R> {
         self.buf.clear();
         self.line += 1;
         let limit = (MAX_ARCHIVE_LINE_BYTES + 1) as u64;
-        let read = std::io::Read::take(&mut self.input, limit)
-            .read_until(b'\n', &mut self.buf)?;
+        let read = std::io::Read::take(&mut self.input, limit).read_until(b'\n', &mut self.buf)?;
         if read == 0 {
             return Ok(false);
         }

@@ -53,12 +53,18 @@ impl Cosigner {
         if name.is_empty() || name.contains(['+', ' ', '\n']) {
             return Err(CosignatureError::MalformedKey(format!("bad name `{name}`")));
         }
-        Ok(Self { name: name.into(), key })
+        Ok(Self {
+            name: name.into(),
+            key,
+        })
     }
 
     /// The matching verifier.
     pub fn verifier(&self) -> CosignatureVerifier {
-        CosignatureVerifier { name: self.name.clone(), key: self.key.public_key() }
+        CosignatureVerifier {
+            name: self.name.clone(),
+            key: self.key.public_key(),
+        }
     }
 
     /// The signature line (ending in '\n') cosigning a checkpoint note text at `timestamp`.
@@ -83,7 +89,12 @@ impl CosignatureVerifier {
     pub fn to_verifier_key(&self) -> String {
         let mut raw = vec![COSIGNATURE_TYPE];
         raw.extend_from_slice(self.key.as_bytes());
-        format!("{}+{}+{}", self.name, hex::encode(key_id(&self.name, &self.key)), B64.encode(raw))
+        format!(
+            "{}+{}+{}",
+            self.name,
+            hex::encode(key_id(&self.name, &self.key)),
+            B64.encode(raw)
+        )
     }
 
     /// Parses a verifier key of signature type 0x04.
@@ -95,13 +106,18 @@ impl CosignatureVerifier {
         };
         let raw = B64.decode(key).map_err(|_| bad("the key is not base64"))?;
         if raw.len() != 1 + PUBLIC_KEY_LEN || raw[0] != COSIGNATURE_TYPE {
-            return Err(bad("expected a 0x04 (cosignature/v1 Ed25519) key of 32 bytes"));
+            return Err(bad(
+                "expected a 0x04 (cosignature/v1 Ed25519) key of 32 bytes",
+            ));
         }
         let key = PublicKey::from_bytes(&raw[1..]).map_err(|e| bad(&e.to_string()))?;
         if hex::encode(key_id(name, &key)) != id {
             return Err(bad("the key ID does not match the name and key"));
         }
-        Ok(Self { name: name.into(), key })
+        Ok(Self {
+            name: name.into(),
+            key,
+        })
     }
 
     /// Finds and verifies this witness's cosignature on a signed note; returns its timestamp.
@@ -129,7 +145,8 @@ mod tests {
 
     #[test]
     fn cosignatures_verify_and_tampering_fails() {
-        let cosigner = Cosigner::new("witness.example/w1", SigningKey::from_bytes(&[5; 32])).unwrap();
+        let cosigner =
+            Cosigner::new("witness.example/w1", SigningKey::from_bytes(&[5; 32])).unwrap();
         let text = "example/log\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
         let line = cosigner.cosign(text, 1_700_000_000);
         let note = SignedNote::parse(&format!("{text}\n{line}")).unwrap();

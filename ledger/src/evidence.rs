@@ -46,7 +46,12 @@ pub struct EvidenceError(pub String);
 
 impl Evidence {
     /// Evidence of two checkpoints of the same size with different roots.
-    pub fn same_size(verifier: &NoteVerifier, first: &str, second: &str, observed_by: &str) -> Self {
+    pub fn same_size(
+        verifier: &NoteVerifier,
+        first: &str,
+        second: &str,
+        observed_by: &str,
+    ) -> Self {
         Self::new(verifier, first, second, Vec::new(), None, observed_by)
     }
 
@@ -96,17 +101,19 @@ impl Evidence {
         if self.format != EVIDENCE_FORMAT || self.version != 1 {
             return Err(err(format!("not a {EVIDENCE_FORMAT} version 1 document")));
         }
-        let verifier = NoteVerifier::parse(&self.log_key)
-            .map_err(|e| err(format!("log_key: {e}")))?;
+        let verifier =
+            NoteVerifier::parse(&self.log_key).map_err(|e| err(format!("log_key: {e}")))?;
         let open = |note: &str, which: &str| -> Result<Checkpoint, EvidenceError> {
-            let signed =
-                SignedNote::parse(note).map_err(|e| err(format!("{which}: {e}")))?;
+            let signed = SignedNote::parse(note).map_err(|e| err(format!("{which}: {e}")))?;
             signed
                 .verify(std::slice::from_ref(&verifier))
                 .map_err(|e| err(format!("{which} is not signed by the log key: {e}")))?;
             let cp = Checkpoint::parse(&signed.text).map_err(|e| err(format!("{which}: {e}")))?;
             if cp.origin != self.origin {
-                return Err(err(format!("{which} is of log `{}`, not `{}`", cp.origin, self.origin)));
+                return Err(err(format!(
+                    "{which} is of log `{}`, not `{}`",
+                    cp.origin, self.origin
+                )));
             }
             Ok(cp)
         };
@@ -139,10 +146,17 @@ impl Evidence {
             .map(|h| B64.decode(h).ok().and_then(|v| v.try_into().ok()))
             .collect::<Option<Vec<Hash>>>()
             .ok_or_else(|| err("a proof hash is not 32 bytes of base64".into()))?;
-        verify_consistency(first.size, second.size, &implied, &second.root_hash, &proof)
-            .map_err(|e| err(format!("the proof does not tie the implied root to the second checkpoint: {e}")))?;
+        verify_consistency(first.size, second.size, &implied, &second.root_hash, &proof).map_err(
+            |e| {
+                err(format!(
+                    "the proof does not tie the implied root to the second checkpoint: {e}"
+                ))
+            },
+        )?;
         if implied == first.root_hash {
-            return Err(err("the implied root is the first checkpoint's root: they are consistent".into()));
+            return Err(err(
+                "the implied root is the first checkpoint's root: they are consistent".into(),
+            ));
         }
         Ok(format!(
             "log `{}` signed a tree of size {} with root {}, and a tree of size {} whose first {} leaves have root {}: the larger tree does not extend the smaller",
@@ -160,7 +174,12 @@ impl Evidence {
 /// if the proof leads to `new_root`. Only defined when `old_size` is not a power of two: then
 /// the proof itself carries the old tree's rightmost subtree; for a power of two the old root
 /// is an input of the proof, not an output.
-pub fn implied_old_root(old_size: u64, new_size: u64, new_root: &Hash, proof: &[Hash]) -> Option<Hash> {
+pub fn implied_old_root(
+    old_size: u64,
+    new_size: u64,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> Option<Hash> {
     if old_size == 0 || old_size >= new_size || old_size.is_power_of_two() || proof.is_empty() {
         return None;
     }
@@ -190,8 +209,10 @@ pub fn implied_old_root(old_size: u64, new_size: u64, new_root: &Hash, proof: &[
         fnode >>= 1;
         snode >>= 1;
     }
-    (snode == 0 && &sr == new_root && verify_consistency(old_size, new_size, &fr, new_root, proof).is_ok())
-        .then_some(fr)
+    (snode == 0
+        && &sr == new_root
+        && verify_consistency(old_size, new_size, &fr, new_root, proof).is_ok())
+    .then_some(fr)
 }
 
 #[cfg(test)]
@@ -202,7 +223,12 @@ mod tests {
     use crate::note::NoteSigner;
 
     fn signed(signer: &NoteSigner, size: u64, root: Hash) -> String {
-        let cp = Checkpoint { origin: signer.name().into(), size, root_hash: root, extensions: vec![] };
+        let cp = Checkpoint {
+            origin: signer.name().into(),
+            size,
+            root_hash: root,
+            extensions: vec![],
+        };
         signer.sign(&cp.to_text()).unwrap()
     }
 
@@ -216,25 +242,51 @@ mod tests {
         }
         let small = signed(&signer, 3, {
             let mut t = MemoryTree::new();
-            (0..3u8).for_each(|i| { t.append(&[i]); });
+            (0..3u8).for_each(|i| {
+                t.append(&[i]);
+            });
             t.root()
         });
         let large_fork = signed(&signer, 5, fork.root());
         let proof = consistency_proof(&fork, 3, 5).unwrap();
         let implied = implied_old_root(3, 5, &fork.root(), &proof).unwrap();
-        let evidence = Evidence::diverging(&signer.verifier(), &small, &large_fork, &proof, implied, "test");
+        let evidence = Evidence::diverging(
+            &signer.verifier(),
+            &small,
+            &large_fork,
+            &proof,
+            implied,
+            "test",
+        );
         assert!(evidence.check().is_ok(), "{:?}", evidence.check());
 
         let large_honest = signed(&signer, 5, honest.root());
         let proof = consistency_proof(&honest, 3, 5).unwrap();
         let implied = implied_old_root(3, 5, &honest.root(), &proof).unwrap();
-        let not_evidence = Evidence::diverging(&signer.verifier(), &small, &large_honest, &proof, implied, "test");
+        let not_evidence = Evidence::diverging(
+            &signer.verifier(),
+            &small,
+            &large_honest,
+            &proof,
+            implied,
+            "test",
+        );
         assert!(not_evidence.check().is_err());
 
-        let same = Evidence::same_size(&signer.verifier(), &signed(&signer, 5, honest.root()), &large_fork, "t");
+        let same = Evidence::same_size(
+            &signer.verifier(),
+            &signed(&signer, 5, honest.root()),
+            &large_fork,
+            "t",
+        );
         assert!(same.check().is_ok());
         let other = NoteSigner::new("example/log", SigningKey::from_bytes(&[8; 32])).unwrap();
-        let forged = Evidence::same_size(&signer.verifier(), &signed(&other, 5, honest.root()), &large_fork, "t");
+        let forged = Evidence::same_size(
+            &signer.verifier(),
+            &signed(&other, 5, honest.root()),
+            &large_fork,
+            "t",
+        );
         assert!(forged.check().is_err());
     }
 }

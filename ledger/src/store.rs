@@ -89,7 +89,11 @@ impl Store {
     }
 
     /// Stored checkpoints of tree size at least `from`, in size order, at most `limit`.
-    pub fn checkpoints_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+    pub fn checkpoints_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
         let iter = self.db.iterator_cf(
             self.cf(CF_CHECKPOINTS),
             rocksdb::IteratorMode::From(&from.to_be_bytes(), rocksdb::Direction::Forward),

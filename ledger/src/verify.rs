@@ -164,7 +164,11 @@ enum Checked {
         decoded: Result<Box<(Entry, VerifiedEnvelope)>, (&'static str, String)>,
     },
     /// An entry before the resume point: only its leaf hash matters.
-    Hashed { line: u64, index: u64, leaf: Hash },
+    Hashed {
+        line: u64,
+        index: u64,
+        leaf: Hash,
+    },
     Other(SourceItem),
 }
 
@@ -181,10 +185,7 @@ pub fn verify(
         n => n,
     }
     .clamp(1, MAX_VERIFY_THREADS);
-    let skip_below = options
-        .resume
-        .as_ref()
-        .map_or(0, |r| r.snapshot.next_index);
+    let skip_below = options.resume.as_ref().map_or(0, |r| r.snapshot.next_index);
     let mut check = Checker::new(header, options);
     std::thread::scope(|scope| {
         let (work_tx, work_rx) = sync_channel::<(u64, Vec<SourceItem>)>(VERIFY_QUEUE_CHUNKS);
@@ -329,8 +330,12 @@ struct Checker {
 
 impl Checker {
     fn new(header: &ArchiveHeader, options: VerifyOptions) -> Self {
-        let verifier = NoteVerifier::parse(&header.node_key)
-            .map_err(|e| format!("the archive's node key `{}` is unusable: {e}", header.node_key));
+        let verifier = NoteVerifier::parse(&header.node_key).map_err(|e| {
+            format!(
+                "the archive's node key `{}` is unusable: {e}",
+                header.node_key
+            )
+        });
         let (replayer, resume, last_good) = match options.resume {
             None => (Some(Replayer::in_memory()), None, None),
             Some(r) => {
@@ -371,7 +376,10 @@ impl Checker {
             checker.fail(None, None, Some(1), "node-key", reason);
         }
         if RegionId::try_from(header.region.as_str()).is_err() {
-            let reason = format!("the archive's region `{}` is not a region id", header.region);
+            let reason = format!(
+                "the archive's region `{}` is not a region id",
+                header.region
+            );
             checker.fail(None, None, Some(1), "header", reason);
         }
         checker.record_root();
@@ -504,7 +512,13 @@ impl Checker {
                     state_digest,
                 } => {
                     if self.end.is_some() {
-                        self.fail(None, None, Some(line), "archive", "a second end line".into());
+                        self.fail(
+                            None,
+                            None,
+                            Some(line),
+                            "archive",
+                            "a second end line".into(),
+                        );
                     }
                     self.end = Some((entries, checkpoints, state_digest));
                 }
@@ -537,14 +551,26 @@ impl Checker {
         let signed = match SignedNote::parse(note) {
             Ok(n) => n,
             Err(e) => {
-                self.fail(None, at, Some(line), "checkpoint-format", format!("not a signed note: {e}"));
+                self.fail(
+                    None,
+                    at,
+                    Some(line),
+                    "checkpoint-format",
+                    format!("not a signed note: {e}"),
+                );
                 return;
             }
         };
         let checkpoint = match Checkpoint::parse(&signed.text) {
             Ok(c) => c,
             Err(e) => {
-                self.fail(None, at, Some(line), "checkpoint-format", format!("not a checkpoint: {e}"));
+                self.fail(
+                    None,
+                    at,
+                    Some(line),
+                    "checkpoint-format",
+                    format!("not a checkpoint: {e}"),
+                );
                 return;
             }
         };
@@ -555,11 +581,17 @@ impl Checker {
             }
         }
         if checkpoint.origin != self.origin {
-            let reason = format!("origin `{}` is not the archive's `{}`", checkpoint.origin, self.origin);
+            let reason = format!(
+                "origin `{}` is not the archive's `{}`",
+                checkpoint.origin, self.origin
+            );
             self.fail(None, at, Some(line), "checkpoint-origin", reason);
         }
         if checkpoint.size != size {
-            let reason = format!("the line says size {size}, the note says {}", checkpoint.size);
+            let reason = format!(
+                "the line says size {size}, the note says {}",
+                checkpoint.size
+            );
             self.fail(None, at, Some(line), "checkpoint-format", reason);
         }
         if let Some(previous) = self.last_checkpoint_size {
@@ -600,7 +632,10 @@ impl Checker {
                 None,
                 None,
                 "truncated",
-                format!("the archive has no end line: it stops after {} entries", self.entries),
+                format!(
+                    "the archive has no end line: it stops after {} entries",
+                    self.entries
+                ),
             ),
             Some((entries, checkpoints, digest)) => {
                 if entries != self.entries || checkpoints != self.checkpoints_seen {
@@ -636,7 +671,13 @@ impl Checker {
             self.fail(Some(self.next_index), None, None, "truncated", reason);
         }
         if self.last_checkpoint_size.is_none() && self.entries > 0 {
-            self.fail(None, None, None, "no-checkpoint", "the archive holds no checkpoint: nothing signs its entries".into());
+            self.fail(
+                None,
+                None,
+                None,
+                "no-checkpoint",
+                "the archive holds no checkpoint: nothing signs its entries".into(),
+            );
         }
         let state_digest = self.replayer.as_ref().map(|r| {
             state_digest(

@@ -34,7 +34,10 @@ pub enum AddOutcome {
     /// 409: same size, different root: a fork; the evidence was saved.
     Fork { reason: String, evidence: PathBuf },
     /// 422: the consistency proof does not verify (evidence saved when it shows a fork).
-    BadProof { reason: String, evidence: Option<PathBuf> },
+    BadProof {
+        reason: String,
+        evidence: Option<PathBuf>,
+    },
     /// 404: the origin is not a log this witness follows.
     UnknownOrigin(String),
     /// 403: no signature of the log's key verifies.
@@ -56,7 +59,10 @@ struct LogView {
 #[derive(Debug, thiserror::Error)]
 pub enum WitnessError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a saved log view: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -71,7 +77,11 @@ pub struct Witness {
 
 impl Witness {
     /// Opens the witness's state directory (creating it) and loads the saved views of `logs`.
-    pub fn open(dir: &Path, cosigner: Cosigner, logs: Vec<NoteVerifier>) -> Result<Self, WitnessError> {
+    pub fn open(
+        dir: &Path,
+        cosigner: Cosigner,
+        logs: Vec<NoteVerifier>,
+    ) -> Result<Self, WitnessError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| WitnessError::Io { path, source }
@@ -83,10 +93,11 @@ impl Witness {
             let path = view_path(dir, &log.name);
             match std::fs::read(&path) {
                 Ok(bytes) => {
-                    let view: LogView = serde_json::from_slice(&bytes).map_err(|e| WitnessError::Corrupt {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    let view: LogView =
+                        serde_json::from_slice(&bytes).map_err(|e| WitnessError::Corrupt {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })?;
                     views.insert(log.name.clone(), view);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -103,7 +114,11 @@ impl Witness {
 
     /// The latest cosigned size of a log (0 if none).
     pub fn latest_size(&self, origin: &str) -> u64 {
-        self.views.lock().expect("views lock").get(origin).map_or(0, |v| v.size)
+        self.views
+            .lock()
+            .expect("views lock")
+            .get(origin)
+            .map_or(0, |v| v.size)
     }
 
     /// Handles one `add-checkpoint` body at `now_s` (seconds since the Unix epoch). Checking the
@@ -124,10 +139,16 @@ impl Witness {
             return AddOutcome::UnknownOrigin(checkpoint.origin);
         };
         if let Err(e) = note.verify(std::slice::from_ref(verifier)) {
-            return AddOutcome::Forbidden(format!("not signed by the key of `{}`: {e}", checkpoint.origin));
+            return AddOutcome::Forbidden(format!(
+                "not signed by the key of `{}`: {e}",
+                checkpoint.origin
+            ));
         }
         if old_size > checkpoint.size {
-            return AddOutcome::Malformed(format!("old size {old_size} is above the checkpoint size {}", checkpoint.size));
+            return AddOutcome::Malformed(format!(
+                "old size {old_size} is above the checkpoint size {}",
+                checkpoint.size
+            ));
         }
         let mut views = self.views.lock().expect("views lock");
         let current = views.get(&checkpoint.origin).cloned();
@@ -136,36 +157,75 @@ impl Witness {
             return AddOutcome::StaleOldSize(current_size);
         }
         let current_root = match &current {
-            Some(v) => B64.decode(&v.root).ok().and_then(|r| r.try_into().ok()).unwrap_or([0; 32]),
+            Some(v) => B64
+                .decode(&v.root)
+                .ok()
+                .and_then(|r| r.try_into().ok())
+                .unwrap_or([0; 32]),
             None => empty_root(),
         };
         if let Some(view) = &current {
             if checkpoint.size == view.size {
                 if checkpoint.root_hash != current_root {
-                    let evidence = Evidence::same_size(verifier, &view.checkpoint, note_text, &self.cosigner.name);
+                    let evidence = Evidence::same_size(
+                        verifier,
+                        &view.checkpoint,
+                        note_text,
+                        &self.cosigner.name,
+                    );
                     return match self.save_evidence(&evidence, &checkpoint) {
                         Ok(path) => AddOutcome::Fork {
-                            reason: format!("a different tree of size {} than the one cosigned before", view.size),
+                            reason: format!(
+                                "a different tree of size {} than the one cosigned before",
+                                view.size
+                            ),
                             evidence: path,
                         },
-                        Err(e) => AddOutcome::Malformed(format!("fork seen, evidence not saved: {e}")),
+                        Err(e) => {
+                            AddOutcome::Malformed(format!("fork seen, evidence not saved: {e}"))
+                        }
                     };
                 }
                 if !proof.is_empty() {
-                    return AddOutcome::BadProof { reason: "the proof between equal sizes must be empty".into(), evidence: None };
+                    return AddOutcome::BadProof {
+                        reason: "the proof between equal sizes must be empty".into(),
+                        evidence: None,
+                    };
                 }
-            } else if let Err(e) = verify_consistency(view.size, checkpoint.size, &current_root, &checkpoint.root_hash, &proof) {
-                let evidence = implied_old_root(view.size, checkpoint.size, &checkpoint.root_hash, &proof)
-                    .filter(|implied| *implied != current_root)
-                    .map(|implied| Evidence::diverging(verifier, &view.checkpoint, note_text, &proof, implied, &self.cosigner.name))
-                    .and_then(|ev| self.save_evidence(&ev, &checkpoint).ok());
+            } else if let Err(e) = verify_consistency(
+                view.size,
+                checkpoint.size,
+                &current_root,
+                &checkpoint.root_hash,
+                &proof,
+            ) {
+                let evidence =
+                    implied_old_root(view.size, checkpoint.size, &checkpoint.root_hash, &proof)
+                        .filter(|implied| *implied != current_root)
+                        .map(|implied| {
+                            Evidence::diverging(
+                                verifier,
+                                &view.checkpoint,
+                                note_text,
+                                &proof,
+                                implied,
+                                &self.cosigner.name,
+                            )
+                        })
+                        .and_then(|ev| self.save_evidence(&ev, &checkpoint).ok());
                 return AddOutcome::BadProof {
-                    reason: format!("the consistency proof from {} to {} does not verify: {e}", view.size, checkpoint.size),
+                    reason: format!(
+                        "the consistency proof from {} to {} does not verify: {e}",
+                        view.size, checkpoint.size
+                    ),
                     evidence,
                 };
             }
         } else if !proof.is_empty() {
-            return AddOutcome::BadProof { reason: "the proof from size 0 must be empty".into(), evidence: None };
+            return AddOutcome::BadProof {
+                reason: "the proof from size 0 must be empty".into(),
+                evidence: None,
+            };
         }
         let view = LogView {
             origin: checkpoint.origin.clone(),
@@ -173,21 +233,33 @@ impl Witness {
             root: B64.encode(checkpoint.root_hash),
             checkpoint: note_text.to_string(),
         };
-        if let Err(e) = write_atomically(&view_path(&self.dir, &checkpoint.origin), &serde_json::to_vec_pretty(&view).expect("view serializes")) {
+        if let Err(e) = write_atomically(
+            &view_path(&self.dir, &checkpoint.origin),
+            &serde_json::to_vec_pretty(&view).expect("view serializes"),
+        ) {
             return AddOutcome::Malformed(format!("cannot save the view: {e}"));
         }
         views.insert(checkpoint.origin.clone(), view);
         AddOutcome::Cosigned(self.cosigner.cosign(&note.text, now_s))
     }
 
-    fn save_evidence(&self, evidence: &Evidence, checkpoint: &Checkpoint) -> std::io::Result<PathBuf> {
+    fn save_evidence(
+        &self,
+        evidence: &Evidence,
+        checkpoint: &Checkpoint,
+    ) -> std::io::Result<PathBuf> {
         let path = self.dir.join("evidence").join(format!(
             "{}-{}-{}.json",
             origin_file_stem(&checkpoint.origin),
             checkpoint.size,
-            hex::encode(&Sha256::digest(serde_json::to_vec(evidence).expect("evidence serializes"))[..4])
+            hex::encode(
+                &Sha256::digest(serde_json::to_vec(evidence).expect("evidence serializes"))[..4]
+            )
         ));
-        write_atomically(&path, &serde_json::to_vec_pretty(evidence).expect("evidence serializes"))?;
+        write_atomically(
+            &path,
+            &serde_json::to_vec_pretty(evidence).expect("evidence serializes"),
+        )?;
         Ok(path)
     }
 }
@@ -197,15 +269,24 @@ fn parse_request(body: &str) -> Result<(u64, Vec<Hash>, &str), String> {
     if body.len() > MAX_ADD_CHECKPOINT_BYTES {
         return Err(format!("the body is over {MAX_ADD_CHECKPOINT_BYTES} bytes"));
     }
-    let (first, mut rest) = body.split_once('\n').ok_or("the body has no old size line")?;
-    let size = first.strip_prefix("old ").ok_or("the first line must be `old <size>`")?;
-    if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) || (size.len() > 1 && size.starts_with('0')) {
+    let (first, mut rest) = body
+        .split_once('\n')
+        .ok_or("the body has no old size line")?;
+    let size = first
+        .strip_prefix("old ")
+        .ok_or("the first line must be `old <size>`")?;
+    if size.is_empty()
+        || !size.bytes().all(|b| b.is_ascii_digit())
+        || (size.len() > 1 && size.starts_with('0'))
+    {
         return Err(format!("bad old size `{size}`"));
     }
     let old_size: u64 = size.parse().map_err(|_| format!("bad old size `{size}`"))?;
     let mut proof = Vec::new();
     loop {
-        let (line, after) = rest.split_once('\n').ok_or("no empty line before the checkpoint")?;
+        let (line, after) = rest
+            .split_once('\n')
+            .ok_or("no empty line before the checkpoint")?;
         rest = after;
         if line.is_empty() {
             break;
@@ -228,7 +309,8 @@ fn origin_file_stem(origin: &str) -> String {
 }
 
 fn view_path(dir: &Path, origin: &str) -> PathBuf {
-    dir.join("logs").join(format!("{}.json", origin_file_stem(origin)))
+    dir.join("logs")
+        .join(format!("{}.json", origin_file_stem(origin)))
 }
 
 /// Writes a file so that a crash leaves the old or the new content, never a mix: a temporary
