@@ -46,6 +46,8 @@ vledger_ensure_test_deps() {
     vledger_log "installing Python packages: ${py_missing[*]}"
     python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}"
   fi
+  # The audit report test renders the HTML page in headless Chromium.
+  [ -x /usr/bin/chromium ] || vledger_apt_install chromium
   command -v cargo-nextest >/dev/null 2>&1 || vledger_log "cargo-nextest not found; tests run with cargo test"
 }
 

@@ -9,6 +9,7 @@
 //! origin = "vledger.example.gov.cn/cq"
 //! admin_key = "base64 public key of the first admin (first start only)"
 //! log_format = "json"
+//! witnesses = ["<witness verifier key>@https://witness.example"]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ pub struct FileConfig {
     pub admin_key: Option<String>,
     pub demo: Option<bool>,
     pub log_format: Option<LogFormat>,
+    /// Witnesses, each `<witness verifier key>@<url>`.
+    pub witnesses: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -64,6 +67,7 @@ pub struct ServeSettings {
     pub admin_key: Option<String>,
     pub demo: bool,
     pub log_format: LogFormat,
+    pub witnesses: Vec<String>,
 }
 
 /// What flags and environment gave (clap fills these from both).
@@ -77,6 +81,7 @@ pub struct GivenSettings {
     pub admin_key: Option<String>,
     pub demo: bool,
     pub log_format: Option<LogFormat>,
+    pub witnesses: Vec<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -106,6 +111,11 @@ impl ServeSettings {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
+            witnesses: if given.witnesses.is_empty() {
+                file.witnesses.unwrap_or_default()
+            } else {
+                given.witnesses
+            },
         };
         if settings.demo && settings.admin_key.is_some() {
             anyhow::bail!(

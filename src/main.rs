@@ -1,10 +1,15 @@
 //! The `vledger` command line: run a node, make keys, submit signed commands.
 
 mod bench;
+mod cli_audit;
+mod cli_export;
 mod cli_flows;
 mod cli_query;
 mod cli_submit;
+mod cli_verify;
+mod cli_witness;
 mod config;
+mod node_client;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,6 +65,20 @@ enum Commands {
     },
     /// Measure ingest throughput and latency (in process and over HTTP) against the machine's limits.
     Bench(bench::BenchArgs),
+    /// Write a node's log (entries, checkpoints, key) as a self-contained archive.
+    Export(cli_export::ExportArgs),
+    /// Verify an archive or a running node offline: signatures, chain, checkpoints, replay.
+    /// Exit code 0: verified; 1: verification failed; 2: usage or I/O error.
+    Verify(cli_verify::VerifyArgs),
+    /// Check an equivocation evidence document on its own (exit 0 when it proves a fork).
+    VerifyEvidence {
+        /// The evidence file (JSON) written by a witness or by `vledger verify --against`.
+        file: PathBuf,
+    },
+    /// Run a C2SP tlog-witness that cosigns consistent checkpoints of the logs it follows.
+    Witness(cli_witness::WitnessArgs),
+    /// Replay an archive and write the regulator's audit report (JSON and HTML).
+    Audit(cli_audit::AuditArgs),
 }
 
 /// Every setting may also come from the config file (--config) or a VLEDGER_* variable; a flag
@@ -91,6 +110,11 @@ struct ServeArgs {
     /// Found a demo region on first start: creates DATA/keys/admin.pem and makes it the first admin.
     #[arg(long)]
     demo: bool,
+    /// A witness to send each checkpoint to, as `<witness verifier key>@<url>`; repeatable (or
+    /// `witnesses = [...]` in the config file). The cosigned checkpoint is served at
+    /// GET /v1/checkpoint/cosigned.
+    #[arg(long = "witness")]
+    witnesses: Vec<String>,
     /// Log lines as text, or as JSON objects carrying each request's id [default: text].
     #[arg(long, env = "VLEDGER_LOG_FORMAT", value_enum)]
     log_format: Option<config::LogFormat>,
@@ -112,6 +136,7 @@ impl ServeArgs {
                 admin_key: self.admin_key,
                 demo: self.demo,
                 log_format: self.log_format,
+                witnesses: self.witnesses,
             },
             file,
         )
@@ -139,6 +164,11 @@ fn main() -> Result<()> {
         Commands::Tail(args) => cli_query::tail(args),
         Commands::Rebuild { data, write } => rebuild(&data, write),
         Commands::Bench(args) => bench::run(args),
+        Commands::Export(args) => cli_export::run(args),
+        Commands::Verify(args) => std::process::exit(cli_verify::run(args)),
+        Commands::VerifyEvidence { file } => std::process::exit(cli_verify::verify_evidence(&file)),
+        Commands::Witness(args) => cli_witness::run(args),
+        Commands::Audit(args) => std::process::exit(cli_audit::run(args)),
     }
 }
 
@@ -154,7 +184,7 @@ pub fn read_key(path: &Path) -> Result<SigningKey> {
     })
 }
 
-fn write_new_key(path: &Path, key: &SigningKey) -> Result<()> {
+pub fn write_new_key(path: &Path, key: &SigningKey) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -289,7 +319,17 @@ fn serve(args: config::ServeSettings) -> Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, region = %region, tree_size = node.tree_size(), "vledger node listening");
         print_welcome(&args.data, &addr.to_string(), &node, args.demo);
-        vledger_api::serve(listener, Arc::clone(&node), shutdown_signal()).await?;
+        let witnesses = args
+            .witnesses
+            .iter()
+            .map(|w| vledger_api::witnessing::WitnessTarget::parse(w))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("--witness {e}"))?;
+        if witnesses.is_empty() {
+            vledger_api::serve(listener, Arc::clone(&node), shutdown_signal()).await?;
+        } else {
+            vledger_api::witnessing::serve_witnessed(listener, Arc::clone(&node), witnesses, shutdown_signal()).await?;
+        }
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())
     })?;
@@ -320,7 +360,7 @@ fn print_welcome(data: &Path, addr: &str, node: &Node, demo: bool) {
     }
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

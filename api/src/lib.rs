@@ -8,6 +8,8 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod records;
+pub mod witness_service;
+pub mod witnessing;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +54,8 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     /// The tree size after each committed batch: wakes event subscribers.
     pub commits: tokio::sync::watch::Receiver<u64>,
+    /// The latest checkpoint cosigned by the node's witnesses (empty without witnesses).
+    pub cosigned: Arc<witnessing::Cosigned>,
 }
 
 /// The header that carries a request's id (taken from the client or made by the node).
@@ -59,6 +63,11 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The router of the public interface.
 pub fn router(node: Arc<Node>) -> Router {
+    router_with_witnesses(node, Arc::default())
+}
+
+/// The router of a node whose checkpoints its witnesses cosign into `cosigned`.
+pub fn router_with_witnesses(node: Arc<Node>, cosigned: Arc<witnessing::Cosigned>) -> Router {
     let (commit_sender, commits) = tokio::sync::watch::channel(node.tree_size());
     node.published().on_commit(Box::new(move |size| {
         commit_sender.send_replace(size);
@@ -67,12 +76,14 @@ pub fn router(node: Arc<Node>) -> Router {
         node,
         metrics: Arc::new(HttpMetrics::default()),
         commits,
+        cosigned,
     };
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
     Router::new()
         .route("/v1/commands", post(post_command))
         .route("/v1/node", get(get_node))
         .route("/v1/checkpoint", get(get_checkpoint))
+        .route("/v1/checkpoint/cosigned", get(witnessing::get_cosigned))
         .route("/v1/entries", get(get_entries))
         .route("/v1/entries/{index}", get(get_entry))
         .route("/v1/events", get(events::get_events))

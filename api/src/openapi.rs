@@ -19,6 +19,7 @@ use utoipa::OpenApi;
         super::post_command,
         super::get_node,
         super::get_checkpoint,
+        super::witnessing::get_cosigned,
         super::get_entries,
         super::get_entry,
         super::get_inclusion_proof,

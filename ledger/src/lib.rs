@@ -3,9 +3,12 @@
 //!
 //! `domain` is pure; `store`, `writer` and `node` are the shell that gives it disk and time.
 
+pub mod archive;
+pub mod cosignature;
 pub mod domain;
 pub mod entry;
 pub mod envelope;
+pub mod evidence;
 pub mod keys;
 pub mod limits;
 pub mod merkle;
@@ -16,4 +19,6 @@ pub mod replay;
 pub mod schema;
 pub mod store;
 pub mod types;
+pub mod verify;
+pub mod witness;
 pub mod writer;

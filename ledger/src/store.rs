@@ -79,6 +79,33 @@ impl Store {
         Ok(Self { db })
     }
 
+    /// Opens the database in `dir` read-only: it must exist. Works while the node runs (the view
+    /// is the one at opening) and never changes the files.
+    pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        let options = Options::default();
+        let db = DB::open_cf_for_read_only(&options, dir, COLUMN_FAMILIES, false)
+            .map_err(ctx("open read-only"))?;
+        Ok(Self { db })
+    }
+
+    /// Stored checkpoints of tree size at least `from`, in size order, at most `limit`.
+    pub fn checkpoints_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let iter = self.db.iterator_cf(
+            self.cf(CF_CHECKPOINTS),
+            rocksdb::IteratorMode::From(&from.to_be_bytes(), rocksdb::Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (key, value) = item.map_err(ctx("scan checkpoints"))?;
+            out.push((be_u64(&key), String::from_utf8_lossy(&value).into_owned()));
+        }
+        Ok(out)
+    }
+
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(name)

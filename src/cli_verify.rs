@@ -1,0 +1,461 @@
+//! `vledger verify`: checks an archive (or a running node) offline and reports each failure by
+//! entry index and reason. Exit code 0: verified; 1: verification failed; 2: usage or I/O error.
+//! Also `vledger verify-evidence`, which checks an equivocation evidence document on its own.
+
+use std::collections::BTreeSet;
+use std::io::{BufReader, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use vledger_ledger::archive::{ArchiveHeader, ArchiveLine, ArchiveReader};
+use vledger_ledger::evidence::{implied_old_root, Evidence};
+use vledger_ledger::merkle::verify_consistency;
+use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
+use vledger_ledger::verify::{verify, Source, SourceItem, VerifierState, VerifyOptions};
+
+use crate::node_client::NodeClient;
+
+/// Entries fetched per page when verifying a URL.
+const URL_PAGE: u64 = 1000;
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// An archive written by `vledger export`, or a node's base URL (http://...).
+    source: String,
+    /// Print the report as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+    /// The node key (C2SP verifier key) you expect; the archive's own is used otherwise.
+    #[arg(long)]
+    node_key: Option<String>,
+    /// Continue from a state saved by an earlier `--save-state`: entries up to its checkpoint
+    /// are only hashed (and must still give its root), later ones are fully verified.
+    #[arg(long, value_name = "STATE_FILE")]
+    from_checkpoint: Option<PathBuf>,
+    /// After a successful verification, save the last checkpoint and the replayed state here.
+    #[arg(long, value_name = "STATE_FILE")]
+    save_state: Option<PathBuf>,
+    /// Also compare the archive with the checkpoint a running node serves now; a contradiction
+    /// is written as equivocation evidence to --evidence-out.
+    #[arg(long, value_name = "URL")]
+    against: Option<String>,
+    /// Where to write equivocation evidence (default: equivocation-evidence.json).
+    #[arg(long, default_value = "equivocation-evidence.json")]
+    evidence_out: PathBuf,
+    /// Signature-checking threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+/// Runs `verify`; returns the process exit code.
+pub fn run(args: VerifyArgs) -> i32 {
+    match run_inner(&args) {
+        Ok(passed) => i32::from(!passed),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
+fn open_source(source: &str) -> Result<(ArchiveHeader, Source)> {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        return url_source(source);
+    }
+    let file = std::fs::File::open(source).with_context(|| format!("cannot open {source}"))?;
+    let (header, reader) = ArchiveReader::open(BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("{source} is not a readable archive"))?;
+    let items = reader.map(|line| match line {
+        Ok((line, Ok(item))) => Ok(SourceItem::Line { line, item }),
+        Ok((line, Err(reason))) => Ok(SourceItem::Malformed { line, reason }),
+        Err(e) => Err(e.to_string()),
+    });
+    Ok((header, Box::new(items)))
+}
+
+/// A running node as a source: its entries up to its latest checkpoint, then that checkpoint.
+fn url_source(url: &str) -> Result<(ArchiveHeader, Source)> {
+    let client = NodeClient::new(url)?;
+    let info = client.node()?;
+    let note = client.checkpoint()?;
+    let size = Checkpoint::parse(&SignedNote::parse(&note)?.text)?.size;
+    let header = ArchiveHeader::new(&info.origin, &info.region, &info.verifier_key, size, 0);
+    let mut next = 0u64;
+    let mut page: std::vec::IntoIter<(u64, Vec<u8>)> = Vec::new().into_iter();
+    let mut tail = vec![
+        ArchiveLine::End {
+            entries: size,
+            checkpoints: 1,
+            state_digest: None,
+        },
+        ArchiveLine::Checkpoint { size, note },
+    ];
+    let items = std::iter::from_fn(move || {
+        if let Some((index, bytes)) = page.next() {
+            return Some(Ok(SourceItem::Line {
+                line: 0,
+                item: ArchiveLine::Entry {
+                    index,
+                    entry: B64.encode(bytes),
+                },
+            }));
+        }
+        if next < size {
+            let end = size.min(next + URL_PAGE);
+            return match client.entries(next, end) {
+                Ok(rows) => {
+                    next = rows.last().map_or(end, |(i, _)| i + 1);
+                    page = rows.into_iter();
+                    page.next().map(|(index, bytes)| {
+                        Ok(SourceItem::Line {
+                            line: 0,
+                            item: ArchiveLine::Entry {
+                                index,
+                                entry: B64.encode(bytes),
+                            },
+                        })
+                    })
+                }
+                Err(e) => Some(Err(format!("{e:#}"))),
+            };
+        }
+        tail.pop()
+            .map(|item| Ok(SourceItem::Line { line: 0, item }))
+    });
+    Ok((header, Box::new(items)))
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} verifying [{bar:40}] {pos}/{len} entries ({per_sec}, eta {eta})",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+fn run_inner(args: &VerifyArgs) -> Result<bool> {
+    let (header, source) = open_source(&args.source)?;
+    if let Some(expected) = &args.node_key {
+        NoteVerifier::parse(expected).map_err(|e| anyhow::anyhow!("--node-key: {e}"))?;
+        if expected != &header.node_key {
+            bail!(
+                "the archive is signed by {}, not by the expected node key {expected}",
+                header.node_key
+            );
+        }
+    }
+    let resume = match &args.from_checkpoint {
+        None => None,
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let state: VerifierState = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a saved verifier state", path.display()))?;
+            Some(
+                state
+                    .into_resume(&header)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            )
+        }
+    };
+    let resume_checkpoint = resume.as_ref().map(|r| r.checkpoint_note.clone());
+    let served = match &args.against {
+        Some(url) => Some(NodeClient::new(url)?.checkpoint()?),
+        None => None,
+    };
+    let served_size = served
+        .as_deref()
+        .and_then(|n| SignedNote::parse(n).ok())
+        .and_then(|n| Checkpoint::parse(&n.text).ok())
+        .map(|c| c.size);
+    let options = VerifyOptions {
+        threads: args.threads,
+        resume,
+        roots_at: served_size.into_iter().collect::<BTreeSet<_>>(),
+    };
+    let bar = progress_bar(header.tree_size);
+    let started = std::time::Instant::now();
+    let mut report = verify(&header, source, options, &mut |n| bar.set_position(n))
+        .map_err(|e| anyhow::anyhow!("cannot read the source: {e}"))?;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let mut evidence_written = None;
+    if let Some(old_note) = &resume_checkpoint {
+        if args.source.starts_with("http") {
+            check_served_consistency(
+                &args.source,
+                old_note,
+                &header,
+                &mut report,
+                &args.evidence_out,
+                &mut evidence_written,
+            )?;
+        }
+    }
+    if let (Some(served), Some(size)) = (&served, served_size) {
+        compare_served(
+            served,
+            size,
+            &header,
+            &mut report,
+            &args.evidence_out,
+            &mut evidence_written,
+            args.against.as_deref().unwrap_or(""),
+        )?;
+    }
+    if report.passed() {
+        if let (Some(path), Some(replayer), Some(checkpoint)) = (
+            &args.save_state,
+            &report.replayer,
+            &report.last_good_checkpoint,
+        ) {
+            let cp_size = Checkpoint::parse(&SignedNote::parse(checkpoint)?.text)?.size;
+            if cp_size == replayer.size() {
+                let state = VerifierState::new(&header, checkpoint, replayer);
+                vledger_ledger::witness::write_atomically(path, &serde_json::to_vec(&state)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            } else {
+                eprintln!("note: state not saved: the last checkpoint (size {cp_size}) does not cover all {} entries", replayer.size());
+            }
+        }
+    }
+    if args.json {
+        let mut json = report.to_json(&header);
+        json["seconds"] = serde_json::json!(elapsed);
+        json["evidence"] = serde_json::json!(evidence_written
+            .as_ref()
+            .map(|p: &PathBuf| p.display().to_string()));
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print_human(&header, &report, elapsed);
+        if let Some(path) = &evidence_written {
+            println!("equivocation evidence written to {}", path.display());
+        }
+    }
+    Ok(report.passed())
+}
+
+fn print_human(
+    header: &ArchiveHeader,
+    report: &vledger_ledger::verify::VerifyReport,
+    seconds: f64,
+) {
+    println!(
+        "log {} (region {}), node key {}",
+        header.origin, header.region, header.node_key
+    );
+    println!(
+        "{} entries ({} replayed), {} checkpoints verified, tree size {}, root {}, in {:.2} s ({:.0} entries/s)",
+        report.entries,
+        report.replayed,
+        report.checkpoints_verified,
+        report.tree_size,
+        B64.encode(report.root),
+        seconds,
+        report.entries as f64 / seconds.max(1e-9)
+    );
+    if let Some(d) = report.state_digest {
+        println!("replayed state digest {}", B64.encode(d));
+    }
+    if report.passed() {
+        println!("VERIFIED: every signature, the chain, every checkpoint and the replay agree");
+        return;
+    }
+    println!("FAILED: {} problem(s)", report.failure_count);
+    for f in &report.failures {
+        println!("  {f}");
+    }
+    if report.failure_count as usize > report.failures.len() {
+        println!(
+            "  ... and {} more",
+            report.failure_count as usize - report.failures.len()
+        );
+    }
+}
+
+fn push_failure(
+    report: &mut vledger_ledger::verify::VerifyReport,
+    size: u64,
+    rule: &str,
+    reason: String,
+) {
+    report.failure_count += 1;
+    report.failures.push(vledger_ledger::verify::Failure {
+        index: None,
+        checkpoint_size: Some(size),
+        line: None,
+        rule: rule.into(),
+        reason,
+    });
+}
+
+/// With a URL and a saved state: the node's consistency proof from the saved checkpoint to
+/// its latest one must verify.
+fn check_served_consistency(
+    url: &str,
+    old_note: &str,
+    header: &ArchiveHeader,
+    report: &mut vledger_ledger::verify::VerifyReport,
+    evidence_out: &std::path::Path,
+    written: &mut Option<PathBuf>,
+) -> Result<()> {
+    let old = Checkpoint::parse(&SignedNote::parse(old_note)?.text)?;
+    let Some(new_note) = report.last_good_checkpoint.clone() else {
+        return Ok(());
+    };
+    let new = Checkpoint::parse(&SignedNote::parse(&new_note)?.text)?;
+    if old.size == 0 || old.size >= new.size {
+        return Ok(());
+    }
+    let proof = NodeClient::new(url)?.consistency(old.size, new.size)?;
+    if let Err(e) = verify_consistency(old.size, new.size, &old.root_hash, &new.root_hash, &proof) {
+        push_failure(
+            report,
+            new.size,
+            "consistency-proof",
+            format!(
+                "the node's consistency proof from {} does not verify: {e}",
+                old.size
+            ),
+        );
+        if let Some(implied) = implied_old_root(old.size, new.size, &new.root_hash, &proof) {
+            let verifier = NoteVerifier::parse(&header.node_key)?;
+            let evidence = Evidence::diverging(
+                &verifier,
+                old_note,
+                &new_note,
+                &proof,
+                implied,
+                "vledger verify",
+            );
+            write_evidence(&evidence, evidence_out, written)?;
+        }
+    }
+    Ok(())
+}
+
+/// Compares the node's served checkpoint with the archive.
+fn compare_served(
+    served: &str,
+    size: u64,
+    header: &ArchiveHeader,
+    report: &mut vledger_ledger::verify::VerifyReport,
+    evidence_out: &std::path::Path,
+    written: &mut Option<PathBuf>,
+    url: &str,
+) -> Result<()> {
+    let verifier = NoteVerifier::parse(&header.node_key)?;
+    let signed = SignedNote::parse(served)?;
+    if signed.verify(std::slice::from_ref(&verifier)).is_err() {
+        push_failure(
+            report,
+            size,
+            "served-checkpoint",
+            format!("{url} serves a checkpoint not signed by the archive's node key"),
+        );
+        return Ok(());
+    }
+    let checkpoint = Checkpoint::parse(&signed.text)?;
+    let Some(archive_note) = report.last_good_checkpoint.clone() else {
+        return Ok(());
+    };
+    let archive_cp = Checkpoint::parse(&SignedNote::parse(&archive_note)?.text)?;
+    if let Some(root) = report.roots_at.get(&size) {
+        if *root != checkpoint.root_hash {
+            push_failure(
+                report,
+                size,
+                "equivocation",
+                format!(
+                    "{url} serves a checkpoint whose root is not the archive's root at size {size}"
+                ),
+            );
+            if archive_cp.size == size {
+                write_evidence(
+                    &Evidence::same_size(&verifier, &archive_note, served, "vledger verify"),
+                    evidence_out,
+                    written,
+                )?;
+            }
+        }
+    } else if size > archive_cp.size && archive_cp.size > 0 {
+        let proof = NodeClient::new(url)?.consistency(archive_cp.size, size)?;
+        if let Err(e) = verify_consistency(
+            archive_cp.size,
+            size,
+            &archive_cp.root_hash,
+            &checkpoint.root_hash,
+            &proof,
+        ) {
+            push_failure(
+                report,
+                size,
+                "equivocation",
+                format!("{url} cannot prove its checkpoint extends the archive: {e}"),
+            );
+            if let Some(implied) =
+                implied_old_root(archive_cp.size, size, &checkpoint.root_hash, &proof)
+            {
+                let evidence = Evidence::diverging(
+                    &verifier,
+                    &archive_note,
+                    served,
+                    &proof,
+                    implied,
+                    "vledger verify",
+                );
+                write_evidence(&evidence, evidence_out, written)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_evidence(
+    evidence: &Evidence,
+    path: &std::path::Path,
+    written: &mut Option<PathBuf>,
+) -> Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(evidence)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    *written = Some(path.to_path_buf());
+    Ok(())
+}
+
+/// `vledger verify-evidence FILE`: exit 0 when the evidence proves equivocation, 1 when it
+/// does not, 2 when it cannot be read.
+pub fn verify_evidence(path: &std::path::Path) -> i32 {
+    let evidence: Evidence = match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {} is not an evidence document: {e}", path.display());
+            return 2;
+        }
+    };
+    match evidence.check() {
+        Ok(finding) => {
+            println!("PROVEN: {finding}");
+            0
+        }
+        Err(e) => {
+            println!("NOT PROVEN: {e}");
+            1
+        }
+    }
+}
