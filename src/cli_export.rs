@@ -14,7 +14,8 @@ use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
 use vledger_ledger::replay::StateDigest;
 use vledger_ledger::store::Store;
 
-use crate::node_client::NodeClient;
+use vledger_client::Client;
+use vledger_ledger::merkle::Hash;
 
 /// Entries read from the store or the node at a time.
 const EXPORT_PAGE: u64 = 1000;
@@ -157,7 +158,7 @@ fn stored_state_digest(store: &Store) -> Result<[u8; 32]> {
 
 /// The node's entries up to its latest checkpoint, and that checkpoint.
 fn export_url(url: &str, out: impl Write) -> Result<(u64, u64)> {
-    let client = NodeClient::new(url)?;
+    let client = Client::new(url);
     let info = client.node()?;
     let note = client.checkpoint()?;
     let checkpoint = Checkpoint::parse(&SignedNote::parse(&note)?.text)?;
@@ -172,7 +173,7 @@ fn export_url(url: &str, out: impl Write) -> Result<(u64, u64)> {
     let mut next = 0u64;
     while next < checkpoint.size {
         let end = checkpoint.size.min(next + EXPORT_PAGE);
-        for (index, bytes) in client.entries(next, end)? {
+        for (index, bytes) in fetch_entries(&client, next, end)? {
             writer.entry(index, &bytes)?;
             next = index + 1;
         }
@@ -182,8 +183,34 @@ fn export_url(url: &str, out: impl Write) -> Result<(u64, u64)> {
     Ok((entries, 1))
 }
 
-/// Decodes the base64 entry bytes of an `/v1/entries` answer.
-pub fn entry_bytes(b64: &str, index: u64) -> Result<Vec<u8>> {
-    B64.decode(b64)
-        .with_context(|| format!("the node sent entry {index} in bad base64"))
+/// The (index, canonical bytes) of the node's entries in `[start, end)`; at least one.
+pub fn fetch_entries(client: &Client, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+    let page = client.entries(start, end)?;
+    if page.entries.is_empty() {
+        bail!("{} sent no entries for [{start}, {end})", client.base_url());
+    }
+    page.entries
+        .into_iter()
+        .map(|e| {
+            let bytes = B64
+                .decode(&e.entry)
+                .with_context(|| format!("the node sent entry {} in bad base64", e.index))?;
+            Ok((e.index, bytes))
+        })
+        .collect()
+}
+
+/// The node's RFC 9162 consistency proof from size `from` to size `to`.
+pub fn fetch_consistency(client: &Client, from: u64, to: u64) -> Result<Vec<Hash>> {
+    client
+        .consistency_proof(from, to)?
+        .proof
+        .iter()
+        .map(|h| {
+            B64.decode(h)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .context("the node sent a proof hash that is not 32 bytes of base64")
+        })
+        .collect()
 }

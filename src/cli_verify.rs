@@ -15,7 +15,9 @@ use vledger_ledger::merkle::verify_consistency;
 use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
 use vledger_ledger::verify::{verify, Source, SourceItem, VerifierState, VerifyOptions};
 
-use crate::node_client::NodeClient;
+use vledger_client::Client;
+
+use crate::cli_export::{fetch_consistency, fetch_entries};
 
 /// Entries fetched per page when verifying a URL.
 const URL_PAGE: u64 = 1000;
@@ -77,7 +79,7 @@ fn open_source(source: &str) -> Result<(ArchiveHeader, Source)> {
 
 /// A running node as a source: its entries up to its latest checkpoint, then that checkpoint.
 fn url_source(url: &str) -> Result<(ArchiveHeader, Source)> {
-    let client = NodeClient::new(url)?;
+    let client = Client::new(url);
     let info = client.node()?;
     let note = client.checkpoint()?;
     let size = Checkpoint::parse(&SignedNote::parse(&note)?.text)?.size;
@@ -104,7 +106,7 @@ fn url_source(url: &str) -> Result<(ArchiveHeader, Source)> {
         }
         if next < size {
             let end = size.min(next + URL_PAGE);
-            return match client.entries(next, end) {
+            return match fetch_entries(&client, next, end) {
                 Ok(rows) => {
                     next = rows.last().map_or(end, |(i, _)| i + 1);
                     page = rows.into_iter();
@@ -172,7 +174,7 @@ fn run_inner(args: &VerifyArgs) -> Result<bool> {
     };
     let resume_checkpoint = resume.as_ref().map(|r| r.checkpoint_note.clone());
     let served = match &args.against {
-        Some(url) => Some(NodeClient::new(url)?.checkpoint()?),
+        Some(url) => Some(Client::new(url).checkpoint()?),
         None => None,
     };
     let served_size = served
@@ -320,7 +322,7 @@ fn check_served_consistency(
     if old.size == 0 || old.size >= new.size {
         return Ok(());
     }
-    let proof = NodeClient::new(url)?.consistency(old.size, new.size)?;
+    let proof = fetch_consistency(&Client::new(url), old.size, new.size)?;
     if let Err(e) = verify_consistency(old.size, new.size, &old.root_hash, &new.root_hash, &proof) {
         push_failure(
             report,
@@ -392,7 +394,7 @@ fn compare_served(
             }
         }
     } else if size > archive_cp.size && archive_cp.size > 0 {
-        let proof = NodeClient::new(url)?.consistency(archive_cp.size, size)?;
+        let proof = fetch_consistency(&Client::new(url), archive_cp.size, size)?;
         if let Err(e) = verify_consistency(
             archive_cp.size,
             size,

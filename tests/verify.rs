@@ -1,21 +1,28 @@
-//! Tamper tests of `vledger verify` on an archive exported from a real node: each change is
-//! detected and named by entry index (or checkpoint size) and reason, with exit code 1.
+//! Tamper tests of `vledger verify` on an archive exported from a real node holding several
+//! signed commands: each change is detected and named by entry index (or checkpoint size) and
+//! the rule it breaks, with exit code 1.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use vledger_ledger::envelope::{pae, DsseEnvelope, COMMAND_PAYLOAD_TYPE};
+use vledger_ledger::keys::SigningKey;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vledger");
+/// Parties the demo admin registers before the export: entries 1..=PARTIES.
+const PARTIES: u64 = 4;
 
-/// A stopped demo node's archive, as lines.
+/// The archive of a demo node holding genesis and [`PARTIES`] `party.register` commands signed
+/// by the demo admin key, as lines: header, entries 0..=PARTIES, one checkpoint, the end line.
 fn exported_archive(dir: &std::path::Path) -> Vec<String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    let data = dir.join("data");
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -24,35 +31,95 @@ fn exported_archive(dir: &std::path::Path) -> Vec<String> {
             &format!("127.0.0.1:{port}"),
             "--data",
         ])
-        .arg(dir.join("data"))
+        .arg(&data)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::blocking::get(format!("http://127.0.0.1:{port}/healthz")).is_err() {
+    while reqwest::blocking::get(format!("{url}/healthz")).is_err() {
         assert!(Instant::now() < deadline, "the node did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let pem = std::fs::read_to_string(data.join("keys/admin.pem")).unwrap();
+    let admin = SigningKey::from_pkcs8_pem(&pem).unwrap();
+    let client = vledger_client::Client::new(&url);
+    for n in 0..PARTIES {
+        let party = SigningKey::from_bytes(&[n as u8 + 40; 32]).public_key();
+        let body = serde_json::json!({
+            "key": party.to_base64(),
+            "role": "agency",
+            "home_region": "cq",
+            "name": format!("Testing Lab {n}"),
+        });
+        client.submit(&admin, "party.register", &body).unwrap();
+    }
     let out = dir.join("archive.jsonl");
     let status = Command::new(BIN)
-        .args([
-            "export",
-            "--url",
-            &format!("http://127.0.0.1:{port}"),
-            "--out",
-        ])
+        .args(["export", "--url", &url, "--out"])
         .arg(&out)
         .status()
         .unwrap();
     let _ = child.kill();
     let _ = child.wait();
     assert!(status.success());
-    std::fs::read_to_string(out)
+    let lines: Vec<String> = std::fs::read_to_string(out)
         .unwrap()
         .lines()
         .map(String::from)
-        .collect()
+        .collect();
+    assert_eq!(
+        lines.len() as u64,
+        PARTIES + 4,
+        "header, entries, checkpoint, end"
+    );
+    lines
+}
+
+/// Entry `index`'s line of the archive.
+fn entry_line(index: u64) -> usize {
+    index as usize + 1
+}
+
+/// The canonical bytes of the entry on `line`.
+fn entry_bytes(line: &str) -> Vec<u8> {
+    let value: serde_json::Value = serde_json::from_str(line).unwrap();
+    B64.decode(value["entry"].as_str().unwrap()).unwrap()
+}
+
+/// The same entry line holding other bytes.
+fn with_entry_bytes(line: &str, bytes: &[u8]) -> String {
+    let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+    value["entry"] = B64.encode(bytes).into();
+    value.to_string()
+}
+
+/// (start, end) of the envelope and of the events inside canonical entry bytes
+/// (docs/FORMAT.md: 49 header bytes, u32 BE length, envelope, u32 BE length, events).
+fn sections(bytes: &[u8]) -> ((usize, usize), (usize, usize)) {
+    let len = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let envelope = (53, 53 + len(49));
+    let events = (envelope.1 + 4, envelope.1 + 4 + len(envelope.1));
+    assert_eq!(events.1, bytes.len());
+    (envelope, events)
+}
+
+/// Entry bytes whose envelope is replaced by `envelope` (lengths adjusted).
+fn with_envelope(bytes: &[u8], envelope: &DsseEnvelope) -> Vec<u8> {
+    let ((start, end), _) = sections(bytes);
+    let new = serde_json::to_vec(envelope).unwrap();
+    let mut out = bytes[..49].to_vec();
+    out.extend_from_slice(&(new.len() as u32).to_be_bytes());
+    out.extend_from_slice(&new);
+    out.extend_from_slice(&bytes[end..]);
+    let _ = start;
+    out
+}
+
+fn envelope_of(bytes: &[u8]) -> DsseEnvelope {
+    let ((start, end), _) = sections(bytes);
+    serde_json::from_slice(&bytes[start..end]).unwrap()
 }
 
 fn verify(dir: &std::path::Path, lines: &[String]) -> (i32, serde_json::Value) {
@@ -81,56 +148,138 @@ fn has_failure(
     })
 }
 
+/// The failures of a report, for messages.
+fn failures(report: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(&report["failures"]).unwrap()
+}
+
+/// Asserts that `lines` fail verification with `rule` named at entry `index`.
+fn assert_fails(dir: &std::path::Path, lines: &[String], rule: &str, index: u64, what: &str) {
+    let (code, report) = verify(dir, lines);
+    assert_eq!(code, 1, "{what}: verify must exit 1; report: {report}");
+    assert!(
+        has_failure(&report, rule, Some(index), None),
+        "{what}: expected a `{rule}` failure at entry {index}; got {}",
+        failures(&report)
+    );
+}
+
 #[test]
 fn tampering_is_detected_and_named() {
     let dir = tempfile::tempdir().unwrap();
-    let lines = exported_archive(dir.path());
-    let (code, report) = verify(dir.path(), &lines);
-    assert_eq!(code, 0, "{report}");
+    let dir = dir.path();
+    let lines = exported_archive(dir);
+    let (code, report) = verify(dir, &lines);
+    assert_eq!(code, 0, "the untouched archive must verify: {report}");
+    assert_eq!(report["replayed"], PARTIES + 1, "{report}");
+    let checkpoint_line = entry_line(PARTIES) + 1;
+
+    // Two entry lines swapped: entry 3 comes where entry 2 belongs.
+    let mut swapped = lines.clone();
+    swapped.swap(entry_line(2), entry_line(3));
+    assert_fails(dir, &swapped, "sequence", 2, "entry lines swapped");
+
+    // Two entries' bytes swapped under unchanged line indexes: the bytes say which entry
+    // they are, and the chain links them.
+    let mut relabelled = lines.clone();
+    let (two, three) = (
+        entry_bytes(&lines[entry_line(2)]),
+        entry_bytes(&lines[entry_line(3)]),
+    );
+    relabelled[entry_line(2)] = with_entry_bytes(&lines[entry_line(2)], &three);
+    relabelled[entry_line(3)] = with_entry_bytes(&lines[entry_line(3)], &two);
+    assert_fails(dir, &relabelled, "sequence", 2, "entry bytes swapped");
+    let (_, report) = verify(dir, &relabelled);
+    assert!(
+        has_failure(&report, "checkpoint-root", None, Some(PARTIES + 1)),
+        "the checkpoint no longer matches the reordered leaves: {}",
+        failures(&report)
+    );
+
+    // One flipped byte inside entry 2's signed payload (the party's name), signature kept.
+    let bytes = entry_bytes(&lines[entry_line(2)]);
+    let mut envelope = envelope_of(&bytes);
+    let mut payload = B64.decode(&envelope.payload).unwrap();
+    let at = payload
+        .windows(11)
+        .position(|w| w == b"Testing Lab")
+        .unwrap();
+    payload[at] = b'R';
+    envelope.payload = B64.encode(&payload);
+    let mut flipped = lines.clone();
+    flipped[entry_line(2)] =
+        with_entry_bytes(&lines[entry_line(2)], &with_envelope(&bytes, &envelope));
+    assert_fails(dir, &flipped, "signature", 2, "payload byte flipped");
+
+    // One flipped byte inside entry 3's recorded events: the envelope still verifies, the
+    // replay produces other events.
+    let mut bytes = entry_bytes(&lines[entry_line(3)]);
+    let (_, (events_start, events_end)) = sections(&bytes);
+    let at = events_start
+        + bytes[events_start..events_end]
+            .windows(11)
+            .position(|w| w == b"Testing Lab")
+            .expect("the registration event names the party");
+    bytes[at] = b'R';
+    let mut flipped = lines.clone();
+    flipped[entry_line(3)] = with_entry_bytes(&lines[entry_line(3)], &bytes);
+    assert_fails(dir, &flipped, "events", 3, "event byte flipped");
+    let (_, report) = verify(dir, &flipped);
+    assert!(
+        !has_failure(&report, "signature", Some(3), None),
+        "the envelope was not touched: {}",
+        failures(&report)
+    );
+
+    // Entry 1's signature replaced by a valid signature of the same payload by another key.
+    let bytes = entry_bytes(&lines[entry_line(1)]);
+    let mut envelope = envelope_of(&bytes);
+    let payload = B64.decode(&envelope.payload).unwrap();
+    let other = SigningKey::from_bytes(&[9; 32]);
+    envelope.signatures[0].sig = B64.encode(other.sign(&pae(COMMAND_PAYLOAD_TYPE, &payload)));
+    let mut resigned = lines.clone();
+    resigned[entry_line(1)] =
+        with_entry_bytes(&lines[entry_line(1)], &with_envelope(&bytes, &envelope));
+    assert_fails(dir, &resigned, "signature", 1, "signature by another key");
 
     // One flipped byte inside entry 0's signature.
     let mut flipped = lines.clone();
-    let mut entry: serde_json::Value = serde_json::from_str(&flipped[1]).unwrap();
-    let mut bytes = B64.decode(entry["entry"].as_str().unwrap()).unwrap();
+    let mut bytes = entry_bytes(&flipped[entry_line(0)]);
     let sig_at = String::from_utf8_lossy(&bytes).find("\"sig\":\"").unwrap() + 8;
     bytes[sig_at] = if bytes[sig_at] == b'A' { b'B' } else { b'A' };
-    entry["entry"] = B64.encode(&bytes).into();
-    flipped[1] = entry.to_string();
-    let (code, report) = verify(dir.path(), &flipped);
-    assert_eq!(code, 1);
-    assert!(has_failure(&report, "signature", Some(0), None), "{report}");
+    flipped[entry_line(0)] = with_entry_bytes(&flipped[entry_line(0)], &bytes);
+    assert_fails(dir, &flipped, "signature", 0, "signature byte flipped");
+    let (_, report) = verify(dir, &flipped);
     assert!(
-        has_failure(&report, "checkpoint-root", None, Some(1)),
-        "{report}"
+        has_failure(&report, "checkpoint-root", None, Some(PARTIES + 1)),
+        "{}",
+        failures(&report)
     );
 
     // A dropped entry.
     let mut dropped = lines.clone();
-    dropped.remove(1);
-    let (code, report) = verify(dir.path(), &dropped);
-    assert_eq!(code, 1);
-    assert!(has_failure(&report, "truncated", Some(0), None), "{report}");
+    dropped.remove(entry_line(2));
+    assert_fails(dir, &dropped, "sequence", 2, "entry dropped");
 
     // The checkpoint re-signed with another key.
     let mut resigned = lines.clone();
-    let mut cp: serde_json::Value = serde_json::from_str(&resigned[2]).unwrap();
+    let mut cp: serde_json::Value = serde_json::from_str(&resigned[checkpoint_line]).unwrap();
     let note = cp["note"].as_str().unwrap().to_string();
     let text = &note[..note.find("\n\n").unwrap() + 1];
-    let other = vledger_ledger::note::NoteSigner::new(
-        "vledger.local/cq",
-        vledger_ledger::keys::SigningKey::from_bytes(&[7; 32]),
-    )
-    .unwrap();
+    let other =
+        vledger_ledger::note::NoteSigner::new("vledger.local/cq", SigningKey::from_bytes(&[7; 32]))
+            .unwrap();
     cp["note"] = other.sign(text).unwrap().into();
-    resigned[2] = cp.to_string();
-    let (code, report) = verify(dir.path(), &resigned);
+    resigned[checkpoint_line] = cp.to_string();
+    let (code, report) = verify(dir, &resigned);
     assert_eq!(code, 1);
     assert!(
-        has_failure(&report, "checkpoint-signature", None, Some(1)),
-        "{report}"
+        has_failure(&report, "checkpoint-signature", None, Some(PARTIES + 1)),
+        "{}",
+        failures(&report)
     );
 
     // Not an archive at all: a usage error, not a verification failure.
-    let (code, _) = verify(dir.path(), &["{}".to_string()]);
+    let (code, _) = verify(dir, &["{}".to_string()]);
     assert_eq!(code, 2);
 }
