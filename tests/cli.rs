@@ -199,3 +199,89 @@ fn rebuild_reports_identical_state_after_a_stopped_node() {
     assert!(stdout.contains("replayed 1 entries"), "{stdout}");
     assert!(stdout.contains("identical"), "{stdout}");
 }
+
+#[test]
+fn tail_follows_the_events_and_query_reads_records() {
+    let server = start_demo_node();
+    let out = vledger(
+        &[
+            "tail",
+            "--url",
+            &server.url,
+            "--from",
+            "0",
+            "--count",
+            "2",
+            "--json",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["event"]["type"], "region.founded");
+    assert_eq!(lines[1]["event"]["type"], "party.registered");
+    assert_eq!(lines[1]["position"], 1);
+
+    let out = vledger(&["query", "node", "--url", &server.url], None);
+    let node: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(node["region"], "cq");
+
+    let out = vledger(&["query", "voucher", "nope", "--url", &server.url], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("voucher-not-found"), "{stderr}");
+
+    let out = vledger(&["query", "node", "--url", "http://127.0.0.1:1"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is the node running?"), "{stderr}");
+}
+
+#[test]
+fn serve_takes_a_config_file_and_the_environment_wins_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("vledger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nregion = \"cd\"\ndemo = true\ndata = \"{}\"\nlog_format = \"json\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("VLEDGER_REGION", "cq")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let node: serde_json::Value = loop {
+        if let Ok(r) = reqwest::blocking::get(format!("{url}/v1/node")) {
+            break r.json().unwrap();
+        }
+        assert!(Instant::now() < deadline, "node did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(node["region"], "cq", "the environment wins over the file");
+
+    std::fs::write(&config, "lisen = \"127.0.0.1:1\"\n").unwrap();
+    let out = vledger(&["serve", "--config", config.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lisen"), "{stderr}");
+}
