@@ -939,15 +939,32 @@ mod tests {
         let mut cache = SignerCache::default();
         let first = sealed(&key, 1, "n-1");
         cache.check(&first).unwrap();
-        assert_eq!(cache.0.len(), 1, "the signer is remembered after one full check");
+        assert_eq!(
+            cache.0.len(),
+            1,
+            "the signer is remembered after one full check"
+        );
 
         let second = sealed(&key, 1, "n-2");
-        assert!(cache.fast_path(&second).is_some(), "a cached signer takes the fast path");
+        assert!(
+            cache.fast_path(&second).is_some(),
+            "a cached signer takes the fast path"
+        );
         let fast = cache.check(&second).unwrap();
         let full = VerifiedEnvelope::parse_and_verify(&second).unwrap();
         assert_eq!(
-            (fast.raw, fast.payload_bytes, fast.command_hash, fast.payload),
-            (full.raw, full.payload_bytes, full.command_hash, full.payload)
+            (
+                fast.raw,
+                fast.payload_bytes,
+                fast.command_hash,
+                fast.payload
+            ),
+            (
+                full.raw,
+                full.payload_bytes,
+                full.command_hash,
+                full.payload
+            )
         );
 
         // Defects go through parse_and_verify and keep its error.
