@@ -13,7 +13,7 @@
 #
 #   benches/pg_baseline.sh [extra vledger bench arguments]
 #   env: COMMANDS (20000), PG_ENTRIES (100000), PG_BATCH (1000), PG_CLIENTS (16),
-#        PG_CLIENT_ENTRIES (20000), OUT (directory for the JSON results, default a new temp dir)
+#        PG_CLIENT_ENTRIES (20000), NO_BUILD (set: use the release binaries as they are), OUT (directory for the JSON results, default a new temp dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,7 +45,7 @@ cleanup() {
   as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || true
   rm -rf "$pg_dir"
 }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 
 echo "== PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') in $pg_dir, port $port"
 as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=trust >/dev/null
@@ -54,8 +54,10 @@ as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
   start >/dev/null
 url="host=127.0.0.1 port=$port user=postgres dbname=postgres"
 
-echo "== building"
-cargo build --release --workspace --all-targets
+if [ -z "${NO_BUILD:-}" ]; then
+  echo "== building"
+  cargo build --release --workspace --all-targets
+fi
 echo "== load: $(uptime)"
 
 echo "== PostgreSQL baseline"

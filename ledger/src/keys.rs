@@ -139,7 +139,10 @@ impl PublicKey {
         let arr: [u8; PUBLIC_KEY_LEN] = bytes
             .try_into()
             .map_err(|_| KeyError::WrongLength { len: bytes.len() })?;
-        check_key(&arr)?;
+        if !checked_keys::contains(&arr) {
+            check_key(&arr)?;
+            checked_keys::insert(arr);
+        }
         Ok(PublicKey(arr))
     }
 
@@ -182,6 +185,37 @@ impl PublicKey {
     pub fn verify_base64(&self, message: &[u8], signature_b64: &str) -> Result<(), SignatureError> {
         let sig = signature_from_base64(signature_b64)?;
         self.verify(message, &sig)
+    }
+}
+
+/// The keys that passed the whole key rule in this process, so that a signer's key is checked
+/// once, not on every envelope it signs. The rule is a pure function of the 32 bytes, so
+/// remembering its positive answers changes nothing that is accepted; refused keys are never
+/// remembered. Bounded by [`crate::limits::MAX_CHECKED_KEYS`].
+mod checked_keys {
+    use std::collections::HashSet;
+    use std::sync::{OnceLock, RwLock};
+
+    use super::PUBLIC_KEY_LEN;
+    use crate::limits::MAX_CHECKED_KEYS;
+
+    fn set() -> &'static RwLock<HashSet<[u8; PUBLIC_KEY_LEN]>> {
+        static SET: OnceLock<RwLock<HashSet<[u8; PUBLIC_KEY_LEN]>>> = OnceLock::new();
+        SET.get_or_init(|| RwLock::new(HashSet::new()))
+    }
+
+    pub(super) fn contains(key: &[u8; PUBLIC_KEY_LEN]) -> bool {
+        set().read().is_ok_and(|keys| keys.contains(key))
+    }
+
+    /// Only for a key that has just passed the whole rule.
+    pub(super) fn insert(key: [u8; PUBLIC_KEY_LEN]) {
+        if let Ok(mut keys) = set().write() {
+            if keys.len() >= MAX_CHECKED_KEYS {
+                keys.clear();
+            }
+            keys.insert(key);
+        }
     }
 }
 
@@ -529,6 +563,22 @@ mod tests {
             signature_from_base64(&STANDARD.encode([1u8; 63])),
             Err(SignatureError::WrongLength { len: 63 })
         );
+    }
+
+    #[test]
+    fn a_key_that_passed_is_not_checked_again_and_a_refused_one_always_is() {
+        let good = fresh().public_key();
+        let before = full_key_checks();
+        for _ in 0..3 {
+            assert_eq!(PublicKey::from_bytes(good.as_bytes()), Ok(good));
+        }
+        assert_eq!(full_key_checks() - before, 1);
+        let mixed = unhex32(MIXED_ORDER_KEY);
+        let before = full_key_checks();
+        for _ in 0..3 {
+            assert_eq!(PublicKey::from_bytes(&mixed), Err(KeyError::MixedOrder));
+        }
+        assert_eq!(full_key_checks() - before, 3);
     }
 
     #[test]
