@@ -205,7 +205,10 @@ impl Mix {
 
     fn describe(&self) -> String {
         if self.weights[0].0 == CommandKind::VoucherLifecycle {
-            return format!("voucher.lifecycle: {}, 1/7 each", LIFECYCLE_STAGES.join(", "));
+            return format!(
+                "voucher.lifecycle: {}, 1/7 each",
+                LIFECYCLE_STAGES.join(", ")
+            );
         }
         let total: u32 = self.weights.iter().map(|w| w.1).sum();
         self.weights
@@ -275,7 +278,9 @@ impl Fixture {
             seq += 1;
             out.push(self.sign(key, command_type, seq, body));
         };
-        let enterprises: Vec<_> = (0..LIFECYCLE_ENTERPRISES).map(|n| self.enterprise(n)).collect();
+        let enterprises: Vec<_> = (0..LIFECYCLE_ENTERPRISES)
+            .map(|n| self.enterprise(n))
+            .collect();
         let agencies: Vec<_> = (0..LIFECYCLE_AGENCIES).map(|n| self.agency(n)).collect();
         let escrow = self.escrow();
         let parties = enterprises

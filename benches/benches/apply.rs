@@ -111,19 +111,34 @@ fn stage_command(admin: &SigningKey, stage: usize, g: u64) -> (SigningKey, Comma
     let order = format!("o-{g}");
     let hash = |kind: u64| format!("{:032x}{:032x}", g, kind);
     let (key, body) = match STAGES[stage] {
-        "voucher.issue" => (admin.clone(), json!({ "voucher_id": format!("v-{g}"), "program_id": "bench-rs",
-            "holder": enterprise(g).public_key().to_base64(), "face_value_minor": 100_000 })),
-        "order.place" => (enterprise(g), json!({ "order_id": order, "listing_id": format!("listing-{}", g % AGENCIES),
+        "voucher.issue" => (
+            admin.clone(),
+            json!({ "voucher_id": format!("v-{g}"), "program_id": "bench-rs",
+            "holder": enterprise(g).public_key().to_base64(), "face_value_minor": 100_000 }),
+        ),
+        "order.place" => (
+            enterprise(g),
+            json!({ "order_id": order, "listing_id": format!("listing-{}", g % AGENCIES),
             "voucher_id": format!("v-{g}"), "price_minor": 250_000,
             "payment": { "mode": "escrow", "escrow_provider": escrow().public_key().to_base64(), "fee_minor": 1_000 },
-            "auto_confirm_after_ms": 7 * DAY_MS })),
-        "escrow.fund" => (escrow(), json!({ "order_id": order, "amount_minor": 150_000, "reference": "PAY" })),
-        "order.deliver" => (agency(g), json!({ "order_id": order, "evidence": [
+            "auto_confirm_after_ms": 7 * DAY_MS }),
+        ),
+        "escrow.fund" => (
+            escrow(),
+            json!({ "order_id": order, "amount_minor": 150_000, "reference": "PAY" }),
+        ),
+        "order.deliver" => (
+            agency(g),
+            json!({ "order_id": order, "evidence": [
             { "kind": "contract", "sha256": hash(1) }, { "kind": "invoice", "sha256": hash(2) },
-            { "kind": "report", "sha256": hash(3) } ] })),
+            { "kind": "report", "sha256": hash(3) } ] }),
+        ),
         "order.confirm" => (enterprise(g), json!({ "order_id": order })),
         "claim.submit" => (agency(g), json!({ "order_id": order })),
-        _ => (admin.clone(), json!({ "order_id": order, "level": 1, "decision": "approve" })),
+        _ => (
+            admin.clone(),
+            json!({ "order_id": order, "level": 1, "decision": "approve" }),
+        ),
     };
     let command = Command::parse(STAGES[stage], &body).expect("command parses");
     (key, command)
@@ -133,8 +148,8 @@ fn per_command_type(c: &mut Criterion) {
     let base = World::founded();
     let mut group = c.benchmark_group("apply");
     group.sample_size(10);
-    for stage in 0..STAGES.len() {
-        group.bench_function(STAGES[stage], |b| {
+    for (stage, name) in STAGES.iter().enumerate() {
+        group.bench_function(*name, |b| {
             b.iter_custom(|iters| {
                 // Untimed: a world whose first `iters` vouchers went through the earlier stages.
                 let mut world = World {
@@ -147,7 +162,8 @@ fn per_command_type(c: &mut Criterion) {
                     for g in 0..iters {
                         let (key, command) = stage_command(&admin, earlier, g);
                         let ctx = world.ctx();
-                        apply(&mut world.state, &ctx, &key.public_key(), &command).expect("earlier stage");
+                        apply(&mut world.state, &ctx, &key.public_key(), &command)
+                            .expect("earlier stage");
                         world.index += 1;
                     }
                 }

@@ -167,7 +167,9 @@ fn parse_payload(payload_bytes: &[u8]) -> Result<CommandPayload, EnvelopeError> 
             return Err(EnvelopeError::UnsupportedVersion(v));
         }
     }
-    let signer_field = value.as_object_mut().and_then(|fields| fields.remove("signer"));
+    let signer_field = value
+        .as_object_mut()
+        .and_then(|fields| fields.remove("signer"));
     let rest: PayloadWithoutSigner = serde_json::from_value(value)
         .map_err(|e| EnvelopeError::MalformedCommand(e.to_string()))?;
     let signer = match (signer, signer_field) {

@@ -335,9 +335,9 @@ impl<'de> serde::Deserialize<'de> for PublicKey {
         let s = String::deserialize(deserializer)?;
         if DECODING_STORED.with(Cell::get) {
             // A record the node wrote: this key passed the whole rule before it was stored.
-            let bytes = STANDARD.decode(s.as_bytes()).map_err(|_| {
-                serde::de::Error::custom(KeyError::BadBase64)
-            })?;
+            let bytes = STANDARD
+                .decode(s.as_bytes())
+                .map_err(|_| serde::de::Error::custom(KeyError::BadBase64))?;
             let arr: [u8; PUBLIC_KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
                 serde::de::Error::custom(KeyError::WrongLength { len: bytes.len() })
             })?;

@@ -117,7 +117,7 @@ fn batch_form(url: &str, entries: &[Vec<u8>], batch: u64) -> Result<f64, postgre
             let hash = chain(&prev, entry);
             write!(text, "{idx}\t\\\\x").expect("write to memory");
             text.extend_from_slice(to_hex(entry).as_bytes());
-            write!(text, "\t\\\\x{}\n", to_hex(&hash)).expect("write to memory");
+            writeln!(text, "\t\\\\x{}", to_hex(&hash)).expect("write to memory");
             prev = hash;
         }
         let mut tx = client.transaction()?;
@@ -151,9 +151,10 @@ fn clients_form(
                 let mut client = Client::connect(&url, NoTls)?;
                 client.batch_execute("SET synchronous_commit = on")?;
                 let lock = client.prepare("SELECT idx, chain FROM head WHERE id = 1 FOR UPDATE")?;
-                let insert =
-                    client.prepare("INSERT INTO entries (idx, entry, chain) VALUES ($1, $2, $3)")?;
-                let advance = client.prepare("UPDATE head SET idx = $1, chain = $2 WHERE id = 1")?;
+                let insert = client
+                    .prepare("INSERT INTO entries (idx, entry, chain) VALUES ($1, $2, $3)")?;
+                let advance =
+                    client.prepare("UPDATE head SET idx = $1, chain = $2 WHERE id = 1")?;
                 let mut latencies = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
@@ -211,8 +212,11 @@ fn main() -> Result<(), postgres::Error> {
 
     let batch_rate = batch_form(&args.url, &all[..args.entries as usize], args.batch)?;
     check_chain(&args.url, args.entries as usize)?;
-    let (clients_rate, lat) =
-        clients_form(&args.url, &all[..args.client_entries as usize], args.clients)?;
+    let (clients_rate, lat) = clients_form(
+        &args.url,
+        &all[..args.client_entries as usize],
+        args.clients,
+    )?;
     check_chain(&args.url, args.client_entries as usize)?;
 
     let version: String = Client::connect(&args.url, NoTls)?

@@ -46,14 +46,12 @@ pub trait StateRead {
     {
         match self.get_raw(key)? {
             None => Ok(None),
-            Some(bytes) => {
-                crate::keys::decode_stored(|| serde_json::from_slice(&bytes))
-                    .map(Some)
-                    .map_err(|e| StateError::Corrupt {
-                        key: String::from_utf8_lossy(key).into_owned(),
-                        reason: e.to_string(),
-                    })
-            }
+            Some(bytes) => crate::keys::decode_stored(|| serde_json::from_slice(&bytes))
+                .map(Some)
+                .map_err(|e| StateError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: e.to_string(),
+                }),
         }
     }
 }
