@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long benchmarks, not run in CI: inclusion and consistency proofs over trees of 10M and
 # 100M leaves (in RocksDB at both sizes, in memory up to VLEDGER_BENCH_MEMORY_TREE_MAX), then
-# `vledger bench` with 100,000 commands.
+# `vledger bench` with 100,000 commands. The PostgreSQL baseline is benches/pg_baseline.sh.
 #
 #   benches/run_long.sh [TREE_SIZE ...]        default: 10000000 100000000
 #
@@ -25,11 +25,11 @@ for size in "${sizes[@]}"; do
   VLEDGER_BENCH_TREE_SIZE="$size" \
     VLEDGER_BENCH_STORE_DIR="$store_root/tree-$size" \
     VLEDGER_BENCH_MEMORY_TREE_MAX="${VLEDGER_BENCH_MEMORY_TREE_MAX:-10000000}" \
-    cargo bench -p vledger-benches --bench merkle -- "${criterion_args[@]}"
+    cargo bench --workspace --bench merkle -- "${criterion_args[@]}"
 done
 
 echo "== vledger bench, 100000 commands"
-cargo build --release --bin vledger
+cargo build --release --workspace --all-targets
 target_dir="${CARGO_TARGET_DIR:-target}"
 "$target_dir/release/vledger" bench --commands 100000
 "$target_dir/release/vledger" bench --commands 100000 --clients 64 --phases http

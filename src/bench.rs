@@ -1,8 +1,17 @@
 //! `vledger bench`: a load generator for a durable node, with the machine's limits measured in
 //! the same run.
 //!
-//! It pre-signs N commands of a mix (today `party.register` of fresh keys by the admin), then
-//! drives them into fresh nodes, each in a temporary data directory with synced commits:
+//! It pre-signs N commands of a mix, then drives them into fresh nodes, each in a temporary data
+//! directory with synced commits. The default mix, `voucher.lifecycle`, is the life of vouchers
+//! as the seeds describe it, one seventh each: the admin issues a voucher, the enterprise orders
+//! a listed service paying its share through escrow, the escrow provider attests the funds, the
+//! agency records delivery with evidence hashes, the enterprise confirms (escrow released), the
+//! agency claims the voucher share and the admin approves the claim. Every stage of every
+//! voucher is a separate command, laid out stage by stage (all issues, then all orders, ...) so
+//! that the commands one depends on are thousands of positions earlier even when clients race.
+//! `party.register` (fresh agencies registered by the admin) is the other mix.
+//!
+//! The phases:
 //!
 //! - `writer`: pre-verified envelopes handed to `Node::submit` (the writer's ceiling);
 //! - `inproc`: raw envelopes checked with `parse_and_verify` on one thread per core, then
@@ -47,8 +56,9 @@ pub struct BenchArgs {
     /// Commands in flight at once on the in-process phases (the writer queue holds 16384).
     #[arg(long, default_value_t = 8192)]
     window: usize,
-    /// The command mix, `type=weight,...`. Types: party.register.
-    #[arg(long, default_value = "party.register=1")]
+    /// The command mix, `type=weight,...`. Types: voucher.lifecycle (issue, order with escrow,
+    /// fund, deliver, confirm, claim, approve; not mixable), party.register.
+    #[arg(long, default_value = "voucher.lifecycle")]
     mix: String,
     /// Phases to run, in this order: limits, writer, inproc, http.
     #[arg(
@@ -66,6 +76,11 @@ pub struct BenchArgs {
     /// Directory for the temporary data directories (default: the system's temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// The JSON of `pg_baseline` (benches/pg_baseline.sh runs it first): adds vledger's
+    /// ratios against PostgreSQL's COPY batches (writer phase) and one-entry transactions
+    /// (HTTP phase).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Print one JSON object on standard output (the table goes to standard error).
     #[arg(long)]
     json: bool,
@@ -89,27 +104,49 @@ enum Phase {
 enum CommandKind {
     /// The admin registers a fresh agency key.
     PartyRegister,
+    /// The seven stages of a voucher's life, each a command (see the module documentation).
+    VoucherLifecycle,
 }
 
+/// Parties of the lifecycle mix: enterprises, accredited agencies (one listing each).
+const LIFECYCLE_ENTERPRISES: u64 = 64;
+const LIFECYCLE_AGENCIES: u64 = 16;
+/// The stages of one voucher's life, in order.
+const LIFECYCLE_STAGES: [&str; 7] = [
+    "voucher.issue",
+    "order.place",
+    "escrow.fund",
+    "order.deliver",
+    "order.confirm",
+    "claim.submit",
+    "claim.review",
+];
+const DAY_MS: u64 = 24 * 3600 * 1000;
+const LIFECYCLE_PRICE_MINOR: u64 = 250_000;
+const LIFECYCLE_FACE_MINOR: u64 = 100_000;
+
 impl CommandKind {
-    const ALL: [CommandKind; 1] = [CommandKind::PartyRegister];
+    const ALL: [CommandKind; 2] = [CommandKind::VoucherLifecycle, CommandKind::PartyRegister];
 
     fn name(self) -> &'static str {
         match self {
             CommandKind::PartyRegister => "party.register",
+            CommandKind::VoucherLifecycle => "voucher.lifecycle",
         }
     }
 
     /// Commands submitted (and awaited) on every fresh node before the timed phase.
-    fn setup(self, _fixture: &Fixture) -> Vec<Vec<u8>> {
+    fn setup(self, fixture: &Fixture) -> Vec<Vec<u8>> {
         match self {
             CommandKind::PartyRegister => Vec::new(),
+            CommandKind::VoucherLifecycle => fixture.lifecycle_setup(),
         }
     }
 
-    /// The signed envelope of the `seq`-th command of this kind (`seq` is unique in the run).
-    fn build(self, fixture: &Fixture, seq: u64) -> Vec<u8> {
+    /// The signed envelope of the `seq`-th of `total` commands (`seq` is unique in the run).
+    fn build(self, fixture: &Fixture, seq: u64, total: u64) -> Vec<u8> {
         match self {
+            CommandKind::VoucherLifecycle => fixture.lifecycle_command(seq, total),
             CommandKind::PartyRegister => {
                 let party = fixture.derived_key("party", seq).public_key();
                 let body = json!({
@@ -156,6 +193,9 @@ impl Mix {
         if cycle.is_empty() {
             bail!("--mix names no command with a positive weight");
         }
+        if weights.len() > 1 && cycle.contains(&CommandKind::VoucherLifecycle) {
+            bail!("--mix: voucher.lifecycle is a whole workload and cannot be mixed");
+        }
         Ok(Self { cycle, weights })
     }
 
@@ -164,6 +204,12 @@ impl Mix {
     }
 
     fn describe(&self) -> String {
+        if self.weights[0].0 == CommandKind::VoucherLifecycle {
+            return format!(
+                "voucher.lifecycle: {}, 1/7 each",
+                LIFECYCLE_STAGES.join(", ")
+            );
+        }
         let total: u32 = self.weights.iter().map(|w| w.1).sum();
         self.weights
             .iter()
@@ -184,6 +230,8 @@ struct Fixture {
     region: RegionId,
     admin: SigningKey,
     run: u64,
+    /// The wall clock when the run started: the lifecycle program's validity is around it.
+    now_ms: u64,
 }
 
 impl Fixture {
@@ -193,6 +241,7 @@ impl Fixture {
             region: RegionId::try_from(REGION).expect("valid region id"),
             admin: SigningKey::generate(&mut rand::rngs::OsRng),
             run: rand::rngs::OsRng.next_u64(),
+            now_ms: vledger_ledger::writer::wall_clock_ms(),
         }
     }
 
@@ -206,6 +255,132 @@ impl Fixture {
             *slot = byte;
         }
         SigningKey::from_bytes(&seed)
+    }
+
+    fn enterprise(&self, n: u64) -> SigningKey {
+        self.derived_key("enterprise", n % LIFECYCLE_ENTERPRISES)
+    }
+
+    fn agency(&self, n: u64) -> SigningKey {
+        self.derived_key("agency", n % LIFECYCLE_AGENCIES)
+    }
+
+    fn escrow(&self) -> SigningKey {
+        self.derived_key("escrow", 0)
+    }
+
+    /// The parties, accreditations, program, qualifications and listings the lifecycle needs.
+    fn lifecycle_setup(&self) -> Vec<Vec<u8>> {
+        let now = self.now_ms;
+        let mut out = Vec::new();
+        let mut seq = u64::MAX / 2;
+        let mut sign = |key: &SigningKey, command_type: &str, body: Value| {
+            seq += 1;
+            out.push(self.sign(key, command_type, seq, body));
+        };
+        let enterprises: Vec<_> = (0..LIFECYCLE_ENTERPRISES)
+            .map(|n| self.enterprise(n))
+            .collect();
+        let agencies: Vec<_> = (0..LIFECYCLE_AGENCIES).map(|n| self.agency(n)).collect();
+        let escrow = self.escrow();
+        let parties = enterprises
+            .iter()
+            .map(|k| (k, "enterprise"))
+            .chain(agencies.iter().map(|k| (k, "agency")))
+            .chain([(&escrow, "escrow")]);
+        for (n, (key, role)) in parties.enumerate() {
+            sign(
+                &self.admin,
+                "party.register",
+                json!({ "key": key.public_key().to_base64(), "role": role, "home_region": REGION,
+                        "name": format!("{role} {n}") }),
+            );
+        }
+        for agency in &agencies {
+            sign(
+                &self.admin,
+                "agency.accredit",
+                json!({ "agency": agency.public_key().to_base64(), "expires_at_ms": now + 365 * DAY_MS }),
+            );
+        }
+        sign(
+            &self.admin,
+            "program.create",
+            json!({
+                "program_id": "bench-rs", "name": "Resource sharing innovation vouchers",
+                "kind": "resource_sharing", "currency": "CNY", "budget_minor": 1_000_000_000_000_000u64,
+                "subsidy_ratio_bps": 5000,
+                "caps": { "per_voucher_minor": 1_000_000, "per_order_minor": 1_000_000,
+                          "per_enterprise_year_minor": 100_000_000_000_000u64,
+                          "per_group_year_minor": 100_000_000_000_000u64 },
+                "eligible_categories": ["testing"], "valid_from_ms": now - DAY_MS,
+                "valid_until_ms": now + 90 * DAY_MS, "claim_deadline_ms": now + 120 * DAY_MS,
+                "spend_regions": [REGION], "cross_region_payer": "agency_region",
+                "use_mode": "single", "review_levels": 1, "notice_period_ms": 1000
+            }),
+        );
+        for enterprise in &enterprises {
+            sign(
+                &self.admin,
+                "enterprise.qualify",
+                json!({ "program_id": "bench-rs", "enterprise": enterprise.public_key().to_base64(),
+                        "expires_at_ms": now + 60 * DAY_MS }),
+            );
+        }
+        for (n, agency) in agencies.iter().enumerate() {
+            sign(
+                agency,
+                "catalog.list",
+                json!({ "listing_id": format!("listing-{n}"), "pool": "instruments_equipment",
+                        "category": "testing", "title": format!("X-ray diffraction testing {n}"),
+                        "description": "CNAS accredited", "price_minor": LIFECYCLE_PRICE_MINOR,
+                        "currency": "CNY" }),
+            );
+        }
+        out
+    }
+
+    /// Command `seq` of `total`: stage `seq / groups` of voucher `seq % groups`.
+    fn lifecycle_command(&self, seq: u64, total: u64) -> Vec<u8> {
+        let groups = total.div_ceil(LIFECYCLE_STAGES.len() as u64);
+        let (stage, g) = ((seq / groups) as usize, seq % groups);
+        let (enterprise, agency) = (self.enterprise(g), self.agency(g));
+        let (voucher, order) = (format!("v-{g}"), format!("o-{g}"));
+        let share = LIFECYCLE_FACE_MINOR.min(LIFECYCLE_PRICE_MINOR / 2);
+        let evidence = |kind: u64| format!("{:016x}{:016x}{:016x}{:016x}", self.run, g, kind, seq);
+        let (key, body) = match LIFECYCLE_STAGES[stage] {
+            "voucher.issue" => (
+                &self.admin,
+                json!({ "voucher_id": voucher, "program_id": "bench-rs",
+                        "holder": enterprise.public_key().to_base64(), "face_value_minor": LIFECYCLE_FACE_MINOR }),
+            ),
+            "order.place" => (
+                &enterprise,
+                json!({ "order_id": order, "listing_id": format!("listing-{}", g % LIFECYCLE_AGENCIES),
+                        "voucher_id": voucher, "price_minor": LIFECYCLE_PRICE_MINOR,
+                        "payment": { "mode": "escrow", "escrow_provider": self.escrow().public_key().to_base64(),
+                                     "fee_minor": 1_000 },
+                        "auto_confirm_after_ms": 7 * DAY_MS }),
+            ),
+            "escrow.fund" => (
+                &self.escrow(),
+                json!({ "order_id": order, "amount_minor": LIFECYCLE_PRICE_MINOR - share,
+                        "reference": format!("PAY-{g}") }),
+            ),
+            "order.deliver" => (
+                &agency,
+                json!({ "order_id": order, "evidence": [
+                    { "kind": "contract", "sha256": evidence(1) }, { "kind": "invoice", "sha256": evidence(2) },
+                    { "kind": "report", "sha256": evidence(3) } ] }),
+            ),
+            "order.confirm" => (&enterprise, json!({ "order_id": order })),
+            "claim.submit" => (&agency, json!({ "order_id": order })),
+            _ => (
+                &self.admin,
+                json!({ "order_id": order, "level": 1, "decision": "approve" }),
+            ),
+        };
+        self.sign(key, LIFECYCLE_STAGES[stage], seq, body)
     }
 
     fn sign(&self, key: &SigningKey, command_type: &str, seq: u64, body: Value) -> Vec<u8> {
@@ -400,7 +575,7 @@ fn rate_on_threads(threads: usize, seconds: f64, work: impl Fn() + Sync) -> f64 
 
 fn measure_limits(args: &BenchArgs, fixture: &Fixture, parent: &Path) -> Result<Limits> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let raw = CommandKind::PartyRegister.build(fixture, u64::MAX);
+    let raw = CommandKind::PartyRegister.build(fixture, u64::MAX, 1);
     let verified = VerifiedEnvelope::parse_and_verify(&raw)
         .map_err(|e| anyhow::anyhow!("probe envelope: {e}"))?;
     let message = pae(COMMAND_PAYLOAD_TYPE, &verified.payload_bytes);
@@ -763,6 +938,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir(),
     };
+    let baseline = match &args.baseline {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--baseline: cannot read {}", path.display()))?;
+            Some(
+                serde_json::from_str::<Value>(&text)
+                    .with_context(|| format!("--baseline: {} is not JSON", path.display()))?,
+            )
+        }
+        None => None,
+    };
     let fixture = Fixture::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
@@ -786,7 +972,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
         let signing = Instant::now();
         let envelopes = Arc::new(parallel_map(args.commands, |seq| {
-            mix.kind(seq).build(&fixture, seq)
+            mix.kind(seq).build(&fixture, seq, args.commands)
         }));
         eprintln!(
             "signed in {:.1} s; mean envelope {} bytes",
@@ -821,6 +1007,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         dir: parent,
         limits,
         results,
+        baseline,
     };
     if args.json {
         eprint!("{}", report.table());
@@ -860,6 +1047,7 @@ struct Report {
     dir: PathBuf,
     limits: Option<Limits>,
     results: Vec<PhaseResult>,
+    baseline: Option<Value>,
 }
 
 impl Report {
@@ -869,10 +1057,10 @@ impl Report {
 
     /// Each phase's ingest rate over the all-core `verify_strict` rate.
     fn ratios(&self) -> Vec<(&'static str, String, f64)> {
+        let mut out = self.baseline_ratios();
         let Some(limits) = &self.limits else {
-            return Vec::new();
+            return out;
         };
-        let mut out = Vec::new();
         for r in &self.results {
             out.push((
                 r.name,
@@ -888,6 +1076,38 @@ impl Report {
                     r.label, limits.threads
                 ),
                 r.rate() / limits.envelope_nt,
+            ));
+        }
+        out
+    }
+
+    /// The writer phase over PostgreSQL's COPY batches, the HTTP phase over PostgreSQL's
+    /// one-entry transactions.
+    fn baseline_ratios(&self) -> Vec<(&'static str, String, f64)> {
+        let Some(pg) = &self.baseline else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let batch = &pg["batch"];
+        if let (Some(r), Some(rate)) = (self.result("writer"), batch["entries_per_s"].as_f64()) {
+            out.push((
+                "writer",
+                format!(
+                    "{} / PostgreSQL COPY batches of {} ({:.0}/s)",
+                    r.label, batch["batch_size"], rate
+                ),
+                r.rate() / rate,
+            ));
+        }
+        let clients = &pg["clients"];
+        if let (Some(r), Some(rate)) = (self.result("http"), clients["entries_per_s"].as_f64()) {
+            out.push((
+                "http",
+                format!(
+                    "{} / PostgreSQL {} clients, 1 entry per transaction ({:.0}/s)",
+                    r.label, clients["clients"], rate
+                ),
+                r.rate() / rate,
             ));
         }
         out
@@ -1035,6 +1255,13 @@ impl Report {
                 );
             }
         }
+        for (name, _, ratio) in self.baseline_ratios() {
+            let key = match name {
+                "writer" => "writer_over_postgres_copy_batches",
+                _ => "http_over_postgres_one_entry_transactions",
+            };
+            ratios.insert(key.into(), json!(ratio));
+        }
         json!({
             "commands": self.commands,
             "mix": self.mix,
@@ -1044,6 +1271,7 @@ impl Report {
             "limits": self.limits.as_ref().map(Limits::to_json),
             "phases": phases,
             "ratios": ratios,
+            "postgres": self.baseline,
         })
     }
 }

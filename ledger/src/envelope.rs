@@ -141,20 +141,58 @@ impl VerifiedEnvelope {
     }
 }
 
+/// The payload's outer fields but the signer, which [`parse_payload`] takes out first so that it
+/// goes through the key rule exactly once.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayloadWithoutSigner {
+    v: u64,
+    #[serde(rename = "type")]
+    command_type: String,
+    region: RegionId,
+    nonce: String,
+    body: serde_json::Value,
+}
+
 fn parse_payload(payload_bytes: &[u8]) -> Result<CommandPayload, EnvelopeError> {
     // The signer is parsed with the full key rule; report a bad key as such, not as bad JSON.
-    let value: serde_json::Value = serde_json::from_slice(payload_bytes)
+    let mut value: serde_json::Value = serde_json::from_slice(payload_bytes)
         .map_err(|e| EnvelopeError::MalformedCommand(format!("payload is not JSON: {e}")))?;
-    if let Some(signer) = value.get("signer").and_then(|s| s.as_str()) {
-        PublicKey::from_base64(signer).map_err(EnvelopeError::BadSignerKey)?;
-    }
+    let signer = match value.get("signer").and_then(|s| s.as_str()) {
+        Some(signer) => Some(PublicKey::from_base64(signer).map_err(EnvelopeError::BadSignerKey)?),
+        None => None,
+    };
     if let Some(v) = value.get("v").and_then(|v| v.as_u64()) {
         if v != u64::from(COMMAND_FORMAT_VERSION) {
             return Err(EnvelopeError::UnsupportedVersion(v));
         }
     }
-    let payload: CommandPayload = serde_json::from_value(value)
+    let signer_field = value
+        .as_object_mut()
+        .and_then(|fields| fields.remove("signer"));
+    let rest: PayloadWithoutSigner = serde_json::from_value(value)
         .map_err(|e| EnvelopeError::MalformedCommand(e.to_string()))?;
+    let signer = match (signer, signer_field) {
+        (Some(signer), _) => signer,
+        (None, None) => {
+            return Err(EnvelopeError::MalformedCommand(
+                "missing field `signer`".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(EnvelopeError::MalformedCommand(
+                "field `signer` must be a string".into(),
+            ))
+        }
+    };
+    let payload = CommandPayload {
+        v: rest.v,
+        command_type: rest.command_type,
+        region: rest.region,
+        signer,
+        nonce: rest.nonce,
+        body: rest.body,
+    };
     let nonce_len = payload.nonce.len();
     if !(MIN_NONCE_BYTES..=MAX_NONCE_BYTES).contains(&nonce_len) {
         return Err(EnvelopeError::MalformedCommand(format!(
@@ -183,4 +221,28 @@ pub fn seal(payload: &CommandPayload, key: &crate::keys::SigningKey) -> Vec<u8> 
         }],
     };
     serde_json::to_vec(&envelope).expect("envelope serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{full_key_checks, SigningKey};
+
+    #[test]
+    fn the_signer_goes_through_the_key_rule_exactly_once() {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let payload = CommandPayload {
+            v: u64::from(COMMAND_FORMAT_VERSION),
+            command_type: "party.register".into(),
+            region: "cq".try_into().unwrap(),
+            signer: key.public_key(),
+            nonce: "n-000000000001".into(),
+            body: serde_json::json!({}),
+        };
+        let raw = seal(&payload, &key);
+        let before = full_key_checks();
+        let verified = VerifiedEnvelope::parse_and_verify(&raw).unwrap();
+        assert_eq!(full_key_checks() - before, 1);
+        assert_eq!(verified.payload, payload);
+    }
 }

@@ -17,9 +17,19 @@
 //!    encoding of `[S]B − [k]A` with `k = SHA-512(R ‖ A ‖ M) mod ℓ` equals the 32 bytes of
 //!    R exactly (so R is canonically encoded too).
 //!
-//! Keys failing 1–3 cannot exist as a [`PublicKey`]: they are refused when an actor is
-//! registered and whenever a key is decoded to verify a signature, since every way of
-//! building a [`PublicKey`] (bytes, base64, serde) applies [`PublicKey::from_bytes`].
+//! Keys failing 1–3 cannot exist as a [`PublicKey`] built from outside: they are refused when
+//! an actor is registered and whenever a key is decoded to verify a signature, since every way
+//! of building a [`PublicKey`] from input (bytes, base64, serde) applies [`PublicKey::from_bytes`].
+//!
+//! # Keys the node reads back from its own state
+//!
+//! The torsion check costs as much as a signature verification (about 50 µs), and state
+//! records (parties, vouchers, orders, ...) hold many keys, every one of which passed the whole
+//! rule before the node wrote it. [`decode_stored`] runs a decoding in which serde builds
+//! [`PublicKey`]s from standard base64 and a length check only. It is the one trusted path,
+//! used only by [`crate::domain::StateRead::get`] on records the node's own writer (or a replay
+//! of verified entries) produced; everything arriving in a command or an envelope is decoded
+//! outside it and checked in full, once.
 //!
 //! Because A is in the prime-order subgroup, an accepted R is in it as well, so the
 //! cofactorless equation checked here and the cofactored equation `[8][S]B = [8]R + [8][k]A`
@@ -30,6 +40,7 @@
 //!
 //! [RFC 8032]: https://www.rfc-editor.org/rfc/rfc8032
 
+use std::cell::Cell;
 use std::fmt;
 use std::str::FromStr;
 
@@ -128,7 +139,10 @@ impl PublicKey {
         let arr: [u8; PUBLIC_KEY_LEN] = bytes
             .try_into()
             .map_err(|_| KeyError::WrongLength { len: bytes.len() })?;
-        check_key(&arr)?;
+        if !checked_keys::contains(&arr) {
+            check_key(&arr)?;
+            checked_keys::insert(arr);
+        }
         Ok(PublicKey(arr))
     }
 
@@ -174,8 +188,75 @@ impl PublicKey {
     }
 }
 
+/// The keys that passed the whole key rule in this process, so that a signer's key is checked
+/// once, not on every envelope it signs. The rule is a pure function of the 32 bytes, so
+/// remembering its positive answers changes nothing that is accepted; refused keys are never
+/// remembered. Bounded by [`crate::limits::MAX_CHECKED_KEYS`].
+mod checked_keys {
+    use std::collections::HashSet;
+    use std::sync::{OnceLock, RwLock};
+
+    use super::PUBLIC_KEY_LEN;
+    use crate::limits::MAX_CHECKED_KEYS;
+
+    fn set() -> &'static RwLock<HashSet<[u8; PUBLIC_KEY_LEN]>> {
+        static SET: OnceLock<RwLock<HashSet<[u8; PUBLIC_KEY_LEN]>>> = OnceLock::new();
+        SET.get_or_init(|| RwLock::new(HashSet::new()))
+    }
+
+    pub(super) fn contains(key: &[u8; PUBLIC_KEY_LEN]) -> bool {
+        set().read().is_ok_and(|keys| keys.contains(key))
+    }
+
+    /// Only for a key that has just passed the whole rule.
+    pub(super) fn insert(key: [u8; PUBLIC_KEY_LEN]) {
+        if let Ok(mut keys) = set().write() {
+            if keys.len() >= MAX_CHECKED_KEYS {
+                keys.clear();
+            }
+            keys.insert(key);
+        }
+    }
+}
+
+thread_local! {
+    /// True while [`decode_stored`] runs on this thread.
+    static DECODING_STORED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `decode` (a serde decoding of a record the node itself wrote) with the key rule's curve
+/// checks skipped for every [`PublicKey`] it builds: only base64 and the length are checked.
+///
+/// Only for records read back from the node's own state, whose keys all passed the whole rule
+/// before they were written. Never for bytes that came from outside (commands, envelopes,
+/// mirrored entries, files): those go through the ordinary, checking serde path.
+pub fn decode_stored<T>(decode: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DECODING_STORED.with(|flag| flag.set(self.0));
+        }
+    }
+    let _restore = Restore(DECODING_STORED.with(|flag| flag.replace(true)));
+    decode()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many times this thread ran the whole key rule (tests count the checks of a path).
+    static FULL_KEY_CHECKS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The number of whole-rule key checks this thread has made so far.
+#[cfg(test)]
+pub(crate) fn full_key_checks() -> u64 {
+    FULL_KEY_CHECKS.with(Cell::get)
+}
+
 /// Applies the key rule and returns the decoded key.
 fn check_key(bytes: &[u8; PUBLIC_KEY_LEN]) -> Result<ed25519_dalek::VerifyingKey, KeyError> {
+    #[cfg(test)]
+    FULL_KEY_CHECKS.with(|n| n.set(n.get() + 1));
     let vk = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::NotOnCurve)?;
     let point = vk.to_edwards();
     if point.compress().to_bytes() != *bytes {
@@ -252,6 +333,16 @@ impl serde::Serialize for PublicKey {
 impl<'de> serde::Deserialize<'de> for PublicKey {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;
+        if DECODING_STORED.with(Cell::get) {
+            // A record the node wrote: this key passed the whole rule before it was stored.
+            let bytes = STANDARD
+                .decode(s.as_bytes())
+                .map_err(|_| serde::de::Error::custom(KeyError::BadBase64))?;
+            let arr: [u8; PUBLIC_KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+                serde::de::Error::custom(KeyError::WrongLength { len: bytes.len() })
+            })?;
+            return Ok(PublicKey(arr));
+        }
         Self::from_base64(&s).map_err(serde::de::Error::custom)
     }
 }
@@ -472,6 +563,57 @@ mod tests {
             signature_from_base64(&STANDARD.encode([1u8; 63])),
             Err(SignatureError::WrongLength { len: 63 })
         );
+    }
+
+    #[test]
+    fn a_key_that_passed_is_not_checked_again_and_a_refused_one_always_is() {
+        let good = fresh().public_key();
+        let before = full_key_checks();
+        for _ in 0..3 {
+            assert_eq!(PublicKey::from_bytes(good.as_bytes()), Ok(good));
+        }
+        assert_eq!(full_key_checks() - before, 1);
+        let mixed = unhex32(MIXED_ORDER_KEY);
+        let before = full_key_checks();
+        for _ in 0..3 {
+            assert_eq!(PublicKey::from_bytes(&mixed), Err(KeyError::MixedOrder));
+        }
+        assert_eq!(full_key_checks() - before, 3);
+    }
+
+    #[test]
+    fn stored_records_skip_the_curve_checks_and_nothing_else_does() {
+        #[derive(serde::Deserialize)]
+        struct Record {
+            keys: Vec<PublicKey>,
+        }
+        let good = fresh().public_key();
+        let mixed = STANDARD.encode(unhex32(MIXED_ORDER_KEY));
+        let json = format!(r#"{{"keys":["{good}","{mixed}"]}}"#);
+
+        // From outside, the whole rule applies: the mixed-order key is refused.
+        assert!(serde_json::from_str::<Record>(&json).is_err());
+        // Read back from the node's own state, keys are taken as stored, without the
+        // (costly) curve checks.
+        let before = full_key_checks();
+        let record: Record = decode_stored(|| serde_json::from_str(&json)).unwrap();
+        assert_eq!(full_key_checks(), before);
+        assert_eq!(record.keys[0], good);
+        assert_eq!(record.keys[1].to_base64(), mixed);
+        // Base64 and length are still checked.
+        let short = format!(r#"{{"keys":["{}"]}}"#, STANDARD.encode([9u8; 31]));
+        assert!(decode_stored(|| serde_json::from_str::<Record>(&short)).is_err());
+        assert!(decode_stored(|| serde_json::from_str::<Record>(r#"{"keys":["%%"]}"#)).is_err());
+        // The trusted decoding ends with its scope, also after an error or a panic.
+        assert!(serde_json::from_str::<Record>(&json).is_err());
+        let _ = std::panic::catch_unwind(|| decode_stored(|| panic!("decoding failed")));
+        assert!(serde_json::from_str::<Record>(&json).is_err());
+        // Nested scopes restore the outer state.
+        decode_stored(|| {
+            decode_stored(|| ());
+            assert!(serde_json::from_str::<Record>(&json).is_ok());
+        });
+        assert!(serde_json::from_str::<Record>(&json).is_err());
     }
 
     // A key of the prime-order subgroup plus the order-2 point (0, -1): a mixed-order key.

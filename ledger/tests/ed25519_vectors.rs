@@ -224,3 +224,98 @@ fn reference_counts() {
 fn rule_error(v: &Vector) -> Option<RuleError> {
     rule(v).err()
 }
+
+/// `[scalar]point` by double-and-add, `scalar` little-endian of any length (test code: slow,
+/// variable time).
+fn times<P: Copy + std::ops::Add<Output = P>>(point: P, zero: P, scalar_le: &[u8]) -> P {
+    let mut acc = zero;
+    for byte in scalar_le.iter().rev() {
+        for bit in (0..8).rev() {
+            acc = acc + acc;
+            if (byte >> bit) & 1 == 1 {
+                acc = acc + point;
+            }
+        }
+    }
+    acc
+}
+
+/// Why the ledger does not use batch verification.
+///
+/// ed25519-dalek's `verify_batch` (2.2, `batch` feature) checks, for random 128-bit `z_i`,
+/// `Σ z_i·(R_i + [k_i]A_i − [S_i]B) = 0` with each `R_i` only decompressed. For a batch of one,
+/// it accepts whenever `D = [S]B − R − [k]A` satisfies `[z]D = 0`: always when `D` is the
+/// identity, and for a fraction (1/2 to 1/8) of the random `z` when `D` has small order. The
+/// single-signature rule instead requires the encoding of `[S]B − [k]A` to equal the bytes of R
+/// and R not to be of small order. This test finds, among the edge-case vectors whose key
+/// passes the ledger's key rule and whose S is canonical, signatures that the batch equation
+/// accepts (always, or for some `z`) and the rule refuses: a batch fast path would accept
+/// what a single verification, and OpenSSL, refuse.
+#[test]
+fn batch_equation_accepts_what_the_rule_refuses() {
+    use sha2::{Digest, Sha512};
+    const IDENTITY: [u8; 32] = {
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b
+    };
+    const BASEPOINT: [u8; 32] = [
+        0x58, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+        0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
+        0x66, 0x66,
+    ];
+    // ℓ, little-endian.
+    const ELL: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let decode = |bytes: &[u8]| {
+        let bytes: [u8; 32] = bytes.try_into().unwrap();
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .ok()
+            .map(|vk| vk.to_edwards())
+    };
+    let zero = decode(&IDENTITY).unwrap();
+    let base = decode(&BASEPOINT).unwrap();
+    let canonical_scalar = |s: &[u8]| s.iter().rev().lt(ELL.iter().rev());
+
+    let mut always = Vec::new();
+    let mut sometimes = Vec::new();
+    for v in load_vectors() {
+        let key = hex::decode(&v.key).unwrap();
+        let sig = hex::decode(&v.sig).unwrap();
+        if PublicKey::from_bytes(&key).is_err() || !canonical_scalar(&sig[32..]) {
+            continue; // refused before any equation, by both paths
+        }
+        let (Some(a), Some(r)) = (decode(&key), decode(&sig[..32])) else {
+            continue; // R does not decode: refused by both
+        };
+        let k = Sha512::new()
+            .chain_update(&sig[..32])
+            .chain_update(&key)
+            .chain_update(v.msg.as_bytes())
+            .finalize();
+        let d = times(base, zero, &sig[32..]) - r - times(a, zero, &k);
+        let rule_accepts = rule(&v).is_ok();
+        if d.compress().to_bytes() == IDENTITY {
+            if !rule_accepts {
+                always.push(v.number);
+            }
+        } else if d.is_small_order() {
+            assert!(!rule_accepts, "vector {}", v.number);
+            sometimes.push(v.number);
+        } else {
+            assert!(!rule_accepts, "vector {}", v.number);
+        }
+    }
+    println!("batch equation always accepts, rule refuses: {always:?}");
+    println!("batch equation accepts for some z, rule refuses: {sometimes:?}");
+    // Measured with ed25519-dalek 2.2: four signatures over a canonical, torsion-free key
+    // whose R is small-order or non-canonically encoded satisfy the equation exactly; 17 more
+    // (R with a small-order component) satisfy it for a fraction of the random coefficients.
+    assert_eq!(always, [304, 316, 319, 322]);
+    assert_eq!(
+        sometimes,
+        [266, 267, 278, 285, 286, 297, 335, 336, 348, 349, 361, 362, 374, 375, 387, 388, 399]
+    );
+}

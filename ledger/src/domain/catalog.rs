@@ -647,8 +647,9 @@ fn check_limit(limit: usize) -> Result<(), QueryError> {
     Ok(())
 }
 
+/// Decodes a scanned state record (the node's own: keys on the trusted path).
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StateError> {
-    serde_json::from_slice(value).map_err(|e| StateError::Corrupt {
+    crate::keys::decode_stored(|| serde_json::from_slice(value)).map_err(|e| StateError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: e.to_string(),
     })

@@ -37,21 +37,21 @@ pub trait StateRead {
         self.scan_prefix_from(prefix, prefix, limit)
     }
 
-    /// Reads and decodes one record.
+    /// Reads and decodes one record. Records are the node's own (every key in them passed the
+    /// whole key rule before it was written), so keys are decoded on the trusted path
+    /// ([`crate::keys::decode_stored`]).
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError>
     where
         Self: Sized,
     {
         match self.get_raw(key)? {
             None => Ok(None),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| StateError::Corrupt {
-                        key: String::from_utf8_lossy(key).into_owned(),
-                        reason: e.to_string(),
-                    })
-            }
+            Some(bytes) => crate::keys::decode_stored(|| serde_json::from_slice(&bytes))
+                .map(Some)
+                .map_err(|e| StateError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: e.to_string(),
+                }),
         }
     }
 }

@@ -203,3 +203,19 @@ fn revocation_rules() {
     w.revoke(&second, &admin).unwrap();
     assert_eq!(w.revoke(&second, &second), Err(Rejection::LastAdmin));
 }
+
+#[test]
+fn applying_a_command_checks_only_the_keys_it_brings() {
+    // Keys read back from state (the region's node key, the signer's party record) were
+    // checked when they were registered; only the new party's key is checked, once.
+    let mut world = World::founded();
+    world.register(&key(), "agency").unwrap();
+    let admin = world.admin.public_key();
+    let newcomer = key().public_key().to_base64();
+    let body = json!({ "key": newcomer, "role": "agency", "home_region": "cq", "name": "Q" });
+    let ctx = world.ctx();
+    let before = crate::keys::full_key_checks();
+    let command = Command::parse("party.register", &body).unwrap();
+    apply(&mut world.state, &ctx, &admin, &command).unwrap();
+    assert_eq!(crate::keys::full_key_checks() - before, 1);
+}
