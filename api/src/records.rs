@@ -17,7 +17,7 @@ use vledger_ledger::domain::orders::{OrderRecord, OrderStatus, ORDER_PREFIX};
 use vledger_ledger::domain::programs::{ProgramRecord, PROGRAM_PREFIX};
 use vledger_ledger::domain::vouchers::{VoucherRecord, VoucherStatus, VOUCHER_PREFIX};
 use vledger_ledger::domain::{load_party, PartyRecord};
-use vledger_ledger::keys::PublicKey;
+use vledger_ledger::keys::{decode_stored, PublicKey};
 use vledger_ledger::types::{RecordId, RegionId};
 
 use super::{read_failure, AppState, Problem, ProblemQuery};
@@ -82,7 +82,8 @@ fn list<T: DeserializeOwned>(
         let exhausted = rows.len() < chunk;
         for (key, value) in rows {
             examined += 1;
-            let record: T = serde_json::from_slice(&value).map_err(|e| {
+            // The node's own state: its keys passed the key rule when they were written.
+            let record: T = decode_stored(|| serde_json::from_slice(&value)).map_err(|e| {
                 storage(format!(
                     "state record `{}` is corrupt: {e}",
                     String::from_utf8_lossy(&key)

@@ -174,7 +174,12 @@ impl Store {
         let options = Options::default();
         let db = DB::open_cf_for_read_only(&options, dir, COLUMN_FAMILIES, false)
             .map_err(ctx("open read-only"))?;
-        Ok(Self { db })
+        let store = Self {
+            db,
+            tree_cache: RwLock::new(TreeCache::default()),
+        };
+        store.load_tree_cache()?;
+        Ok(store)
     }
 
     /// Stored checkpoints of tree size at least `from`, in size order, at most `limit`.
