@@ -41,7 +41,7 @@ vledger_ensure_test_deps() {
   python3 -c 'import requests' 2>/dev/null || py_missing+=(requests)
   python3 -c 'import pytest' 2>/dev/null || py_missing+=(pytest)
   # schemathesis checks the running node against its own /openapi.json.
-  command -v schemathesis >/dev/null 2>&1 || py_missing+=("schemathesis>=4.32,<5")
+  python3 -c 'import schemathesis' 2>/dev/null || py_missing+=("schemathesis>=4.32,<5")
   if [ ${#py_missing[@]} -gt 0 ]; then
     vledger_log "installing Python packages: ${py_missing[*]}"
     python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}"
