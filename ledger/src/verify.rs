@@ -19,17 +19,11 @@ use std::sync::{Arc, Mutex};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::archive::{ArchiveHeader, ArchiveLine};
 use crate::domain::MemoryState;
 use crate::entry::Entry;
-use crate::envelope::{
-    pae, CommandPayload, DsseEnvelope, EnvelopeError, VerifiedEnvelope, COMMAND_FORMAT_VERSION,
-    COMMAND_PAYLOAD_TYPE,
-};
-use crate::keys::PublicKey;
-use crate::limits::{MAX_COMMAND_TYPE_BYTES, MAX_ENVELOPE_BYTES, MAX_NONCE_BYTES, MIN_NONCE_BYTES};
+use crate::envelope::{EnvelopeError, VerifiedEnvelope};
 use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::{Checkpoint, NoteVerifier, SignedNote};
 use crate::replay::{state_digest, Replayer, ReplayerSnapshot};
@@ -43,8 +37,6 @@ pub const VERIFY_QUEUE_CHUNKS: usize = 8;
 pub const MAX_REPORTED_FAILURES: usize = 1000;
 /// Most signature-checking threads.
 pub const MAX_VERIFY_THREADS: usize = 64;
-/// Signer keys each signature-checking thread remembers as having passed the key rule.
-pub const MAX_CACHED_SIGNERS: usize = 4096;
 
 /// One item of a log to verify, in the order of the source.
 #[derive(Debug, Clone)]
@@ -260,13 +252,12 @@ fn check_chunks(
     done: &std::sync::mpsc::SyncSender<(u64, Vec<Checked>)>,
     skip_below: u64,
 ) {
-    let mut signers = SignerCache::default();
     loop {
         let next = work.lock().expect("work queue lock").recv();
         let Ok((seq, items)) = next else { return };
         let checked = items
             .into_iter()
-            .map(|item| check_item(item, skip_below, &mut signers))
+            .map(|item| check_item(item, skip_below))
             .collect();
         if done.send((seq, checked)).is_err() {
             return;
@@ -274,85 +265,8 @@ fn check_chunks(
     }
 }
 
-/// Signer keys (as written in payloads) that already passed the whole key rule.
-///
-/// The key rule (canonical, not small-order, torsion-free) costs as much as a `verify_strict`,
-/// and [`VerifiedEnvelope::parse_and_verify`] applies it twice per envelope; a log has few
-/// distinct signers, so each is checked once per thread.
-#[derive(Default)]
-struct SignerCache(std::collections::HashMap<String, PublicKey>);
-
-/// A command payload's outer fields with the signer kept as text, to look it up in the cache.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PayloadFields {
-    v: u64,
-    #[serde(rename = "type")]
-    command_type: String,
-    region: RegionId,
-    signer: String,
-    nonce: String,
-    body: serde_json::Value,
-}
-
-impl SignerCache {
-    /// Checks an envelope exactly as [`VerifiedEnvelope::parse_and_verify`] does. An envelope
-    /// that is valid in every respect and whose signer is cached is checked here with a single
-    /// `verify_strict`; anything else (an unknown signer, any defect) goes through
-    /// `parse_and_verify` itself, so that the outcome and the error are always its own.
-    fn check(&mut self, raw: &[u8]) -> Result<VerifiedEnvelope, EnvelopeError> {
-        if let Some(envelope) = self.fast_path(raw) {
-            return Ok(envelope);
-        }
-        let envelope = VerifiedEnvelope::parse_and_verify(raw)?;
-        if self.0.len() < MAX_CACHED_SIGNERS {
-            self.0
-                .insert(envelope.payload.signer.to_base64(), envelope.payload.signer);
-        }
-        Ok(envelope)
-    }
-
-    fn fast_path(&self, raw: &[u8]) -> Option<VerifiedEnvelope> {
-        if raw.len() > MAX_ENVELOPE_BYTES {
-            return None;
-        }
-        let envelope: DsseEnvelope = serde_json::from_slice(raw).ok()?;
-        if envelope.payload_type != COMMAND_PAYLOAD_TYPE || envelope.signatures.len() != 1 {
-            return None;
-        }
-        let payload_bytes = B64.decode(envelope.payload.as_bytes()).ok()?;
-        let signature = B64.decode(envelope.signatures[0].sig.as_bytes()).ok()?;
-        let fields: PayloadFields = serde_json::from_slice(&payload_bytes).ok()?;
-        let signer = *self.0.get(&fields.signer)?;
-        if fields.v != u64::from(COMMAND_FORMAT_VERSION)
-            || !(MIN_NONCE_BYTES..=MAX_NONCE_BYTES).contains(&fields.nonce.len())
-            || fields.command_type.is_empty()
-            || fields.command_type.len() > MAX_COMMAND_TYPE_BYTES
-        {
-            return None;
-        }
-        signer
-            .verify(&pae(COMMAND_PAYLOAD_TYPE, &payload_bytes), &signature)
-            .ok()?;
-        let command_hash = Sha256::digest(&payload_bytes).into();
-        Some(VerifiedEnvelope {
-            raw: raw.to_vec(),
-            payload_bytes,
-            command_hash,
-            payload: CommandPayload {
-                v: fields.v,
-                command_type: fields.command_type,
-                region: fields.region,
-                signer,
-                nonce: fields.nonce,
-                body: fields.body,
-            },
-        })
-    }
-}
-
 /// The signature pool's work on one item: decode, hash, and check the envelope.
-fn check_item(item: SourceItem, skip_below: u64, signers: &mut SignerCache) -> Checked {
+fn check_item(item: SourceItem, skip_below: u64) -> Checked {
     let SourceItem::Line {
         line,
         item: ArchiveLine::Entry { index, entry },
@@ -375,7 +289,7 @@ fn check_item(item: SourceItem, skip_below: u64, signers: &mut SignerCache) -> C
     }
     let decoded = match Entry::decode(&bytes) {
         Err(e) => Err(("encoding", format!("does not decode: {e}"))),
-        Ok(entry) => match signers.check(&entry.envelope) {
+        Ok(entry) => match VerifiedEnvelope::parse_and_verify(&entry.envelope) {
             Ok(envelope) => Ok(Box::new((entry, envelope))),
             Err(e @ (EnvelopeError::BadSignature(_) | EnvelopeError::BadSignerKey(_))) => {
                 Err(("signature", format!("envelope: {e}")))
@@ -912,72 +826,5 @@ impl VerifierState {
                 nonces,
             },
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::envelope::seal;
-    use crate::keys::SigningKey;
-
-    fn sealed(key: &SigningKey, v: u64, nonce: &str) -> Vec<u8> {
-        let payload = CommandPayload {
-            v,
-            command_type: "party.register".into(),
-            region: RegionId::try_from("cq").unwrap(),
-            signer: key.public_key(),
-            nonce: nonce.into(),
-            body: serde_json::json!({"name": "Lab"}),
-        };
-        seal(&payload, key)
-    }
-
-    #[test]
-    fn cached_signers_give_the_same_envelopes_and_errors() {
-        let key = SigningKey::from_bytes(&[3; 32]);
-        let mut cache = SignerCache::default();
-        let first = sealed(&key, 1, "n-1");
-        cache.check(&first).unwrap();
-        assert_eq!(
-            cache.0.len(),
-            1,
-            "the signer is remembered after one full check"
-        );
-
-        let second = sealed(&key, 1, "n-2");
-        assert!(
-            cache.fast_path(&second).is_some(),
-            "a cached signer takes the fast path"
-        );
-        let fast = cache.check(&second).unwrap();
-        let full = VerifiedEnvelope::parse_and_verify(&second).unwrap();
-        assert_eq!(
-            (
-                fast.raw,
-                fast.payload_bytes,
-                fast.command_hash,
-                fast.payload
-            ),
-            (
-                full.raw,
-                full.payload_bytes,
-                full.command_hash,
-                full.payload
-            )
-        );
-
-        // Defects go through parse_and_verify and keep its error.
-        let mut bad_sig = second.clone();
-        let at = bad_sig.windows(7).position(|w| w == b"\"sig\":\"").unwrap() + 8;
-        bad_sig[at] = if bad_sig[at] == b'A' { b'B' } else { b'A' };
-        let newer = sealed(&key, 2, "n-3");
-        for raw in [bad_sig, newer] {
-            assert!(cache.fast_path(&raw).is_none());
-            assert_eq!(
-                cache.check(&raw).unwrap_err(),
-                VerifiedEnvelope::parse_and_verify(&raw).unwrap_err()
-            );
-        }
     }
 }
