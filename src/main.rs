@@ -9,7 +9,6 @@ mod cli_submit;
 mod cli_verify;
 mod cli_witness;
 mod config;
-mod node_client;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
