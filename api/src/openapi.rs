@@ -1,7 +1,10 @@
 //! The OpenAPI 3.1 document of the public interface, generated from the handlers' annotations
 //! and the types they exchange, served at `/openapi.json`.
 
-use axum::Json;
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
 /// The OpenAPI document: every path, parameter, body, response and problem.
@@ -63,6 +66,13 @@ pub struct ApiDoc;
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operation",
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
-pub(crate) async fn get_openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub(crate) async fn get_openapi() -> Response {
+    // The document never changes while the node runs: rendered once.
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let json = DOCUMENT.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_json()
+            .expect("the OpenAPI document serializes")
+    });
+    ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response()
 }

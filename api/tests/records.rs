@@ -7,64 +7,14 @@ mod common;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
-use vledger_ledger::envelope::{seal, CommandPayload};
 use vledger_ledger::keys::SigningKey;
 use vledger_ledger::merkle::{hash_from_slice, verify_inclusion};
 use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
 use vledger_ledger::writer::wall_clock_ms;
 
+use common::Api;
+
 const DAY_MS: u64 = 86_400_000;
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-    nonce: std::sync::atomic::AtomicU64,
-    _dir: tempfile::TempDir,
-}
-
-impl Api {
-    async fn start(admin: &SigningKey) -> Self {
-        let served = common::serve_node(admin).await;
-        Self {
-            base: served.base,
-            http: reqwest::Client::new(),
-            nonce: Default::default(),
-            _dir: served.dir,
-        }
-    }
-
-    async fn ok(&self, signer: &SigningKey, command_type: &str, body: Value) {
-        let n = self
-            .nonce
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let payload = CommandPayload {
-            v: 1,
-            command_type: command_type.into(),
-            region: "cq".try_into().unwrap(),
-            signer: signer.public_key(),
-            nonce: format!("r{n}"),
-            body,
-        };
-        let response = self
-            .http
-            .post(format!("{}/v1/commands", self.base))
-            .body(seal(&payload, signer))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{command_type}");
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
-    }
-}
 
 fn b64(k: &SigningKey) -> String {
     k.public_key().to_base64()
@@ -133,13 +83,15 @@ async fn lists_filter_and_page_with_a_cursor() {
     }
 
     let alpha_q = url_encode(&b64(&alpha));
-    let (status, page) = api.get(&format!("/v1/vouchers?holder={alpha_q}")).await;
+    let (status, page) = api
+        .get_with_status(&format!("/v1/vouchers?holder={alpha_q}"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(ids(&page, "voucher_id"), ["v1", "v3", "v4"]);
     assert_eq!(page["next_after"], Value::Null);
 
     let (_, page) = api
-        .get(&format!("/v1/vouchers?holder={alpha_q}&program=p-a"))
+        .get_with_status(&format!("/v1/vouchers?holder={alpha_q}&program=p-a"))
         .await;
     assert_eq!(ids(&page, "voucher_id"), ["v1", "v4"]);
 
@@ -148,7 +100,7 @@ async fn lists_filter_and_page_with_a_cursor() {
     let mut after = String::new();
     loop {
         let (_, page) = api
-            .get(&format!("/v1/vouchers?holder={alpha_q}&limit=1{after}"))
+            .get_with_status(&format!("/v1/vouchers?holder={alpha_q}&limit=1{after}"))
             .await;
         paged.extend(ids(&page, "voucher_id"));
         match page["next_after"].as_str() {
@@ -158,7 +110,7 @@ async fn lists_filter_and_page_with_a_cursor() {
     }
     assert_eq!(paged, ["v1", "v3", "v4"]);
 
-    let (_, page) = api.get("/v1/programs").await;
+    let (_, page) = api.get_with_status("/v1/programs").await;
     let programs: Vec<_> = page["records"]
         .as_array()
         .unwrap()
@@ -167,14 +119,14 @@ async fn lists_filter_and_page_with_a_cursor() {
         .collect();
     assert_eq!(programs, ["p-a", "p-b"]);
     assert_eq!(page["records"][0]["buckets"]["outstanding_minor"], 300_000);
-    let (_, page) = api.get("/v1/programs?region=cd").await;
+    let (_, page) = api.get_with_status("/v1/programs?region=cd").await;
     assert_eq!(page["records"], json!([]));
 
-    let (_, page) = api.get("/v1/vouchers?status=revoked").await;
+    let (_, page) = api.get_with_status("/v1/vouchers?status=revoked").await;
     assert_eq!(ids(&page, "voucher_id"), Vec::<String>::new());
-    let (_, page) = api.get("/v1/orders").await;
+    let (_, page) = api.get_with_status("/v1/orders").await;
     assert_eq!(page["records"], json!([]));
-    let (_, page) = api.get("/v1/claims?status=paid").await;
+    let (_, page) = api.get_with_status("/v1/claims?status=paid").await;
     assert_eq!(page["records"], json!([]));
 
     for bad in [
@@ -185,22 +137,24 @@ async fn lists_filter_and_page_with_a_cursor() {
         "/v1/orders?colour=red",
         "/v1/claims?after=a%20b",
     ] {
-        let (status, problem) = api.get(bad).await;
+        let (status, problem) = api.get_with_status(bad).await;
         assert_eq!(status, 400, "{bad}: {problem}");
         assert_eq!(problem["code"], "invalid-query", "{bad}: {problem}");
     }
 
-    let (status, party) = api.get(&format!("/v1/parties/{alpha_q}")).await;
+    let (status, party) = api.get_with_status(&format!("/v1/parties/{alpha_q}")).await;
     assert_eq!(status, 200);
     assert_eq!(party["name"], "Alpha");
     assert_eq!(party["role"], "enterprise");
     let stranger = url_encode(&b64(&common::fresh_key()));
-    let (status, problem) = api.get(&format!("/v1/parties/{stranger}")).await;
+    let (status, problem) = api
+        .get_with_status(&format!("/v1/parties/{stranger}"))
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (404, Some("party-not-found"))
     );
-    let (status, problem) = api.get("/v1/parties/not-a-key").await;
+    let (status, problem) = api.get_with_status("/v1/parties/not-a-key").await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (400, Some("invalid-path"))
@@ -220,10 +174,10 @@ async fn one_entry_comes_with_a_proof_that_checks_against_its_signed_checkpoint(
         )
         .await;
     }
-    let (_, node) = api.get("/v1/node").await;
+    let (_, node) = api.get_with_status("/v1/node").await;
     let verifier = NoteVerifier::parse(node["verifier_key"].as_str().unwrap()).unwrap();
     for index in 0..5u64 {
-        let (status, answer) = api.get(&format!("/v1/entries/{index}")).await;
+        let (status, answer) = api.get_with_status(&format!("/v1/entries/{index}")).await;
         assert_eq!(status, 200, "{answer}");
         let note = SignedNote::parse(answer["checkpoint"].as_str().unwrap()).unwrap();
         note.verify(std::slice::from_ref(&verifier)).unwrap();
@@ -247,12 +201,12 @@ async fn one_entry_comes_with_a_proof_that_checks_against_its_signed_checkpoint(
         verify_inclusion(&leaf, index, checkpoint.size, &path, &checkpoint.root_hash).unwrap();
         assert_eq!(answer["entry"]["index"], index);
     }
-    let (status, problem) = api.get("/v1/entries/5").await;
+    let (status, problem) = api.get_with_status("/v1/entries/5").await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (404, Some("entry-not-found"))
     );
-    let (status, problem) = api.get("/v1/entries/minus-one").await;
+    let (status, problem) = api.get_with_status("/v1/entries/minus-one").await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (400, Some("invalid-path"))
@@ -263,7 +217,7 @@ async fn one_entry_comes_with_a_proof_that_checks_against_its_signed_checkpoint(
 async fn the_openapi_document_request_ids_and_queue_depth() {
     let admin = common::fresh_key();
     let api = Api::start(&admin).await;
-    let (status, doc) = api.get("/openapi.json").await;
+    let (status, doc) = api.get_with_status("/openapi.json").await;
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
@@ -282,7 +236,7 @@ async fn the_openapi_document_request_ids_and_queue_depth() {
     }
 
     let response = api
-        .http
+        .client
         .get(format!("{}/healthz", api.base))
         .header("x-request-id", "abc-123")
         .send()
@@ -290,7 +244,7 @@ async fn the_openapi_document_request_ids_and_queue_depth() {
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
     let response = api
-        .http
+        .client
         .get(format!("{}/healthz", api.base))
         .send()
         .await
@@ -306,7 +260,7 @@ async fn the_openapi_document_request_ids_and_queue_depth() {
     )
     .await;
     let metrics = api
-        .http
+        .client
         .get(format!("{}/metrics", api.base))
         .send()
         .await

@@ -10,18 +10,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vledger_ledger::envelope::{seal, CommandPayload};
 use vledger_ledger::keys::SigningKey;
 use vledger_ledger::writer::wall_clock_ms;
 
-const DAY_MS: u64 = 86_400_000;
+use common::Api;
 
-struct Api {
-    base: String,
-    client: reqwest::Client,
-    nonce: std::sync::atomic::AtomicU64,
-    _dir: tempfile::TempDir,
-}
+const DAY_MS: u64 = 86_400_000;
 
 fn key() -> SigningKey {
     common::fresh_key()
@@ -29,71 +23,6 @@ fn key() -> SigningKey {
 
 fn b64(k: &SigningKey) -> String {
     k.public_key().to_base64()
-}
-
-impl Api {
-    async fn start(admin: &SigningKey) -> Self {
-        let served = common::serve_node(admin).await;
-        Self {
-            base: served.base,
-            client: reqwest::Client::new(),
-            nonce: Default::default(),
-            _dir: served.dir,
-        }
-    }
-
-    async fn send(&self, signer: &SigningKey, command_type: &str, body: Value) -> (u16, Value) {
-        let nonce = self
-            .nonce
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let payload = CommandPayload {
-            v: 1,
-            command_type: command_type.into(),
-            region: "cq".try_into().unwrap(),
-            signer: signer.public_key(),
-            nonce: format!("s{nonce}"),
-            body,
-        };
-        let response = self
-            .client
-            .post(format!("{}/v1/commands", self.base))
-            .body(seal(&payload, signer))
-            .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
-    }
-
-    async fn ok(&self, signer: &SigningKey, command_type: &str, body: Value) -> Value {
-        let (status, answer) = self.send(signer, command_type, body).await;
-        assert_eq!(status, 201, "{command_type}: {answer}");
-        answer
-    }
-
-    async fn refused(&self, signer: &SigningKey, command_type: &str, body: Value, code: &str) {
-        let (status, answer) = self.send(signer, command_type, body).await;
-        assert!(status >= 400, "{command_type} should be refused: {answer}");
-        assert_eq!(
-            answer["type"],
-            format!("urn:vledger:problem:{code}"),
-            "{answer}"
-        );
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "GET {path}: {}",
-            response.status()
-        );
-        response.json().await.unwrap()
-    }
 }
 
 fn program(id: &str, spend_regions: &[&str], review_levels: u8, now: u64) -> Value {

@@ -1,7 +1,11 @@
 //! What the HTTP tests share: a real node of region `cq` with a temporary store, serving on a
-//! random loopback port.
+//! random loopback port, and a client that signs commands for it. Each test file uses part of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
+
+use serde_json::Value;
+use vledger_ledger::envelope::{seal, CommandPayload};
 
 use vledger_ledger::domain::GenesisBody;
 use vledger_ledger::keys::SigningKey;
@@ -42,4 +46,88 @@ pub async fn serve_node(admin: &SigningKey) -> Served {
         std::future::pending(),
     ));
     Served { base, dir }
+}
+
+/// A node served over HTTP, and a client that signs commands for it.
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+    nonce: std::sync::atomic::AtomicU64,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    pub async fn start(admin: &SigningKey) -> Self {
+        let served = serve_node(admin).await;
+        Self {
+            base: served.base,
+            client: reqwest::Client::new(),
+            nonce: Default::default(),
+            _dir: served.dir,
+        }
+    }
+
+    pub async fn send(&self, signer: &SigningKey, command_type: &str, body: Value) -> (u16, Value) {
+        let nonce = self
+            .nonce
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let payload = CommandPayload {
+            v: 1,
+            command_type: command_type.into(),
+            region: "cq".try_into().unwrap(),
+            signer: signer.public_key(),
+            nonce: format!("s{nonce}"),
+            body,
+        };
+        let response = self
+            .client
+            .post(format!("{}/v1/commands", self.base))
+            .body(seal(&payload, signer))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub async fn ok(&self, signer: &SigningKey, command_type: &str, body: Value) -> Value {
+        let (status, answer) = self.send(signer, command_type, body).await;
+        assert_eq!(status, 201, "{command_type}: {answer}");
+        answer
+    }
+
+    pub async fn refused(&self, signer: &SigningKey, command_type: &str, body: Value, code: &str) {
+        let (status, answer) = self.send(signer, command_type, body).await;
+        assert!(status >= 400, "{command_type} should be refused: {answer}");
+        assert_eq!(
+            answer["type"],
+            format!("urn:vledger:problem:{code}"),
+            "{answer}"
+        );
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// GETs `path` and returns the status with the JSON body, whatever the status.
+    pub async fn get_with_status(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
 }
