@@ -5,11 +5,14 @@
 #
 #   benches/verify_bench.sh [ENTRIES ...]      default: 100000 1000000
 #
-# Each archive (genesis + ENTRIES `party.register` commands, a checkpoint every 10,000 entries)
-# is made once by the ignored test `make_bench_archive` (tests/bench_archive.rs) and kept in
-# VLEDGER_BENCH_DIR (default ${TMPDIR:-/tmp}/vledger-bench-verify; about 600 bytes per entry).
-# VLEDGER_BIN picks the binary (default: the debug build of this tree; its dependencies and the
-# ledger crate are built with optimizations).
+# Each archive is the log of a real node: `vledger bench --phases writer --keep-data` drives
+# ENTRIES commands of the voucher lifecycle mix (issue, escrow order, funding, delivery,
+# confirmation, claim, approval, each signed by its actor) into a durable node, and
+# `vledger export --data` writes its archive (every batch's checkpoint included). Made once and
+# kept in VLEDGER_BENCH_DIR (default ${TMPDIR:-/tmp}/vledger-bench-verify; about 1.5 KB per
+# entry). VLEDGER_MIX=party.register makes archives of registrations instead (each brings a new
+# key, whose whole key check costs as much as a signature check). VLEDGER_BIN picks the binary
+# (default: the release build of this tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,22 +23,25 @@ fi
 dir="${VLEDGER_BENCH_DIR:-${TMPDIR:-/tmp}/vledger-bench-verify}"
 mkdir -p "$dir"
 target="${CARGO_TARGET_DIR:-$HOME/.cache/vledger-target}"
-vledger="${VLEDGER_BIN:-$target/debug/vledger}"
-[ -x "$vledger" ] || { echo "no binary at $vledger: cargo build --workspace --all-targets" >&2; exit 1; }
+vledger="${VLEDGER_BIN:-$target/release/vledger}"
+[ -x "$vledger" ] || { echo "no binary at $vledger: cargo build --release --workspace --all-targets" >&2; exit 1; }
+mix="${VLEDGER_MIX:-voucher.lifecycle}"
 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ); binary: $vledger; cores: $(nproc)"
 for n in "${sizes[@]}"; do
-  archive="$dir/party-register-$n.jsonl"
+  archive="$dir/$mix-$n.jsonl"
   if [ ! -s "$archive" ]; then
-    echo "== making an archive of $n commands in $archive"
-    VLEDGER_BENCH_ENTRIES="$n" VLEDGER_BENCH_ARCHIVE="$archive.tmp" \
-      cargo nextest run --workspace --run-ignored only -E 'test(make_bench_archive)' --no-capture
+    echo "== making an archive of $n commands ($mix) in $archive"
+    rm -rf "$dir/node-$n"
+    "$vledger" bench --phases writer --mix "$mix" --commands "$n" --dir "$dir" --keep-data "$dir/node-$n" >/dev/null
+    "$vledger" export --data "$dir/node-$n" --out "$archive.tmp"
+    rm -rf "$dir/node-$n"
     mv "$archive.tmp" "$archive"
   fi
   echo "== limits (same run)"
   "$vledger" bench --phases limits --probe-seconds 2 --json > "$dir/limits.json" 2>/dev/null
   echo "== vledger verify $archive"
-  /usr/bin/time -v "$vledger" verify "$archive" --json > "$dir/report-$n.json" 2> "$dir/time-$n.txt" || {
+  /usr/bin/time -v "$vledger" verify "$archive" --work-dir "$dir" --json > "$dir/report-$n.json" 2> "$dir/time-$n.txt" || {
     echo "verify failed:"; head -40 "$dir/report-$n.json"; cat "$dir/time-$n.txt"; exit 1; }
   python3 - "$dir/limits.json" "$dir/report-$n.json" "$dir/time-$n.txt" "$(stat -c %s "$archive")" <<'PY'
 import json, re, sys

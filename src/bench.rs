@@ -60,11 +60,13 @@ pub struct BenchArgs {
     /// fund, deliver, confirm, claim, approve; not mixable), party.register.
     #[arg(long, default_value = "voucher.lifecycle")]
     mix: String,
-    /// Phases to run, in this order: limits, writer, inproc, http.
+    /// Phases to run, in this order: limits, writer, inproc, http, http-half (HTTP again at
+    /// half the rate the http phase reached, sent on a fixed schedule: its latencies count from
+    /// when each command was due, so a slow answer cannot hide the commands queued behind it).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "limits,writer,inproc,http"
+        default_value = "limits,writer,inproc,http,http-half"
     )]
     phases: Vec<Phase>,
     /// Seconds each machine-limit probe runs.
@@ -84,6 +86,11 @@ pub struct BenchArgs {
     /// Print one JSON object on standard output (the table goes to standard error).
     #[arg(long)]
     json: bool,
+    /// Keep the data directory of the in-process phase's node here instead of deleting it (it
+    /// must not exist; on the file system of --dir), e.g. to export an archive of a realistic
+    /// log from it with `vledger export --data DIR`.
+    #[arg(long, value_name = "DIR")]
+    keep_data: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -92,6 +99,7 @@ enum Phase {
     Writer,
     Inproc,
     Http,
+    HttpHalf,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,6 +535,7 @@ struct Limits {
     threads: usize,
     verify_1t: f64,
     verify_nt: f64,
+    rule_nt: f64,
     envelope_nt: f64,
     batch_1000_per_s: f64,
     batch_1_per_s: f64,
@@ -538,6 +547,7 @@ impl Limits {
             "threads": self.threads,
             "verify_strict_per_second_1_thread": self.verify_1t,
             "verify_strict_per_second_all_threads": self.verify_nt,
+            "ledger_signature_rule_per_second_all_threads": self.rule_nt,
             "envelope_parse_and_verify_per_second_all_threads": self.envelope_nt,
             "rocksdb_synced_batches_of_1000_per_second": self.batch_1000_per_s,
             "rocksdb_synced_puts_per_second_in_batches_of_1000": self.batch_1000_per_s * PROBE_BATCH_PUTS as f64,
@@ -581,15 +591,25 @@ fn measure_limits(args: &BenchArgs, fixture: &Fixture, parent: &Path) -> Result<
     let message = pae(COMMAND_PAYLOAD_TYPE, &verified.payload_bytes);
     let signature = fixture.admin.sign(&message);
     let public = fixture.admin.public_key();
+    // The machine's limit: ed25519-dalek's own `verify_strict`, with the key decoded once.
+    let dalek_key = ed25519_dalek::VerifyingKey::from_bytes(public.as_bytes())
+        .context("the probe key decodes")?;
+    let dalek_signature = ed25519_dalek::Signature::from_bytes(&signature);
     let verify = || {
-        public
-            .verify(std::hint::black_box(&message), &signature)
+        dalek_key
+            .verify_strict(std::hint::black_box(&message), &dalek_signature)
             .expect("valid signature");
     };
     let s = args.probe_seconds;
     eprintln!("limits: verify_strict on 1 and {threads} threads, envelope checks, synced RocksDB writes ...");
     let verify_1t = rate_on_threads(1, s, verify);
     let verify_nt = rate_on_threads(threads, s, verify);
+    // The ledger's check of the same rule (keys::PublicKey::verify).
+    let rule_nt = rate_on_threads(threads, s, || {
+        public
+            .verify(std::hint::black_box(&message), &signature)
+            .expect("valid signature");
+    });
     let envelope_nt = rate_on_threads(threads, s, || {
         VerifiedEnvelope::parse_and_verify(std::hint::black_box(&raw)).expect("verifies");
     });
@@ -626,6 +646,7 @@ fn measure_limits(args: &BenchArgs, fixture: &Fixture, parent: &Path) -> Result<
         threads,
         verify_1t,
         verify_nt,
+        rule_nt,
         envelope_nt,
         batch_1000_per_s,
         batch_1_per_s,
@@ -694,7 +715,7 @@ fn run_in_process(
         ),
     };
     eprintln!("{label}: {count} commands ...");
-    let (node, _dir) = fixture.open_node(parent, mix)?;
+    let (node, dir) = fixture.open_node(parent, mix)?;
     let (slots, raw): (Vec<Mutex<Option<VerifiedEnvelope>>>, _) = match load {
         Load::Verified(v) => (v.into_iter().map(|e| Mutex::new(Some(e))).collect(), None),
         Load::Raw(raw) => (Vec::new(), Some(raw)),
@@ -778,6 +799,15 @@ fn run_in_process(
     let writer = WriterDelta::read(&node).since(before);
     node.shutdown();
     drop(node);
+    if let Some(keep) = &args.keep_data {
+        if keep.exists() {
+            bail!("--keep-data: {} exists already", keep.display());
+        }
+        // Renamed, so on the file system of --dir.
+        std::fs::rename(dir.keep(), keep)
+            .with_context(|| format!("--keep-data: cannot move the data to {}", keep.display()))?;
+        eprintln!("kept the node's data in {}", keep.display());
+    }
     latencies_ns.sort_unstable();
     Ok(PhaseResult {
         name,
@@ -802,15 +832,24 @@ struct ClientLog {
 }
 
 /// Serves a fresh node on 127.0.0.1:0 and drives the commands into it with `--clients`
-/// concurrent clients, each sending one command at a time and waiting for its answer.
+/// concurrent clients, each sending one command at a time and waiting for its answer. With a
+/// `rate` (commands per second), command `i` is due at `i / rate` seconds: a client waits until
+/// then to send it, and its latency counts from that moment even if the client was late.
 fn run_http(
     args: &BenchArgs,
     fixture: &Fixture,
     mix: &Mix,
     parent: &Path,
     envelopes: Arc<Vec<Vec<u8>>>,
+    rate: Option<f64>,
 ) -> Result<PhaseResult> {
-    let label = format!("HTTP, {} clients", args.clients);
+    let (name, label) = match rate {
+        None => ("http", format!("HTTP, {} clients", args.clients)),
+        Some(rate) => (
+            "http-half",
+            format!("HTTP at half: {}/s, {} clients", count(rate), args.clients),
+        ),
+    };
     eprintln!("{label}: {} commands ...", envelopes.len());
     let (node, _dir) = fixture.open_node(parent, mix)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -851,7 +890,14 @@ fn run_http(
                             break;
                         }
                         log.sent += 1;
-                        let taken = Instant::now();
+                        let taken = match rate {
+                            None => Instant::now(),
+                            Some(rate) => {
+                                let due = started + Duration::from_secs_f64(i as f64 / rate);
+                                tokio::time::sleep_until(due.into()).await;
+                                due
+                            }
+                        };
                         let response = client
                             .post(&url)
                             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -881,7 +927,7 @@ fn run_http(
             })
             .collect();
         let mut result = PhaseResult {
-            name: "http",
+            name,
             label,
             sent: 0,
             accepted: 0,
@@ -991,7 +1037,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 Phase::Inproc => {
                     run_in_process(&args, &fixture, &mix, &parent, Load::Raw(envelopes.clone()))?
                 }
-                Phase::Http => run_http(&args, &fixture, &mix, &parent, envelopes.clone())?,
+                Phase::Http => run_http(&args, &fixture, &mix, &parent, envelopes.clone(), None)?,
+                Phase::HttpHalf => {
+                    let max = results
+                        .iter()
+                        .find(|r: &&PhaseResult| r.name == "http")
+                        .map(PhaseResult::rate)
+                        .context("the http-half phase needs the http phase in the same run")?;
+                    run_http(
+                        &args,
+                        &fixture,
+                        &mix,
+                        &parent,
+                        envelopes.clone(),
+                        Some(max / 2.0),
+                    )?
+                }
                 Phase::Limits => unreachable!("measured above"),
             };
             results.push(result);
@@ -1137,6 +1198,12 @@ impl Report {
                 "  {:<44} {:>12}/s",
                 format!("verify_strict, {} threads", l.threads),
                 count(l.verify_nt)
+            );
+            let _ = writeln!(
+                t,
+                "  {:<44} {:>12}/s",
+                format!("ledger signature rule, {} threads", l.threads),
+                count(l.rule_nt)
             );
             let _ = writeln!(
                 t,

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use vledger_ledger::archive::ArchiveReader;
-use vledger_ledger::domain::{MemoryState, StateRead};
+use vledger_ledger::domain::StateRead;
+use vledger_ledger::scratch::ScratchState;
 use vledger_ledger::verify::{verify, SourceItem, VerifyOptions};
 
 /// Most records of one kind the report reads from the replayed state.
@@ -48,10 +49,12 @@ fn run_inner(args: &AuditArgs) -> Result<bool> {
         Ok((line, Err(reason))) => Ok(SourceItem::Malformed { line, reason }),
         Err(e) => Err(e.to_string()),
     });
+    let work = crate::cli_verify::work_dir(None)?;
+    let state = ScratchState::create(&work.path().join("replay"))?;
     let report = verify(
         &header,
         Box::new(items),
-        VerifyOptions::default(),
+        VerifyOptions::fresh(state),
         &mut |_| {},
     )
     .map_err(|e| anyhow::anyhow!("cannot read the archive: {e}"))?;
@@ -73,7 +76,7 @@ fn run_inner(args: &AuditArgs) -> Result<bool> {
     Ok(true)
 }
 
-fn records(state: &MemoryState, prefix: &[u8]) -> Result<Vec<Value>> {
+fn records(state: &impl StateRead, prefix: &[u8]) -> Result<Vec<Value>> {
     state
         .scan_prefix_from(prefix, prefix, MAX_AUDIT_RECORDS)?
         .into_iter()
@@ -94,7 +97,7 @@ pub fn audit_json(
     origin: &str,
     region: &str,
     tree_size: u64,
-    state: &MemoryState,
+    state: &impl StateRead,
 ) -> Result<Value> {
     let claims = records(state, b"claim/")?;
     let flags = records(state, b"fraud/")?;

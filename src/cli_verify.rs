@@ -13,7 +13,8 @@ use vledger_ledger::archive::{ArchiveHeader, ArchiveLine, ArchiveReader};
 use vledger_ledger::evidence::{implied_old_root, Evidence};
 use vledger_ledger::merkle::verify_consistency;
 use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
-use vledger_ledger::verify::{verify, Source, SourceItem, VerifierState, VerifyOptions};
+use vledger_ledger::scratch::ScratchState;
+use vledger_ledger::verify::{verify, Source, SourceItem, Start, VerifierState, VerifyOptions};
 
 use vledger_client::Client;
 
@@ -34,11 +35,16 @@ pub struct VerifyArgs {
     node_key: Option<String>,
     /// Continue from a state saved by an earlier `--save-state`: entries up to its checkpoint
     /// are only hashed (and must still give its root), later ones are fully verified.
-    #[arg(long, value_name = "STATE_FILE")]
+    #[arg(long, value_name = "STATE_DIR")]
     from_checkpoint: Option<PathBuf>,
-    /// After a successful verification, save the last checkpoint and the replayed state here.
-    #[arg(long, value_name = "STATE_FILE")]
+    /// After a successful verification, save the last checkpoint and the replayed state in this
+    /// directory (replaced once the new save is complete).
+    #[arg(long, value_name = "STATE_DIR")]
     save_state: Option<PathBuf>,
+    /// Where the replayed state is kept while verifying (it is removed afterwards; default:
+    /// the system's temporary directory). It takes about as much disk as the node's state.
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
     /// Also compare the archive with the checkpoint a running node serves now; a contradiction
     /// is written as equivocation evidence to --evidence-out.
     #[arg(long, value_name = "URL")]
@@ -49,6 +55,20 @@ pub struct VerifyArgs {
     /// Signature-checking threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+}
+
+/// A temporary directory for the replayed state, in `parent` or the system's temporary directory.
+pub fn work_dir(parent: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("vledger-replay-");
+    match parent {
+        Some(parent) => builder
+            .tempdir_in(parent)
+            .with_context(|| format!("cannot make a directory in {}", parent.display())),
+        None => builder
+            .tempdir()
+            .context("cannot make a temporary directory"),
+    }
 }
 
 /// Runs `verify`; returns the process exit code.
@@ -158,21 +178,17 @@ fn run_inner(args: &VerifyArgs) -> Result<bool> {
             );
         }
     }
-    let resume = match &args.from_checkpoint {
-        None => None,
+    let work = work_dir(args.work_dir.as_deref())?;
+    let replay_dir = work.path().join("replay");
+    let (start, resume_checkpoint) = match &args.from_checkpoint {
+        None => (Start::Fresh(ScratchState::create(&replay_dir)?), None),
         Some(path) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let state: VerifierState = serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not a saved verifier state", path.display()))?;
-            Some(
-                state
-                    .into_resume(&header)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-            )
+            let resume = VerifierState::load(path, &header, &replay_dir)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let checkpoint = resume.checkpoint_note.clone();
+            (Start::Resume(resume), Some(checkpoint))
         }
     };
-    let resume_checkpoint = resume.as_ref().map(|r| r.checkpoint_note.clone());
     let served = match &args.against {
         Some(url) => Some(Client::new(url).checkpoint()?),
         None => None,
@@ -184,7 +200,7 @@ fn run_inner(args: &VerifyArgs) -> Result<bool> {
         .map(|c| c.size);
     let options = VerifyOptions {
         threads: args.threads,
-        resume,
+        start,
         roots_at: served_size.into_iter().collect::<BTreeSet<_>>(),
     };
     let bar = progress_bar(header.tree_size);
@@ -221,14 +237,13 @@ fn run_inner(args: &VerifyArgs) -> Result<bool> {
     if report.passed() {
         if let (Some(path), Some(replayer), Some(checkpoint)) = (
             &args.save_state,
-            &report.replayer,
+            &mut report.replayer,
             &report.last_good_checkpoint,
         ) {
             let cp_size = Checkpoint::parse(&SignedNote::parse(checkpoint)?.text)?.size;
             if cp_size == replayer.size() {
-                let state = VerifierState::new(&header, checkpoint, replayer);
-                vledger_ledger::witness::write_atomically(path, &serde_json::to_vec(&state)?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                VerifierState::save(path, &header, checkpoint, replayer)
+                    .map_err(|e| anyhow::anyhow!("cannot save the verifier state: {e}"))?;
             } else {
                 eprintln!("note: state not saved: the last checkpoint (size {cp_size}) does not cover all {} entries", replayer.size());
             }

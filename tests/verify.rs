@@ -14,61 +14,97 @@ const BIN: &str = env!("CARGO_BIN_EXE_vledger");
 /// Parties the demo admin registers before the export: entries 1..=PARTIES.
 const PARTIES: u64 = 4;
 
+/// A demo node running on a free loopback port; killed when dropped.
+struct DemoNode {
+    child: std::process::Child,
+    url: String,
+    admin: SigningKey,
+    registered: u64,
+}
+
+impl DemoNode {
+    fn start(dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = dir.join("data");
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--demo",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data",
+            ])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::blocking::get(format!("{url}/healthz")).is_err() {
+            assert!(Instant::now() < deadline, "the node did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let pem = std::fs::read_to_string(data.join("keys/admin.pem")).unwrap();
+        let admin = SigningKey::from_pkcs8_pem(&pem).unwrap();
+        Self {
+            child,
+            url,
+            admin,
+            registered: 0,
+        }
+    }
+
+    /// Registers `count` more agencies (signed by the demo admin).
+    fn register(&mut self, count: u64) {
+        let client = vledger_client::Client::new(&self.url);
+        for _ in 0..count {
+            let n = self.registered;
+            let party = SigningKey::from_bytes(&[n as u8 + 40; 32]).public_key();
+            let body = serde_json::json!({
+                "key": party.to_base64(),
+                "role": "agency",
+                "home_region": "cq",
+                "name": format!("Testing Lab {n}"),
+            });
+            client.submit(&self.admin, "party.register", &body).unwrap();
+            self.registered += 1;
+        }
+    }
+
+    /// `vledger export --url` of the node now, as lines.
+    fn export(&self, out: &std::path::Path) -> Vec<String> {
+        let status = Command::new(BIN)
+            .args(["export", "--url", &self.url, "--out"])
+            .arg(out)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::read_to_string(out)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for DemoNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The archive of a demo node holding genesis and [`PARTIES`] `party.register` commands signed
 /// by the demo admin key, as lines: header, entries 0..=PARTIES, one checkpoint, the end line.
 fn exported_archive(dir: &std::path::Path) -> Vec<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let data = dir.join("data");
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data",
-        ])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::blocking::get(format!("{url}/healthz")).is_err() {
-        assert!(Instant::now() < deadline, "the node did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let pem = std::fs::read_to_string(data.join("keys/admin.pem")).unwrap();
-    let admin = SigningKey::from_pkcs8_pem(&pem).unwrap();
-    let client = vledger_client::Client::new(&url);
-    for n in 0..PARTIES {
-        let party = SigningKey::from_bytes(&[n as u8 + 40; 32]).public_key();
-        let body = serde_json::json!({
-            "key": party.to_base64(),
-            "role": "agency",
-            "home_region": "cq",
-            "name": format!("Testing Lab {n}"),
-        });
-        client.submit(&admin, "party.register", &body).unwrap();
-    }
-    let out = dir.join("archive.jsonl");
-    let status = Command::new(BIN)
-        .args(["export", "--url", &url, "--out"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(status.success());
-    let lines: Vec<String> = std::fs::read_to_string(out)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
+    let mut node = DemoNode::start(dir);
+    node.register(PARTIES);
+    let lines = node.export(&dir.join("archive.jsonl"));
     assert_eq!(
         lines.len() as u64,
         PARTIES + 4,
@@ -123,15 +159,27 @@ fn envelope_of(bytes: &[u8]) -> DsseEnvelope {
 }
 
 fn verify(dir: &std::path::Path, lines: &[String]) -> (i32, serde_json::Value) {
+    verify_with(dir, lines, &[])
+}
+
+/// `vledger verify --json <lines> <extra...>`: the exit code and the report.
+fn verify_with(
+    dir: &std::path::Path,
+    lines: &[String],
+    extra: &[&std::ffi::OsStr],
+) -> (i32, serde_json::Value) {
     let path = dir.join("tampered.jsonl");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let out = Command::new(BIN)
         .arg("verify")
         .arg(&path)
         .arg("--json")
+        .args(extra)
         .output()
         .unwrap();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(
+        |_| serde_json::json!({ "stderr": String::from_utf8_lossy(&out.stderr).to_string() }),
+    );
     (out.status.code().unwrap(), json)
 }
 
@@ -282,4 +330,77 @@ fn tampering_is_detected_and_named() {
     // Not an archive at all: a usage error, not a verification failure.
     let (code, _) = verify(dir, &["{}".to_string()]);
     assert_eq!(code, 2);
+}
+
+/// Incremental verification: a state saved after one export lets a later export be checked
+/// from where it stopped; a rewrite of the part verified before, or a saved state that no
+/// longer matches its digest, is refused.
+#[test]
+fn incremental_verification_resumes_from_a_saved_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("saved-state");
+    let mut node = DemoNode::start(dir.path());
+    node.register(2);
+    let first = node.export(&dir.path().join("first.jsonl"));
+    node.register(3);
+    let second = node.export(&dir.path().join("second.jsonl"));
+    drop(node);
+
+    let save = [std::ffi::OsStr::new("--save-state"), state.as_os_str()];
+    let (code, report) = verify_with(dir.path(), &first, &save);
+    assert_eq!(code, 0, "{report}");
+    assert!(state.join("verifier-state.json").exists());
+
+    let resume = [std::ffi::OsStr::new("--from-checkpoint"), state.as_os_str()];
+    let (code, report) = verify_with(dir.path(), &second, &resume);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        report["entries"], 6,
+        "genesis and five registrations: {report}"
+    );
+    assert_eq!(report["replayed"], 6, "{report}");
+    let full = verify(dir.path(), &second).1;
+    assert_eq!(report["state_digest"], full["state_digest"]);
+
+    // The resumed run saves again, over the earlier state: the saved checkpoint is now the
+    // second archive's (size 6).
+    let both = [save[0], save[1], resume[0], resume[1]];
+    assert_eq!(verify_with(dir.path(), &second, &both).0, 0);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("verifier-state.json")).unwrap()).unwrap();
+    assert_eq!(saved["next_index"], 6);
+
+    // An entry before the saved checkpoint, changed (and re-signed by another key so that its
+    // signature alone would pass): the history the state was saved for was rewritten.
+    let mut rewritten = second.clone();
+    let other = SigningKey::from_bytes(&[9; 32]);
+    let bytes = entry_bytes(&rewritten[entry_line(1)]);
+    let mut envelope = envelope_of(&bytes);
+    let payload = B64.decode(&envelope.payload).unwrap();
+    envelope.signatures[0].sig = B64.encode(other.sign(&pae(COMMAND_PAYLOAD_TYPE, &payload)));
+    rewritten[entry_line(1)] =
+        with_entry_bytes(&rewritten[entry_line(1)], &with_envelope(&bytes, &envelope));
+    let (code, report) = verify_with(dir.path(), &rewritten, &resume);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        has_failure(&report, "history-rewritten", None, Some(6)),
+        "{}",
+        failures(&report)
+    );
+
+    // A saved state whose digest no longer matches its records is refused (exit 2).
+    let description = state.join("verifier-state.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&description).unwrap()).unwrap();
+    saved["state_digest"] = B64.encode([0u8; 32]).into();
+    std::fs::write(&description, saved.to_string()).unwrap();
+    let (code, report) = verify_with(dir.path(), &second, &resume);
+    assert_eq!(code, 2, "{report}");
+    assert!(
+        report["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("do not match the saved state digest"),
+        "{report}"
+    );
 }

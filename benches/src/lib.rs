@@ -172,7 +172,7 @@ pub fn populate_store(store: &Store, size: u64) -> Result<Hash, StoreError> {
         batch.tree_nodes.extend(frontier.append(synthetic_leaf(i)));
         if (i + 1) % POPULATE_BATCH_LEAVES == 0 || i + 1 == size {
             batch.new_tree_size = i + 1;
-            store.commit(std::mem::take(&mut batch))?;
+            store.commit(&std::mem::take(&mut batch))?;
         }
     }
     Ok(frontier.root())

@@ -38,6 +38,20 @@
 //! verifiers and any other RFC 8032 verifier; the converse does not hold (this rule is
 //! stricter). The test suite checks this against the C2SP/CCTV edge-case vectors.
 //!
+//! # How the rule is checked
+//!
+//! [`PublicKey::verify`] accepts exactly what `verify_strict` accepts, with less work.
+//! `verify_strict` decompresses R, refuses it if it has small order, then computes
+//! `R' = [S]B − [k]A` and compares the canonical encoding of R' with the 32 bytes of R. When
+//! they are equal, R is that canonical encoding and decompresses to R' itself; when they are
+//! not, both refuse. So the decompression only serves the small-order test, and R' has small
+//! order exactly when R is one of the eight canonical encodings of small-order points (a
+//! non-canonical R never equals a computed encoding). `verify` therefore refuses those eight
+//! encodings, then runs ed25519-dalek's cofactorless check (the same `S < ℓ` test, the same
+//! R' and the same byte comparison) with the key's point decoded once per process: two
+//! square roots fewer per signature. A's small order is excluded by the key rule. The test
+//! suite compares both on every edge-case vector and on corrupted signatures.
+//!
 //! [RFC 8032]: https://www.rfc-editor.org/rfc/rfc8032
 
 use std::cell::Cell;
@@ -140,8 +154,8 @@ impl PublicKey {
             .try_into()
             .map_err(|_| KeyError::WrongLength { len: bytes.len() })?;
         if !checked_keys::contains(&arr) {
-            check_key(&arr)?;
-            checked_keys::insert(arr);
+            let decoded = check_key(&arr)?;
+            checked_keys::insert(arr, decoded);
         }
         Ok(PublicKey(arr))
     }
@@ -165,19 +179,43 @@ impl PublicKey {
     /// Verifies `signature` over `message` under the signature rule (see the module
     /// documentation). The key part of the rule was already applied when this
     /// `PublicKey` was built; a key failing it cannot exist as a `PublicKey`.
+    ///
+    /// Accepts exactly what ed25519-dalek's `verify_strict` accepts, with two decompressions
+    /// fewer (see "How the rule is checked" in the module documentation).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+        use ed25519_dalek::Verifier as _;
         let sig: &[u8; SIGNATURE_LEN] =
             signature
                 .try_into()
                 .map_err(|_| SignatureError::WrongLength {
                     len: signature.len(),
                 })?;
-        // Every `PublicKey` passed the key rule when it was constructed (all constructors
-        // go through `check_key`), so only decoding is left to do here.
+        let r: &[u8; 32] = sig[..32].try_into().expect("64 = 32 + 32");
+        if SMALL_ORDER_ENCODINGS.contains(r) {
+            return Err(SignatureError::Invalid);
+        }
+        let vk = match checked_keys::decoded(&self.0) {
+            Some(vk) => vk,
+            // Every `PublicKey` passed the key rule when it was constructed (or was read back
+            // from the node's own state, whose keys all did), so only decoding is left to do.
+            None => ed25519_dalek::VerifyingKey::from_bytes(&self.0)
+                .map_err(|_| SignatureError::Invalid)?,
+        };
+        vk.verify(message, &ed25519_dalek::Signature::from_bytes(sig))
+            .map_err(|_| SignatureError::Invalid)
+    }
+
+    /// The signature rule as ed25519-dalek's `verify_strict` states it, for tests that compare
+    /// [`PublicKey::verify`] with it.
+    #[doc(hidden)]
+    pub fn verify_with_dalek_strict(
+        &self,
+        message: &[u8],
+        signature: &[u8; SIGNATURE_LEN],
+    ) -> Result<(), SignatureError> {
         let vk = ed25519_dalek::VerifyingKey::from_bytes(&self.0)
             .map_err(|_| SignatureError::Invalid)?;
-        let sig = ed25519_dalek::Signature::from_bytes(sig);
-        vk.verify_strict(message, &sig)
+        vk.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
             .map_err(|_| SignatureError::Invalid)
     }
 
@@ -188,33 +226,79 @@ impl PublicKey {
     }
 }
 
-/// The keys that passed the whole key rule in this process, so that a signer's key is checked
-/// once, not on every envelope it signs. The rule is a pure function of the 32 bytes, so
+/// The canonical encodings of the eight points of small order (the 8-torsion subgroup): an R
+/// equal to one of them is refused, as `verify_strict` refuses a small-order R. A test derives
+/// the list: each decodes to a distinct small-order point and is canonical, and there are
+/// exactly eight such points.
+const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = [
+    // order 1: the identity (0, 1)
+    hex32("0100000000000000000000000000000000000000000000000000000000000000"),
+    // order 2: (0, -1)
+    hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    // order 4: (±sqrt(-1), 0)
+    hex32("0000000000000000000000000000000000000000000000000000000000000000"),
+    hex32("0000000000000000000000000000000000000000000000000000000000000080"),
+    // order 8
+    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
+    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
+];
+
+const fn hex32(text: &str) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => panic!("lower-case hex only"),
+        }
+    }
+    let text = text.as_bytes();
+    assert!(text.len() == 64);
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = nibble(text[2 * i]) << 4 | nibble(text[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+/// The keys that passed the whole key rule in this process, with their decoded points, so that
+/// a signer's key is checked once, not on every envelope it signs, and its point is not
+/// decompressed again for every signature. The rule is a pure function of the 32 bytes, so
 /// remembering its positive answers changes nothing that is accepted; refused keys are never
 /// remembered. Bounded by [`crate::limits::MAX_CHECKED_KEYS`].
 mod checked_keys {
-    use std::collections::HashSet;
+    use std::collections::HashMap;
     use std::sync::{OnceLock, RwLock};
 
     use super::PUBLIC_KEY_LEN;
     use crate::limits::MAX_CHECKED_KEYS;
 
-    fn set() -> &'static RwLock<HashSet<[u8; PUBLIC_KEY_LEN]>> {
-        static SET: OnceLock<RwLock<HashSet<[u8; PUBLIC_KEY_LEN]>>> = OnceLock::new();
-        SET.get_or_init(|| RwLock::new(HashSet::new()))
+    type Checked = HashMap<[u8; PUBLIC_KEY_LEN], ed25519_dalek::VerifyingKey>;
+
+    fn map() -> &'static RwLock<Checked> {
+        static MAP: OnceLock<RwLock<Checked>> = OnceLock::new();
+        MAP.get_or_init(|| RwLock::new(HashMap::new()))
     }
 
     pub(super) fn contains(key: &[u8; PUBLIC_KEY_LEN]) -> bool {
-        set().read().is_ok_and(|keys| keys.contains(key))
+        map().read().is_ok_and(|keys| keys.contains_key(key))
+    }
+
+    /// The decoded point of a key that passed the whole rule, if it is remembered.
+    pub(super) fn decoded(key: &[u8; PUBLIC_KEY_LEN]) -> Option<ed25519_dalek::VerifyingKey> {
+        map().read().ok()?.get(key).copied()
     }
 
     /// Only for a key that has just passed the whole rule.
-    pub(super) fn insert(key: [u8; PUBLIC_KEY_LEN]) {
-        if let Ok(mut keys) = set().write() {
+    pub(super) fn insert(key: [u8; PUBLIC_KEY_LEN], decoded: ed25519_dalek::VerifyingKey) {
+        if let Ok(mut keys) = map().write() {
             if keys.len() >= MAX_CHECKED_KEYS {
                 keys.clear();
             }
-            keys.insert(key);
+            keys.insert(key, decoded);
         }
     }
 }
@@ -430,6 +514,23 @@ mod tests {
     const RFC_PK: &str = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
     const RFC_SIG: &str = "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da\
                            085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00";
+
+    /// The list `verify` refuses as R is exactly the canonical encodings of the eight
+    /// small-order points: each decodes to a point of small order and is canonical, and the
+    /// eight are distinct (the 8-torsion subgroup has eight points).
+    #[test]
+    fn small_order_encodings_are_the_eight_torsion_points() {
+        let mut seen = std::collections::HashSet::new();
+        for encoding in SMALL_ORDER_ENCODINGS {
+            let point = ed25519_dalek::VerifyingKey::from_bytes(&encoding)
+                .expect("decodes")
+                .to_edwards();
+            assert!(point.is_small_order(), "{}", hex::encode(encoding));
+            assert_eq!(point.compress().to_bytes(), encoding, "canonical");
+            assert!(seen.insert(point.compress().to_bytes()));
+        }
+        assert_eq!(seen.len(), 8);
+    }
 
     #[test]
     fn rfc8032_test2() {

@@ -69,6 +69,11 @@ pub const MAX_CATALOG_SCAN: usize = 10_000;
 /// Longest catalog search text, in bytes of UTF-8.
 pub const MAX_CATALOG_QUERY_TEXT_BYTES: usize = 256;
 
-/// Keys remembered as having passed the whole key rule (32 B each; 2 MiB at most). When full,
-/// the set is emptied and refilled: a forgotten key is only checked again.
+/// Keys remembered as having passed the whole key rule, with their decoded points (about
+/// 250 B each; 16 MiB at most). When full, the set is emptied and refilled: a forgotten key is
+/// only checked again.
 pub const MAX_CHECKED_KEYS: usize = 65_536;
+
+/// State records in each of the writer's two cache generations (records are a few hundred
+/// bytes: some tens of MiB at most).
+pub const RECORD_CACHE_GENERATION: usize = 32_768;

@@ -118,6 +118,7 @@ impl Node {
             node_key,
             checkpoint_signer,
             published: published.clone(),
+            records: Default::default(),
         };
         let (sender, receiver) = sync_channel(WRITER_QUEUE_CAPACITY);
         let handle = std::thread::Builder::new()

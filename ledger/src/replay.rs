@@ -2,7 +2,12 @@
 //! the hash chain, the envelope's signature, and that the state machine produces exactly the
 //! events the entry recorded. The same code serves `vledger rebuild` and offline verification.
 
-use crate::domain::{self, ApplyContext, ApplyError, Command, MemoryState, StateRead, StateWrite};
+use std::collections::HashSet;
+
+use crate::domain::{
+    self, ApplyContext, ApplyError, Command, MemoryState, ScannedRecords, StateError, StateRead,
+    StateWrite,
+};
 use crate::entry::Entry;
 use crate::envelope::VerifiedEnvelope;
 use crate::keys::PublicKey;
@@ -17,92 +22,122 @@ pub struct ReplayError {
     pub reason: String,
 }
 
-/// Replays entries in order onto a state.
-#[derive(Clone)]
-pub struct Replayer<S> {
-    state: S,
-    next_index: LogIndex,
-    prev_leaf: Hash,
-    last_time_ms: u64,
-    origin: Option<(RegionId, PublicKey)>,
-    /// (signer, nonce) pairs seen: the same pair never applies twice.
-    nonces: std::collections::HashSet<Vec<u8>>,
-}
-
-impl Replayer<MemoryState> {
-    /// A replayer onto empty in-memory state.
-    pub fn in_memory() -> Self {
-        Self::new(MemoryState::default())
+/// What a replay keeps: the state records, and the (signer ‖ nonce) pairs already used (the
+/// same pair never applies twice).
+pub trait ReplayState: StateRead + StateWrite {
+    fn nonce_used(&self, key: &[u8]) -> Result<bool, StateError>;
+    fn record_nonce(&mut self, key: Vec<u8>);
+    /// Called after each applied entry: a state on disk writes its buffered changes out here.
+    fn entry_applied(&mut self) -> Result<(), StateError> {
+        Ok(())
     }
 }
 
-/// Everything a [`Replayer`] carries from one entry to the next, for saving a verifier's
-/// progress and resuming it later (`vledger verify --save-state` / `--from-checkpoint`).
+/// A replay's state in memory: for `vledger rebuild`, tests and small logs.
+/// [`crate::scratch::ScratchState`] keeps it on disk instead.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryReplay {
+    pub state: MemoryState,
+    pub nonces: HashSet<Vec<u8>>,
+}
+
+impl StateRead for MemoryReplay {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.state.get_raw(key)
+    }
+    fn scan_prefix_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<ScannedRecords, StateError> {
+        self.state.scan_prefix_from(prefix, start, limit)
+    }
+}
+
+impl StateWrite for MemoryReplay {
+    fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.state.put_raw(key, value);
+    }
+    fn delete(&mut self, key: Vec<u8>) {
+        self.state.delete(key);
+    }
+}
+
+impl ReplayState for MemoryReplay {
+    fn nonce_used(&self, key: &[u8]) -> Result<bool, StateError> {
+        Ok(self.nonces.contains(key))
+    }
+    fn record_nonce(&mut self, key: Vec<u8>) {
+        self.nonces.insert(key);
+    }
+}
+
+/// Where a replay stands in the log, apart from its state: what a resumed replay needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplayerSnapshot<S> {
-    pub state: S,
+pub struct ReplayPosition {
     pub next_index: LogIndex,
     pub prev_leaf: Hash,
     pub last_time_ms: u64,
-    pub origin: Option<(RegionId, PublicKey)>,
-    /// (signer ‖ nonce) of every entry replayed, in no particular order.
-    pub nonces: Vec<Vec<u8>>,
-}
-
-impl<S> Replayer<S> {
-    /// The replayer's whole progress.
-    pub fn snapshot(&self) -> ReplayerSnapshot<S>
-    where
-        S: Clone,
-    {
-        ReplayerSnapshot {
-            state: self.state.clone(),
-            next_index: self.next_index,
-            prev_leaf: self.prev_leaf,
-            last_time_ms: self.last_time_ms,
-            origin: self.origin.clone(),
-            nonces: self.nonces.iter().cloned().collect(),
-        }
-    }
-
-    /// A replayer that continues where `snapshot` stopped.
-    pub fn from_snapshot(snapshot: ReplayerSnapshot<S>) -> Self {
-        Self {
-            state: snapshot.state,
-            next_index: snapshot.next_index,
-            prev_leaf: snapshot.prev_leaf,
-            last_time_ms: snapshot.last_time_ms,
-            origin: snapshot.origin,
-            nonces: snapshot.nonces.into_iter().collect(),
-        }
-    }
-
-    /// The leaf hash of the last entry replayed (zeros before the first).
-    pub fn prev_leaf(&self) -> Hash {
-        self.prev_leaf
-    }
-
     /// The region and node key the log was founded with, once genesis is replayed.
-    pub fn origin(&self) -> Option<&(RegionId, PublicKey)> {
-        self.origin.as_ref()
-    }
+    pub origin: Option<(RegionId, PublicKey)>,
 }
 
-impl<S: StateRead + StateWrite> Replayer<S> {
-    pub fn new(state: S) -> Self {
+impl ReplayPosition {
+    /// Before the first entry.
+    pub fn start() -> Self {
         Self {
-            state,
             next_index: 0,
             prev_leaf: [0; 32],
             last_time_ms: 0,
             origin: None,
-            nonces: std::collections::HashSet::new(),
         }
+    }
+}
+
+/// Replays entries in order onto a state.
+#[derive(Clone)]
+pub struct Replayer<S> {
+    state: S,
+    position: ReplayPosition,
+}
+
+impl Replayer<MemoryReplay> {
+    /// A replayer onto empty in-memory state.
+    pub fn in_memory() -> Self {
+        Self::new(MemoryReplay::default())
+    }
+}
+
+impl<S> Replayer<S> {
+    /// A replayer that continues from `position` with the state replayed up to it.
+    pub fn resume(state: S, position: ReplayPosition) -> Self {
+        Self { state, position }
+    }
+
+    /// Where the replay stands.
+    pub fn position(&self) -> &ReplayPosition {
+        &self.position
+    }
+
+    /// The leaf hash of the last entry replayed (zeros before the first).
+    pub fn prev_leaf(&self) -> Hash {
+        self.position.prev_leaf
+    }
+
+    /// The region and node key the log was founded with, once genesis is replayed.
+    pub fn origin(&self) -> Option<&(RegionId, PublicKey)> {
+        self.position.origin.as_ref()
     }
 
     /// The state after the entries replayed so far.
     pub fn state(&self) -> &S {
         &self.state
+    }
+
+    /// The state, to read it whole (e.g. its digest) or save it.
+    pub fn state_mut(&mut self) -> &mut S {
+        &mut self.state
     }
 
     pub fn into_state(self) -> S {
@@ -111,12 +146,18 @@ impl<S: StateRead + StateWrite> Replayer<S> {
 
     /// The number of entries replayed.
     pub fn size(&self) -> u64 {
-        self.next_index
+        self.position.next_index
+    }
+}
+
+impl<S: ReplayState> Replayer<S> {
+    pub fn new(state: S) -> Self {
+        Self::resume(state, ReplayPosition::start())
     }
 
     /// Checks and applies the next entry's canonical bytes.
     pub fn apply_entry(&mut self, bytes: &[u8]) -> Result<(), ReplayError> {
-        let index = self.next_index;
+        let index = self.position.next_index;
         let fail = |reason: String| ReplayError { index, reason };
         let entry = Entry::decode(bytes).map_err(|e| fail(format!("does not decode: {e}")))?;
         let envelope = VerifiedEnvelope::parse_and_verify(&entry.envelope)
@@ -134,21 +175,35 @@ impl<S: StateRead + StateWrite> Replayer<S> {
         entry: &Entry,
         envelope: &VerifiedEnvelope,
     ) -> Result<(), ReplayError> {
-        let index = self.next_index;
+        let command = Command::parse(&envelope.payload.command_type, &envelope.payload.body)
+            .map_err(|e| format!("command: {e}"));
+        self.apply_parsed(bytes, entry, envelope, command)
+    }
+
+    /// [`Replayer::apply_checked`] with the command already parsed from the envelope (or the
+    /// reason it does not parse), e.g. by the same pool.
+    pub fn apply_parsed(
+        &mut self,
+        bytes: &[u8],
+        entry: &Entry,
+        envelope: &VerifiedEnvelope,
+        command: Result<Command, String>,
+    ) -> Result<(), ReplayError> {
+        let index = self.position.next_index;
         let fail = |reason: String| ReplayError { index, reason };
         if entry.index != index {
             return Err(fail(format!("says it is entry {}", entry.index)));
         }
-        if entry.prev_leaf_hash != self.prev_leaf {
+        if entry.prev_leaf_hash != self.position.prev_leaf {
             return Err(fail(
                 "its previous-leaf hash does not match the entry before it".into(),
             ));
         }
-        if entry.node_time_ms < self.last_time_ms {
+        if entry.node_time_ms < self.position.last_time_ms {
             return Err(fail("its node time goes backwards".into()));
         }
         let payload = &envelope.payload;
-        let (region, node_key) = match &self.origin {
+        let (region, node_key) = match &self.position.origin {
             Some(origin) => origin.clone(),
             None if payload.command_type == "region.genesis" => {
                 (payload.region.clone(), payload.signer)
@@ -163,14 +218,17 @@ impl<S: StateRead + StateWrite> Replayer<S> {
         }
         let mut nonce_key = payload.signer.as_bytes().to_vec();
         nonce_key.extend_from_slice(payload.nonce.as_bytes());
-        if self.nonces.contains(&nonce_key) {
+        let state_error = |e: StateError| ReplayError {
+            index,
+            reason: format!("state: {e}"),
+        };
+        if self.state.nonce_used(&nonce_key).map_err(state_error)? {
             return Err(fail(format!(
                 "signer {} used nonce `{}` before",
                 payload.signer, payload.nonce
             )));
         }
-        let command = Command::parse(&payload.command_type, &payload.body)
-            .map_err(|e| fail(format!("command: {e}")))?;
+        let command = command.map_err(fail)?;
         let ctx = ApplyContext {
             index,
             node_time_ms: entry.node_time_ms,
@@ -189,11 +247,14 @@ impl<S: StateRead + StateWrite> Replayer<S> {
                 "the recorded events differ from the events the state machine produces".into(),
             ));
         }
-        self.nonces.insert(nonce_key);
-        self.origin = Some((region, node_key));
-        self.prev_leaf = leaf_hash(bytes);
-        self.last_time_ms = entry.node_time_ms;
-        self.next_index += 1;
+        self.state.record_nonce(nonce_key);
+        self.state.entry_applied().map_err(state_error)?;
+        self.position = ReplayPosition {
+            next_index: index + 1,
+            prev_leaf: leaf_hash(bytes),
+            last_time_ms: entry.node_time_ms,
+            origin: Some((region, node_key)),
+        };
         Ok(())
     }
 }
@@ -207,30 +268,54 @@ pub struct RebuildReport {
     pub differing_keys: Vec<Vec<u8>>,
 }
 
-/// Replays a store's whole log in memory and compares the result with the stored state; with
-/// `write`, replaces the stored state with the replayed one. The node must not be running.
-pub fn rebuild(store: &crate::store::Store, write: bool) -> Result<RebuildReport, ReplayError> {
+/// How [`rebuild`] derives the state from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebuildMode {
+    /// Replay every entry: check its envelope's signature, decide its command again with the
+    /// state machine and require exactly the recorded events.
+    Replay,
+    /// Fold each entry's recorded events into the state with `evolve` only: the projections
+    /// are rebuilt from the event log without deciding any command again. Only the genesis
+    /// entry's signature is checked (it names the region and the node key).
+    Events,
+}
+
+/// Rebuilds a store's whole state in memory from its log and compares the result with the
+/// stored state; with `write`, replaces the stored state with the rebuilt one. The node must
+/// not be running.
+pub fn rebuild(
+    store: &crate::store::Store,
+    mode: RebuildMode,
+    write: bool,
+) -> Result<RebuildReport, ReplayError> {
     let storage = |e: crate::store::StoreError| ReplayError {
         index: 0,
         reason: e.to_string(),
     };
     let size = store.tree_size().map_err(storage)?.unwrap_or(0);
     let mut replayer = Replayer::in_memory();
+    let mut folder = EventFolder::default();
     let mut start = 0;
     while start < size {
         let end = size.min(start + 1000);
         for (_, bytes) in store.entries(start, end).map_err(storage)? {
-            replayer.apply_entry(&bytes)?;
+            match mode {
+                RebuildMode::Replay => replayer.apply_entry(&bytes)?,
+                RebuildMode::Events => folder.fold(&bytes)?,
+            }
         }
         start = end;
     }
-    if replayer.size() != size {
+    let (replayed_count, replayed) = match mode {
+        RebuildMode::Replay => (replayer.size(), replayer.into_state().state.records),
+        RebuildMode::Events => (folder.next_index, folder.state.records),
+    };
+    if replayed_count != size {
         return Err(ReplayError {
-            index: replayer.size(),
+            index: replayed_count,
             reason: format!("missing; the tree size is {size}"),
         });
     }
-    let replayed = replayer.into_state().records;
     let stored: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = store
         .scan_state(b"", usize::MAX)
         .map_err(storage)?
@@ -255,6 +340,55 @@ pub fn rebuild(store: &crate::store::Store, write: bool) -> Result<RebuildReport
         records: replayed.len(),
         differing_keys,
     })
+}
+
+/// Folds entries' recorded events into a state ([`RebuildMode::Events`]): the projections of
+/// an event log, built without deciding any command again.
+#[derive(Default)]
+pub struct EventFolder {
+    state: MemoryState,
+    next_index: LogIndex,
+    origin: Option<(RegionId, PublicKey)>,
+}
+
+impl EventFolder {
+    /// The state folded so far.
+    pub fn state(&self) -> &MemoryState {
+        &self.state
+    }
+
+    /// Folds the next entry's recorded events (its canonical bytes).
+    pub fn fold(&mut self, bytes: &[u8]) -> Result<(), ReplayError> {
+        let index = self.next_index;
+        let fail = |reason: String| ReplayError { index, reason };
+        let entry = Entry::decode(bytes).map_err(|e| fail(format!("does not decode: {e}")))?;
+        if entry.index != index {
+            return Err(fail(format!("says it is entry {}", entry.index)));
+        }
+        let (region, node_key) = match &self.origin {
+            Some(origin) => origin.clone(),
+            None => {
+                let genesis = VerifiedEnvelope::parse_and_verify(&entry.envelope)
+                    .map_err(|e| fail(format!("envelope: {e}")))?;
+                (genesis.payload.region.clone(), genesis.payload.signer)
+            }
+        };
+        let events: Vec<domain::Event> = serde_json::from_slice(&entry.events)
+            .map_err(|e| fail(format!("its recorded events do not decode: {e}")))?;
+        let ctx = ApplyContext {
+            index,
+            node_time_ms: entry.node_time_ms,
+            region: region.clone(),
+            node_key,
+        };
+        for event in &events {
+            domain::evolve(&mut self.state, &ctx, event)
+                .map_err(|e| fail(format!("state: {e}")))?;
+        }
+        self.origin = Some((region, node_key));
+        self.next_index += 1;
+        Ok(())
+    }
 }
 
 /// The digest of a whole state: SHA-256 over every record in key order, each as

@@ -13,6 +13,7 @@
 //! signatures, order and checkpoint roots are still checked to the end.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 
@@ -21,12 +22,13 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{ArchiveHeader, ArchiveLine};
-use crate::domain::MemoryState;
+use crate::domain::Command;
 use crate::entry::Entry;
 use crate::envelope::{EnvelopeError, VerifiedEnvelope};
 use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::{Checkpoint, NoteVerifier, SignedNote};
-use crate::replay::{state_digest, Replayer, ReplayerSnapshot};
+use crate::replay::{ReplayPosition, Replayer};
+use crate::scratch::ScratchState;
 use crate::types::RegionId;
 
 /// Items handed from the reader to the signature pool at once.
@@ -84,23 +86,41 @@ impl std::fmt::Display for Failure {
 }
 
 /// A previously verified position to continue from (`--from-checkpoint`).
-#[derive(Debug, Clone)]
 pub struct Resume {
     /// The last checkpoint verified, as signed.
     pub checkpoint_note: String,
-    /// The replayer's progress at that checkpoint's size.
-    pub snapshot: ReplayerSnapshot<MemoryState>,
+    /// The replayed state at that checkpoint's size (a working copy of the saved one).
+    pub state: ScratchState,
+    /// Where the replay stopped: at that checkpoint's size.
+    pub position: ReplayPosition,
+}
+
+/// Where the replay starts.
+pub enum Start {
+    /// From the first entry, onto an empty state.
+    Fresh(ScratchState),
+    /// From a saved position: earlier entries are only hashed.
+    Resume(Resume),
 }
 
 /// How to verify.
-#[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
     /// Signature-checking threads (0: one per core).
     pub threads: usize,
-    /// Continue from a saved position: earlier entries are only hashed.
-    pub resume: Option<Resume>,
+    pub start: Start,
     /// Tree sizes at which to record the root, e.g. to compare with a served checkpoint.
     pub roots_at: BTreeSet<u64>,
+}
+
+impl VerifyOptions {
+    /// From the first entry, with the replayed state kept in `state`, a thread per core.
+    pub fn fresh(state: ScratchState) -> Self {
+        Self {
+            threads: 0,
+            start: Start::Fresh(state),
+            roots_at: BTreeSet::new(),
+        }
+    }
 }
 
 /// The outcome of a verification.
@@ -125,7 +145,7 @@ pub struct VerifyReport {
     /// How many failures there were in all.
     pub failure_count: u64,
     /// The replayer at the end (its state is the replayed state) if the replay did not stop.
-    pub replayer: Option<Replayer<MemoryState>>,
+    pub replayer: Option<Replayer<ScratchState>>,
 }
 
 impl VerifyReport {
@@ -153,6 +173,9 @@ impl VerifyReport {
     }
 }
 
+/// An entry as the pool leaves it for the replay.
+type DecodedEntry = (Entry, VerifiedEnvelope, Result<Command, String>);
+
 /// What a worker made of one item.
 enum Checked {
     Entry {
@@ -160,8 +183,9 @@ enum Checked {
         index: u64,
         bytes: Vec<u8>,
         leaf: Hash,
-        /// The decoded entry and its checked envelope, or the failure (rule, reason).
-        decoded: Result<Box<(Entry, VerifiedEnvelope)>, (&'static str, String)>,
+        /// The decoded entry, its checked envelope and its command (or why it does not parse),
+        /// or the failure (rule, reason).
+        decoded: Result<Box<DecodedEntry>, (&'static str, String)>,
     },
     /// An entry before the resume point: only its leaf hash matters.
     Hashed {
@@ -185,7 +209,10 @@ pub fn verify(
         n => n,
     }
     .clamp(1, MAX_VERIFY_THREADS);
-    let skip_below = options.resume.as_ref().map_or(0, |r| r.snapshot.next_index);
+    let skip_below = match &options.start {
+        Start::Fresh(_) => 0,
+        Start::Resume(r) => r.position.next_index,
+    };
     let mut check = Checker::new(header, options);
     std::thread::scope(|scope| {
         let (work_tx, work_rx) = sync_channel::<(u64, Vec<SourceItem>)>(VERIFY_QUEUE_CHUNKS);
@@ -216,7 +243,7 @@ pub fn verify(
             Err(_) => Ok(()),
         }
     })?;
-    Ok(check.finish())
+    check.finish()
 }
 
 fn read_chunks(
@@ -290,7 +317,12 @@ fn check_item(item: SourceItem, skip_below: u64) -> Checked {
     let decoded = match Entry::decode(&bytes) {
         Err(e) => Err(("encoding", format!("does not decode: {e}"))),
         Ok(entry) => match VerifiedEnvelope::parse_and_verify(&entry.envelope) {
-            Ok(envelope) => Ok(Box::new((entry, envelope))),
+            Ok(envelope) => {
+                let command =
+                    Command::parse(&envelope.payload.command_type, &envelope.payload.body)
+                        .map_err(|e| format!("command: {e}"));
+                Ok(Box::new((entry, envelope, command)))
+            }
             Err(e @ (EnvelopeError::BadSignature(_) | EnvelopeError::BadSignerKey(_))) => {
                 Err(("signature", format!("envelope: {e}")))
             }
@@ -313,7 +345,7 @@ struct Checker {
     header_tree_size: u64,
     verifier: Result<NoteVerifier, String>,
     frontier: Frontier,
-    replayer: Option<Replayer<MemoryState>>,
+    replayer: Option<Replayer<ScratchState>>,
     resume: Option<(u64, Hash)>,
     roots_wanted: BTreeSet<u64>,
     roots_at: BTreeMap<u64, Hash>,
@@ -336,16 +368,16 @@ impl Checker {
                 header.node_key
             )
         });
-        let (replayer, resume, last_good) = match options.resume {
-            None => (Some(Replayer::in_memory()), None, None),
-            Some(r) => {
+        let (replayer, resume, last_good) = match options.start {
+            Start::Fresh(state) => (Some(Replayer::new(state)), None, None),
+            Start::Resume(r) => {
                 let root = SignedNote::parse(&r.checkpoint_note)
                     .ok()
                     .and_then(|n| Checkpoint::parse(&n.text).ok())
                     .map_or([0; 32], |c| c.root_hash);
-                let size = r.snapshot.next_index;
+                let size = r.position.next_index;
                 (
-                    Some(Replayer::from_snapshot(r.snapshot)),
+                    Some(Replayer::resume(r.state, r.position)),
                     Some((size, root)),
                     Some(r.checkpoint_note),
                 )
@@ -484,12 +516,14 @@ impl Checker {
                         self.stop_replay();
                     }
                     Ok(checked) if in_place => {
-                        let (entry, envelope) = &*checked;
+                        let (entry, envelope, command) = *checked;
                         if index == 0 {
-                            self.check_genesis_key(line, envelope);
+                            self.check_genesis_key(line, &envelope);
                         }
                         if let Some(replayer) = &mut self.replayer {
-                            if let Err(e) = replayer.apply_checked(&bytes, entry, envelope) {
+                            if let Err(e) =
+                                replayer.apply_parsed(&bytes, &entry, &envelope, command)
+                            {
                                 let rule = replay_rule(&e.reason);
                                 self.fail(Some(e.index), None, Some(line), rule, e.reason);
                                 self.stop_replay();
@@ -625,7 +659,7 @@ impl Checker {
         }
     }
 
-    fn finish(mut self) -> VerifyReport {
+    fn finish(mut self) -> Result<VerifyReport, String> {
         match self.end.take() {
             None => self.fail(
                 None,
@@ -645,14 +679,7 @@ impl Checker {
                     );
                     self.fail(None, None, None, "archive", reason);
                 }
-                if let (Some(expected), Some(replayer)) = (digest, &self.replayer) {
-                    let actual = state_digest(
-                        replayer
-                            .state()
-                            .records
-                            .iter()
-                            .map(|(k, v)| (k.as_slice(), v.as_slice())),
-                    );
+                if let (Some(expected), Some(actual)) = (digest, self.replayed_digest()?) {
                     if B64.encode(actual) != expected {
                         let reason = format!(
                             "the node's stored state (digest {expected}) differs from the replayed state ({})",
@@ -679,15 +706,8 @@ impl Checker {
                 "the archive holds no checkpoint: nothing signs its entries".into(),
             );
         }
-        let state_digest = self.replayer.as_ref().map(|r| {
-            state_digest(
-                r.state()
-                    .records
-                    .iter()
-                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
-            )
-        });
-        VerifyReport {
+        let state_digest = self.replayed_digest()?;
+        Ok(VerifyReport {
             entries: self.entries,
             replayed: self.replayer.as_ref().map_or(0, |r| r.size()),
             checkpoints_verified: self.checkpoints_verified,
@@ -699,6 +719,18 @@ impl Checker {
             failures: self.failures,
             failure_count: self.failure_count,
             replayer: self.replayer,
+        })
+    }
+
+    /// The digest of the replayed state, if the replay went to the end.
+    fn replayed_digest(&mut self) -> Result<Option<Hash>, String> {
+        match &mut self.replayer {
+            None => Ok(None),
+            Some(replayer) => replayer
+                .state_mut()
+                .digest()
+                .map(Some)
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -720,9 +752,14 @@ fn replay_rule(reason: &str) -> &'static str {
 
 /// The format of a saved verifier state (`--save-state`).
 pub const VERIFIER_STATE_FORMAT: &str = "vledger-verifier-state";
+/// The saved state's description, inside the directory `--save-state` names.
+pub const VERIFIER_STATE_FILE: &str = "verifier-state.json";
+/// The saved replayed state (a RocksDB directory), beside [`VERIFIER_STATE_FILE`].
+pub const VERIFIER_STATE_RECORDS: &str = "records";
 
-/// A verifier's saved position: the last verified checkpoint and the replayer at its size
-/// (docs/FORMAT.md, "Verifier state"). Only the regulator's own files should be loaded.
+/// A verifier's saved position: the last verified checkpoint and where the replay stood at its
+/// size (docs/FORMAT.md, "Verifier state"); the replayed state itself is saved beside it, in
+/// [`VERIFIER_STATE_RECORDS`]. Only the regulator's own files should be loaded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifierState {
@@ -738,43 +775,81 @@ pub struct VerifierState {
     pub region: Option<String>,
     pub genesis_key: Option<String>,
     pub state_digest: String,
-    /// (signer ‖ nonce), base64.
-    pub nonces: Vec<String>,
-    /// State records (key, value), base64.
-    pub records: Vec<(String, String)>,
 }
 
 impl VerifierState {
-    /// Saves a replayer stopped at the size of `checkpoint`.
-    pub fn new(header: &ArchiveHeader, checkpoint: &str, replayer: &Replayer<MemoryState>) -> Self {
-        let snapshot = replayer.snapshot();
-        let records = &snapshot.state.records;
-        Self {
+    /// Saves a replayer stopped at the size of `checkpoint` into the directory `dir`, replacing
+    /// an earlier save there only once the new one is complete.
+    pub fn save(
+        dir: &Path,
+        header: &ArchiveHeader,
+        checkpoint: &str,
+        replayer: &mut Replayer<ScratchState>,
+    ) -> Result<(), String> {
+        let io = |what: &str, e: std::io::Error| format!("{}: {what}: {e}", dir.display());
+        let digest = replayer.state_mut().digest().map_err(|e| e.to_string())?;
+        let position = replayer.position().clone();
+        let description = Self {
             format: VERIFIER_STATE_FORMAT.into(),
-            version: 1,
+            version: 2,
             origin: header.origin.clone(),
             node_key: header.node_key.clone(),
             checkpoint: checkpoint.to_string(),
-            next_index: snapshot.next_index,
-            prev_leaf: B64.encode(snapshot.prev_leaf),
-            last_time_ms: snapshot.last_time_ms,
-            region: snapshot.origin.as_ref().map(|(r, _)| r.to_string()),
-            genesis_key: snapshot.origin.as_ref().map(|(_, k)| k.to_base64()),
-            state_digest: B64.encode(state_digest(
-                records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-            )),
-            nonces: snapshot.nonces.iter().map(|n| B64.encode(n)).collect(),
-            records: records
-                .iter()
-                .map(|(k, v)| (B64.encode(k), B64.encode(v)))
-                .collect(),
+            next_index: position.next_index,
+            prev_leaf: B64.encode(position.prev_leaf),
+            last_time_ms: position.last_time_ms,
+            region: position.origin.as_ref().map(|(r, _)| r.to_string()),
+            genesis_key: position.origin.as_ref().map(|(_, k)| k.to_base64()),
+            state_digest: B64.encode(digest),
+        };
+        let sibling = |suffix: &str| {
+            let mut name = dir.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        let (saving, replaced) = (sibling(".saving"), sibling(".replaced"));
+        for stale in [&saving, &replaced] {
+            if stale.exists() {
+                std::fs::remove_dir_all(stale).map_err(|e| io("remove a stale copy", e))?;
+            }
         }
+        std::fs::create_dir_all(&saving).map_err(|e| io("create", e))?;
+        replayer
+            .state_mut()
+            .save(&saving.join(VERIFIER_STATE_RECORDS))
+            .map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec_pretty(&description).expect("serializes");
+        crate::witness::write_atomically(&saving.join(VERIFIER_STATE_FILE), &json)
+            .map_err(|e| io("write", e))?;
+        if dir.exists() {
+            std::fs::rename(dir, &replaced).map_err(|e| io("move the earlier save aside", e))?;
+        }
+        std::fs::rename(&saving, dir).map_err(|e| io("rename", e))?;
+        if replaced.exists() {
+            std::fs::remove_dir_all(&replaced).map_err(|e| io("remove the earlier save", e))?;
+        }
+        Ok(())
     }
 
-    /// Checks the state against the archive header and turns it into a [`Resume`].
-    pub fn into_resume(self, header: &ArchiveHeader) -> Result<Resume, String> {
-        if self.format != VERIFIER_STATE_FORMAT || self.version != 1 {
-            return Err(format!("not a {VERIFIER_STATE_FORMAT} version 1 file"));
+    /// Loads the state saved in `dir`, checks it against the archive header and opens a working
+    /// copy of its replayed state in `work` (a directory that must not exist yet).
+    pub fn load(dir: &Path, header: &ArchiveHeader, work: &Path) -> Result<Resume, String> {
+        let file = dir.join(VERIFIER_STATE_FILE);
+        let bytes =
+            std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let saved: Self = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not a saved verifier state: {e}", file.display()))?;
+        saved.into_resume(header, &dir.join(VERIFIER_STATE_RECORDS), work)
+    }
+
+    fn into_resume(
+        self,
+        header: &ArchiveHeader,
+        records: &Path,
+        work: &Path,
+    ) -> Result<Resume, String> {
+        if self.format != VERIFIER_STATE_FORMAT || self.version != 2 {
+            return Err(format!("not a {VERIFIER_STATE_FORMAT} version 2 state"));
         }
         if self.origin != header.origin || self.node_key != header.node_key {
             return Err(format!(
@@ -792,11 +867,8 @@ impl VerifierState {
             ));
         }
         let b64 = |s: &str, what: &str| B64.decode(s).map_err(|_| format!("{what} is not base64"));
-        let mut records = BTreeMap::new();
-        for (k, v) in &self.records {
-            records.insert(b64(k, "a record key")?, b64(v, "a record value")?);
-        }
-        let digest = state_digest(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        let mut state = ScratchState::resume(records, work).map_err(|e| e.to_string())?;
+        let digest = state.digest().map_err(|e| e.to_string())?;
         if B64.encode(digest) != self.state_digest {
             return Err("the saved records do not match the saved state digest".into());
         }
@@ -810,20 +882,14 @@ impl VerifierState {
         let prev_leaf: Hash = b64(&self.prev_leaf, "prev_leaf")?
             .try_into()
             .map_err(|_| "prev_leaf is not 32 bytes".to_string())?;
-        let nonces = self
-            .nonces
-            .iter()
-            .map(|n| b64(n, "a nonce"))
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Resume {
             checkpoint_note: self.checkpoint,
-            snapshot: ReplayerSnapshot {
-                state: MemoryState { records },
+            state,
+            position: ReplayPosition {
                 next_index: self.next_index,
                 prev_leaf,
                 last_time_ms: self.last_time_ms,
                 origin,
-                nonces,
             },
         })
     }

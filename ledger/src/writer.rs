@@ -2,11 +2,13 @@
 //! commits each batch of entries, tree nodes, state changes, nonces and a fresh checkpoint in ONE
 //! synced RocksDB write (group commit). Only after that write returns are the commands answered.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ahash::AHashMap as HashMap;
 
 use crate::domain::{self, ApplyContext, ApplyError, Command, Overlay, Rejection};
 use crate::entry::Entry;
@@ -16,6 +18,7 @@ use crate::limits::MAX_BATCH_COMMANDS;
 use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::{Checkpoint, NoteSigner};
 use crate::receipt::ReceiptData;
+use crate::record_cache::{CachedStore, RecordCache};
 use crate::store::{CommitBatch, NonceRecord, Store};
 use crate::types::{LogIndex, RegionId, TimeMs};
 
@@ -125,6 +128,8 @@ pub struct Writer {
     pub(crate) node_key: PublicKey,
     pub(crate) checkpoint_signer: NoteSigner,
     pub(crate) published: Arc<Published>,
+    /// Committed state records recently read or written (see [`crate::record_cache`]).
+    pub(crate) records: RefCell<RecordCache>,
 }
 
 enum Outcome {
@@ -180,7 +185,11 @@ impl Writer {
         let mut replies = Vec::with_capacity(batch.len());
         let mut batch_nonces: HashMap<Vec<u8>, NonceRecord> = HashMap::new();
         let mut storage_failure: Option<String> = None;
-        let mut overlay = Overlay::new(&*self.store);
+        let committed = CachedStore {
+            store: &self.store,
+            cache: &self.records,
+        };
+        let mut overlay = Overlay::new(&committed);
 
         for submission in batch {
             replies.push(submission.reply);
@@ -290,8 +299,9 @@ impl Writer {
             commit.state_changes = state_changes.into_iter().collect();
             let accepted = commit.entries.len() as u64;
             let started = Instant::now();
-            match self.store.commit(commit) {
+            match self.store.commit(&commit) {
                 Ok(()) => {
+                    self.records.borrow_mut().committed(&commit.state_changes);
                     let stats = &self.published.stats;
                     stats
                         .commit_micros_total

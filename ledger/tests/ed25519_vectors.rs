@@ -319,3 +319,93 @@ fn batch_equation_accepts_what_the_rule_refuses() {
         [266, 267, 278, 285, 286, 297, 335, 336, 348, 349, 361, 362, 374, 375, 387, 388, 399]
     );
 }
+
+/// `PublicKey::verify` skips `verify_strict`'s decompression of R (see "How the rule is
+/// checked" in `keys`); it must accept and refuse exactly what `verify_strict` does. On every
+/// vector whose key passes the key rule:
+#[test]
+fn verify_agrees_with_verify_strict_on_every_vector() {
+    let mut compared = 0;
+    for v in load_vectors() {
+        let key = hex::decode(&v.key).unwrap();
+        let sig: [u8; 64] = hex::decode(&v.sig).unwrap().try_into().unwrap();
+        let Ok(pk) = PublicKey::from_bytes(&key) else {
+            continue;
+        };
+        assert_eq!(
+            pk.verify(v.msg.as_bytes(), &sig).is_ok(),
+            pk.verify_with_dalek_strict(v.msg.as_bytes(), &sig).is_ok(),
+            "vector {}",
+            v.number
+        );
+        compared += 1;
+    }
+    assert!(compared > 0);
+}
+
+/// ... on every one-bit corruption of real signatures (R, S and the message) ...
+#[test]
+fn verify_agrees_with_verify_strict_on_corrupted_signatures() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..4 {
+        let mut seed = [0u8; 32];
+        rng.fill(&mut seed);
+        let signer = vledger_ledger::keys::SigningKey::from_bytes(&seed);
+        let pk = signer.public_key();
+        let message: Vec<u8> = (0..rng.gen_range(0..200)).map(|_| rng.gen()).collect();
+        let sig = signer.sign(&message);
+        assert!(pk.verify(&message, &sig).is_ok());
+        for bit in 0..512 {
+            let mut bad = sig;
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(
+                pk.verify(&message, &bad).is_ok(),
+                pk.verify_with_dalek_strict(&message, &bad).is_ok(),
+                "bit {bit}"
+            );
+            assert!(pk.verify(&message, &bad).is_err(), "bit {bit}");
+        }
+        if !message.is_empty() {
+            let mut bad = message.clone();
+            bad[0] ^= 1;
+            assert!(pk.verify(&bad, &sig).is_err());
+        }
+    }
+}
+
+/// ... and on the signature a small-order R makes valid under the cofactorless equation alone:
+/// with R the identity and S = k·a, `[S]B − [k]A` is the identity, whose encoding is R. The
+/// equation holds, `verify_strict` refuses R for its small order, and so must the rule.
+#[test]
+fn verify_refuses_a_small_order_r_that_satisfies_the_equation() {
+    use curve25519_dalek::{constants::ED25519_BASEPOINT_POINT, Scalar};
+    use ed25519_dalek::Verifier as _;
+    use sha2::{Digest, Sha512};
+    let a = Scalar::from(1234567u64);
+    let point_a = ED25519_BASEPOINT_POINT * a;
+    let key = point_a.compress().to_bytes();
+    let pk = PublicKey::from_bytes(&key).expect("a multiple of B passes the key rule");
+    let message = b"forged";
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let k = Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(identity)
+            .chain_update(key)
+            .chain_update(message)
+            .finalize()
+            .into(),
+    );
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&identity);
+    sig[32..].copy_from_slice((k * a).as_bytes());
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
+    assert!(
+        vk.verify(message, &ed25519_dalek::Signature::from_bytes(&sig))
+            .is_ok(),
+        "the cofactorless equation alone accepts it"
+    );
+    assert!(pk.verify_with_dalek_strict(message, &sig).is_err());
+    assert_eq!(pk.verify(message, &sig), Err(SignatureError::Invalid));
+}

@@ -187,26 +187,33 @@ fn an_empty_store_without_genesis_is_refused() {
 
 #[test]
 fn rebuild_from_the_log_reproduces_the_stored_state_and_repairs_it() {
-    use vledger_ledger::replay::rebuild;
+    use vledger_ledger::replay::{rebuild, RebuildMode};
     let f = Fixture::new();
     f.populate(4);
     let store = Store::open(&f.dir.path().join("db")).unwrap();
-    let report = rebuild(&store, false).unwrap();
-    assert_eq!(report.entries, 5);
-    assert!(
-        report.records >= 6,
-        "region + node + admin + 4 parties: {report:?}"
-    );
-    assert!(report.differing_keys.is_empty(), "{report:?}");
+    for mode in [RebuildMode::Replay, RebuildMode::Events] {
+        let report = rebuild(&store, mode, false).unwrap();
+        assert_eq!(report.entries, 5);
+        assert!(
+            report.records >= 6,
+            "region + node + admin + 4 parties: {report:?}"
+        );
+        assert!(report.differing_keys.is_empty(), "{mode:?}: {report:?}");
+    }
 
-    store.damage_for_tests(families::STATE, b"region", Some(b"{\"garbage\":1}"));
-    store.damage_for_tests(families::STATE, b"stray", Some(b"1"));
-    let report = rebuild(&store, true).unwrap();
-    assert_eq!(report.differing_keys.len(), 2);
-    assert!(
-        rebuild(&store, false).unwrap().differing_keys.is_empty(),
-        "--write repairs the state"
-    );
+    for mode in [RebuildMode::Replay, RebuildMode::Events] {
+        store.damage_for_tests(families::STATE, b"region", Some(b"{\"garbage\":1}"));
+        store.damage_for_tests(families::STATE, b"stray", Some(b"1"));
+        let report = rebuild(&store, mode, true).unwrap();
+        assert_eq!(report.differing_keys.len(), 2, "{mode:?}");
+        assert!(
+            rebuild(&store, mode, false)
+                .unwrap()
+                .differing_keys
+                .is_empty(),
+            "{mode:?}: --write repairs the state"
+        );
+    }
 }
 
 #[test]

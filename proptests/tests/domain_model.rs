@@ -20,7 +20,7 @@ use vledger_ledger::entry::Entry;
 use vledger_ledger::envelope::{seal, CommandPayload, VerifiedEnvelope};
 use vledger_ledger::keys::SigningKey;
 use vledger_ledger::merkle::leaf_hash;
-use vledger_ledger::replay::Replayer;
+use vledger_ledger::replay::{EventFolder, MemoryReplay, Replayer};
 
 const DAY_MS: u64 = 86_400_000;
 const START_MS: u64 = 1_767_225_600_000;
@@ -619,15 +619,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn setup() -> &'static (World, Replayer<MemoryState>) {
-    static SETUP: std::sync::OnceLock<(World, Replayer<MemoryState>)> = std::sync::OnceLock::new();
+fn setup() -> &'static (World, Replayer<MemoryReplay>) {
+    static SETUP: std::sync::OnceLock<(World, Replayer<MemoryReplay>)> = std::sync::OnceLock::new();
     SETUP.get_or_init(|| {
         let world = World::new();
         let mut replayer = Replayer::in_memory();
         for entry in &world.ledger.entries {
             replayer.apply_entry(entry).expect("the set-up replays");
         }
-        assert_eq!(replayer.state(), &world.ledger.state);
+        assert_eq!(replayer.state().state, world.ledger.state);
         (world, replayer)
     })
 }
@@ -656,6 +656,12 @@ proptest! {
         for (i, entry) in world.ledger.entries.iter().enumerate().skip(template.ledger.entries.len()) {
             replayer.apply_entry(entry).unwrap_or_else(|e| panic!("replay of entry {i}: {e}"));
         }
-        prop_assert_eq!(replayer.into_state(), world.ledger.state);
+        prop_assert_eq!(&replayer.into_state().state, &world.ledger.state);
+        // The projections folded from the recorded events alone are the same state.
+        let mut folder = EventFolder::default();
+        for entry in &world.ledger.entries {
+            folder.fold(entry).unwrap_or_else(|e| panic!("folding {e}"));
+        }
+        prop_assert_eq!(folder.state(), &world.ledger.state);
     }
 }

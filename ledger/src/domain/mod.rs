@@ -21,7 +21,9 @@ pub use command::{Command, GenesisBody, RegisterPartyBody, RevokeKeyBody};
 pub use event::{encode_events, Event};
 pub use parties::{load_party, PartyRecord, RegionRecord, Role};
 pub use rejection::Rejection;
-pub use state::{MemoryState, Overlay, ScannedRecords, StateError, StateRead, StateWrite};
+pub use state::{
+    merged_scan, MemoryState, Overlay, ScannedRecords, StateError, StateRead, StateWrite,
+};
 
 use crate::keys::PublicKey;
 use crate::types::{LogIndex, RegionId, TimeMs};

@@ -107,50 +107,64 @@ impl<B: StateRead> StateRead for Overlay<'_, B> {
         start: &[u8],
         limit: usize,
     ) -> Result<ScannedRecords, StateError> {
-        let start = start.max(prefix);
-        let mut changes = self
-            .changes
-            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .peekable();
-        let mut out = Vec::new();
-        // The base is read a page at a time, so that deleted records do not shorten the answer.
-        let mut base = VecDeque::new();
-        let mut base_from = Some(start.to_vec());
-        while out.len() < limit {
-            if base.is_empty() {
-                if let Some(from) = base_from.take() {
-                    let page = self.base.scan_prefix_from(prefix, &from, limit)?;
-                    if page.len() == limit {
-                        base_from = page.last().map(|(key, _)| {
-                            let mut next = key.clone();
-                            next.push(0);
-                            next
-                        });
-                    }
-                    base.extend(page);
+        merged_scan(&self.changes, prefix, start, limit, |from, limit| {
+            self.base.scan_prefix_from(prefix, from, limit)
+        })
+    }
+}
+
+/// A scan of `prefix` from `start` over a base (read a page at a time by `base_page(from,
+/// limit)`, which returns the base's records under `prefix` from `from` on) with pending
+/// `changes` on top (`None` deletes): at most `limit` records, in key order.
+pub fn merged_scan(
+    changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    prefix: &[u8],
+    start: &[u8],
+    limit: usize,
+    mut base_page: impl FnMut(&[u8], usize) -> Result<ScannedRecords, StateError>,
+) -> Result<ScannedRecords, StateError> {
+    let start = start.max(prefix);
+    let mut changes = changes
+        .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
+        .take_while(|(key, _)| key.starts_with(prefix))
+        .peekable();
+    let mut out = Vec::new();
+    // The base is read a page at a time, so that deleted records do not shorten the answer.
+    let mut base = VecDeque::new();
+    let mut base_from = Some(start.to_vec());
+    while out.len() < limit {
+        if base.is_empty() {
+            if let Some(from) = base_from.take() {
+                let page = base_page(&from, limit)?;
+                if page.len() == limit {
+                    base_from = page.last().map(|(key, _)| {
+                        let mut next = key.clone();
+                        next.push(0);
+                        next
+                    });
                 }
-            }
-            let change_first = match (base.front(), changes.peek()) {
-                (None, None) => break,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some((base_key, _)), Some((change_key, _))) => *change_key <= base_key,
-            };
-            if change_first {
-                let (key, change) = changes.next().expect("a change was peeked");
-                if base.front().is_some_and(|(base_key, _)| base_key == key) {
-                    base.pop_front();
-                }
-                if let Some(value) = change {
-                    out.push((key.clone(), value.clone()));
-                }
-            } else {
-                out.push(base.pop_front().expect("a base record was compared"));
+                base.extend(page);
             }
         }
-        Ok(out)
+        let change_first = match (base.front(), changes.peek()) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((base_key, _)), Some((change_key, _))) => *change_key <= base_key,
+        };
+        if change_first {
+            let (key, change) = changes.next().expect("a change was peeked");
+            if base.front().is_some_and(|(base_key, _)| base_key == key) {
+                base.pop_front();
+            }
+            if let Some(value) = change {
+                out.push((key.clone(), value.clone()));
+            }
+        } else {
+            out.push(base.pop_front().expect("a base record was compared"));
+        }
     }
+    Ok(out)
 }
 
 impl<B: StateRead> StateWrite for Overlay<'_, B> {
