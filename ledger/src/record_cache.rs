@@ -7,8 +7,7 @@
 //! the current one is full it becomes the previous one, and a hit there moves the record back.
 
 use std::cell::RefCell;
-
-use ahash::AHashMap as HashMap;
+use std::collections::HashMap;
 
 use crate::domain::{ScannedRecords, StateError, StateRead};
 use crate::limits::RECORD_CACHE_GENERATION;

@@ -3,12 +3,11 @@
 //! synced RocksDB write (group commit). Only after that write returns are the commands answered.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-use ahash::AHashMap as HashMap;
 
 use crate::domain::{self, ApplyContext, ApplyError, Command, Overlay, Rejection};
 use crate::entry::Entry;
