@@ -218,12 +218,18 @@ pub fn verify(
         let (work_tx, work_rx) = sync_channel::<(u64, Vec<SourceItem>)>(VERIFY_QUEUE_CHUNKS);
         let (done_tx, done_rx) = sync_channel::<(u64, Vec<Checked>)>(VERIFY_QUEUE_CHUNKS);
         let (err_tx, err_rx) = std::sync::mpsc::channel::<String>();
-        scope.spawn(move || read_chunks(source, work_tx, err_tx));
+        std::thread::Builder::new()
+            .name("verify-read".into())
+            .spawn_scoped(scope, move || read_chunks(source, work_tx, err_tx))
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
         let work_rx = Arc::new(Mutex::new(work_rx));
         for _ in 0..threads {
             let work_rx = Arc::clone(&work_rx);
             let done_tx = done_tx.clone();
-            scope.spawn(move || check_chunks(&work_rx, &done_tx, skip_below));
+            std::thread::Builder::new()
+                .name("verify-check".into())
+                .spawn_scoped(scope, move || check_chunks(&work_rx, &done_tx, skip_below))
+                .map_err(|e| format!("cannot start a thread: {e}"))?;
         }
         drop(done_tx);
         let mut pending: BTreeMap<u64, Vec<Checked>> = BTreeMap::new();
