@@ -33,6 +33,16 @@ pub struct ExportArgs {
     /// Where to write the archive ('-' for standard output).
     #[arg(long, short)]
     out: PathBuf,
+    /// Which of the node's checkpoints the archive holds: every one it signed (one per batch;
+    /// successive checkpoints are then checked against one another), or only the latest.
+    #[arg(long, value_enum, default_value_t = CheckpointChoice::All)]
+    checkpoints: CheckpointChoice,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckpointChoice {
+    All,
+    Latest,
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
@@ -46,8 +56,8 @@ pub fn run(args: ExportArgs) -> Result<()> {
     };
     let out = std::io::BufWriter::with_capacity(1 << 20, out);
     let (entries, checkpoints) = match (&args.data, &args.url) {
-        (Some(data), _) => export_data(data, out)?,
-        (None, Some(url)) => export_url(url, out)?,
+        (Some(data), _) => export_data(data, args.checkpoints, out)?,
+        (None, Some(url)) => export_url(url, args.checkpoints, out)?,
         (None, None) => bail!("give --data DIR or --url URL"),
     };
     eprintln!("exported {entries} entries and {checkpoints} checkpoints");
@@ -60,8 +70,9 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The store's log, every stored checkpoint, and the digest of the stored state.
-fn export_data(data: &Path, out: impl Write) -> Result<(u64, u64)> {
+/// The store's log, its stored checkpoints (every one, or only the latest), and the digest of the
+/// stored state.
+fn export_data(data: &Path, choice: CheckpointChoice, out: impl Write) -> Result<(u64, u64)> {
     let db = data.join("db");
     if !db.exists() {
         bail!(
@@ -106,8 +117,10 @@ fn export_data(data: &Path, out: impl Write) -> Result<(u64, u64)> {
                 break;
             }
             let (cp_size, cp_note) = pending_checkpoints.remove(0);
-            writer.checkpoint(cp_size, &cp_note)?;
-            checkpoints += 1;
+            if choice == CheckpointChoice::All || cp_size == latest {
+                writer.checkpoint(cp_size, &cp_note)?;
+                checkpoints += 1;
+            }
             if pending_checkpoints.is_empty() {
                 pending_checkpoints = store.checkpoints_from(cp_size + 1, EXPORT_PAGE as usize)?;
             }
@@ -156,8 +169,9 @@ fn stored_state_digest(store: &Store) -> Result<[u8; 32]> {
     Ok(digest.finish())
 }
 
-/// The node's entries up to its latest checkpoint, and that checkpoint.
-fn export_url(url: &str, out: impl Write) -> Result<(u64, u64)> {
+/// The node's entries up to its latest checkpoint, and its checkpoints up to that one (every
+/// one, or only that one), each right after its last entry.
+fn export_url(url: &str, choice: CheckpointChoice, out: impl Write) -> Result<(u64, u64)> {
     let client = Client::new(url);
     let info = client.node()?;
     let note = client.checkpoint()?;
@@ -170,17 +184,41 @@ fn export_url(url: &str, out: impl Write) -> Result<(u64, u64)> {
         now_ms(),
     );
     let mut writer = ArchiveWriter::new(out, &header)?;
+    // The history, a page at a time, read just ahead of the entries it covers.
+    let mut history: std::collections::VecDeque<(u64, String)> = Default::default();
+    let mut history_from = Some(0u64).filter(|_| choice == CheckpointChoice::All);
+    let mut written_checkpoints = 0u64;
     let mut next = 0u64;
     while next < checkpoint.size {
         let end = checkpoint.size.min(next + EXPORT_PAGE);
         for (index, bytes) in fetch_entries(&client, next, end)? {
             writer.entry(index, &bytes)?;
             next = index + 1;
+            loop {
+                if history.is_empty() {
+                    if let Some(from) = history_from.filter(|from| *from <= next) {
+                        let page = client.checkpoints(from, EXPORT_PAGE as usize)?;
+                        history_from = page.next;
+                        history.extend(page.checkpoints.into_iter().map(|c| (c.size, c.note)));
+                    }
+                }
+                match history.front() {
+                    Some((size, _)) if *size < next => {
+                        history.pop_front();
+                    }
+                    Some((size, _)) if *size == next && next < checkpoint.size => {
+                        let (size, note) = history.pop_front().expect("peeked");
+                        writer.checkpoint(size, &note)?;
+                        written_checkpoints += 1;
+                    }
+                    _ => break,
+                }
+            }
         }
     }
     writer.checkpoint(checkpoint.size, &note)?;
     let (_, entries) = writer.finish(None)?;
-    Ok((entries, 1))
+    Ok((entries, written_checkpoints + 1))
 }
 
 /// The (index, canonical bytes) of the node's entries in `[start, end)`; at least one.

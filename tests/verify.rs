@@ -76,10 +76,19 @@ impl DemoNode {
         }
     }
 
-    /// `vledger export --url` of the node now, as lines.
-    fn export(&self, out: &std::path::Path) -> Vec<String> {
+    /// `vledger export --url` of the node now, as lines; with `all`, every checkpoint the node
+    /// signed, else only the latest.
+    fn export(&self, out: &std::path::Path, all: bool) -> Vec<String> {
+        let checkpoints = if all { "all" } else { "latest" };
         let status = Command::new(BIN)
-            .args(["export", "--url", &self.url, "--out"])
+            .args([
+                "export",
+                "--url",
+                &self.url,
+                "--checkpoints",
+                checkpoints,
+                "--out",
+            ])
             .arg(out)
             .status()
             .unwrap();
@@ -104,7 +113,7 @@ impl Drop for DemoNode {
 fn exported_archive(dir: &std::path::Path) -> Vec<String> {
     let mut node = DemoNode::start(dir);
     node.register(PARTIES);
-    let lines = node.export(&dir.join("archive.jsonl"));
+    let lines = node.export(&dir.join("archive.jsonl"), false);
     assert_eq!(
         lines.len() as u64,
         PARTIES + 4,
@@ -113,9 +122,20 @@ fn exported_archive(dir: &std::path::Path) -> Vec<String> {
     lines
 }
 
-/// Entry `index`'s line of the archive.
+/// Entry `index`'s line of an archive holding only the latest checkpoint.
 fn entry_line(index: u64) -> usize {
     index as usize + 1
+}
+
+/// Entry `index`'s line of any archive.
+fn find_entry_line(lines: &[String], index: u64) -> usize {
+    lines
+        .iter()
+        .position(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            value["type"] == "entry" && value["index"] == index
+        })
+        .unwrap_or_else(|| panic!("no line holds entry {index}"))
 }
 
 /// The canonical bytes of the entry on `line`.
@@ -341,10 +361,18 @@ fn incremental_verification_resumes_from_a_saved_state() {
     let state = dir.path().join("saved-state");
     let mut node = DemoNode::start(dir.path());
     node.register(2);
-    let first = node.export(&dir.path().join("first.jsonl"));
+    let first = node.export(&dir.path().join("first.jsonl"), true);
     node.register(3);
-    let second = node.export(&dir.path().join("second.jsonl"));
+    let second = node.export(&dir.path().join("second.jsonl"), true);
     drop(node);
+    // Every checkpoint the node signed (one per command here), each after its last entry.
+    let checkpoint_sizes: Vec<u64> = second
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["type"] == "checkpoint")
+        .map(|line| line["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(checkpoint_sizes, vec![1, 2, 3, 4, 5, 6], "{second:?}");
 
     let save = [std::ffi::OsStr::new("--save-state"), state.as_os_str()];
     let (code, report) = verify_with(dir.path(), &first, &save);
@@ -374,12 +402,12 @@ fn incremental_verification_resumes_from_a_saved_state() {
     // signature alone would pass): the history the state was saved for was rewritten.
     let mut rewritten = second.clone();
     let other = SigningKey::from_bytes(&[9; 32]);
-    let bytes = entry_bytes(&rewritten[entry_line(1)]);
+    let line = find_entry_line(&rewritten, 1);
+    let bytes = entry_bytes(&rewritten[line]);
     let mut envelope = envelope_of(&bytes);
     let payload = B64.decode(&envelope.payload).unwrap();
     envelope.signatures[0].sig = B64.encode(other.sign(&pae(COMMAND_PAYLOAD_TYPE, &payload)));
-    rewritten[entry_line(1)] =
-        with_entry_bytes(&rewritten[entry_line(1)], &with_envelope(&bytes, &envelope));
+    rewritten[line] = with_entry_bytes(&rewritten[line], &with_envelope(&bytes, &envelope));
     let (code, report) = verify_with(dir.path(), &rewritten, &resume);
     assert_eq!(code, 1, "{report}");
     assert!(

@@ -84,6 +84,7 @@ pub fn router_with_witnesses(node: Arc<Node>, cosigned: Arc<witnessing::Cosigned
         .route("/v1/node", get(get_node))
         .route("/v1/checkpoint", get(get_checkpoint))
         .route("/v1/checkpoint/cosigned", get(witnessing::get_cosigned))
+        .route("/v1/checkpoints", get(get_checkpoints))
         .route("/v1/entries", get(get_entries))
         .route("/v1/entries/{index}", get(get_entry))
         .route("/v1/events", get(events::get_events))
@@ -302,6 +303,71 @@ async fn get_checkpoint(State(state): State<AppState>) -> Response {
         note.to_string(),
     )
         .into_response()
+}
+
+/// Most checkpoints in one page of `GET /v1/checkpoints`.
+pub const MAX_CHECKPOINTS_PAGE: usize = 1000;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct CheckpointsQuery {
+    /// The smallest tree size wanted (default 0).
+    #[serde(default)]
+    from: u64,
+    /// At most this many (default and maximum 1,000).
+    limit: Option<usize>,
+}
+
+/// One stored checkpoint: the tree size and the signed note.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    /// The C2SP signed note, as signed.
+    pub note: String,
+}
+
+/// A page of the node's checkpoint history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointsPage {
+    pub checkpoints: Vec<StoredCheckpoint>,
+    /// The `from` of the next page, if there may be more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+/// Every checkpoint the node signed (one per committed batch), in size order: a regulator's
+/// archive (`vledger export --url`) holds them all, so successive checkpoints can be checked
+/// against one another offline.
+#[utoipa::path(get, path = "/v1/checkpoints", tag = "log", params(CheckpointsQuery),
+    responses((status = 200, description = "A page of checkpoints", body = CheckpointsPage),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
+async fn get_checkpoints(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<CheckpointsQuery>,
+) -> Result<Json<CheckpointsPage>, Problem> {
+    let limit = q.limit.unwrap_or(MAX_CHECKPOINTS_PAGE);
+    if limit == 0 || limit > MAX_CHECKPOINTS_PAGE {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            format!("limit must be between 1 and {MAX_CHECKPOINTS_PAGE}"),
+        ));
+    }
+    let node = state.node.clone();
+    let rows = tokio::task::spawn_blocking(move || node.checkpoints_from(q.from, limit))
+        .await
+        .expect("read task")?;
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|(size, _)| size + 1))
+        .flatten();
+    Ok(Json(CheckpointsPage {
+        checkpoints: rows
+            .into_iter()
+            .map(|(size, note)| StoredCheckpoint { size, note })
+            .collect(),
+        next,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -23,6 +23,7 @@ use utoipa::OpenApi;
         super::get_node,
         super::get_checkpoint,
         super::witnessing::get_cosigned,
+        super::get_checkpoints,
         super::get_entries,
         super::get_entry,
         super::get_inclusion_proof,

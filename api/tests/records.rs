@@ -201,6 +201,37 @@ async fn one_entry_comes_with_a_proof_that_checks_against_its_signed_checkpoint(
         verify_inclusion(&leaf, index, checkpoint.size, &path, &checkpoint.root_hash).unwrap();
         assert_eq!(answer["entry"]["index"], index);
     }
+    // The checkpoint history: one signed checkpoint per batch (one per command here), in size
+    // order, paged; each verifies and the sizes are 1..=5.
+    let mut sizes = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = api
+            .get(&format!("/v1/checkpoints?from={from}&limit=2"))
+            .await;
+        for checkpoint in page["checkpoints"].as_array().unwrap() {
+            let note = SignedNote::parse(checkpoint["note"].as_str().unwrap()).unwrap();
+            note.verify(std::slice::from_ref(&verifier)).unwrap();
+            assert_eq!(
+                Checkpoint::parse(&note.text).unwrap().size,
+                checkpoint["size"]
+            );
+            sizes.push(checkpoint["size"].as_u64().unwrap());
+        }
+        match page["next"].as_u64() {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    assert_eq!(sizes, vec![1, 2, 3, 4, 5]);
+    for bad in ["limit=0", "limit=1001", "from=-1", "size=3"] {
+        let (status, problem) = api.get_with_status(&format!("/v1/checkpoints?{bad}")).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (400, Some("invalid-query")),
+            "{bad}: {problem}"
+        );
+    }
     let (status, problem) = api.get_with_status("/v1/entries/5").await;
     assert_eq!(
         (status, problem["code"].as_str()),

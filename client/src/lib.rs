@@ -26,8 +26,8 @@ pub use vledger_api::catalog::DemandMatches;
 pub use vledger_api::events::StreamedEvent;
 pub use vledger_api::records::RecordsPage;
 pub use vledger_api::{
-    CommandAccepted, ConsistencyProof, EntriesPage, EntryView, EntryWithProof, FraudFlagsPage,
-    InclusionProof, NodeInfo, Problem,
+    CheckpointsPage, CommandAccepted, ConsistencyProof, EntriesPage, EntryView, EntryWithProof,
+    FraudFlagsPage, InclusionProof, NodeInfo, Problem, StoredCheckpoint,
 };
 pub use vledger_ledger::domain::catalog::{CatalogPage, DemandRecord, ListingRecord};
 pub use vledger_ledger::domain::claims::{ClaimRecord, SettlementPosition};
@@ -200,6 +200,15 @@ impl Client {
     /// The latest signed checkpoint (a C2SP note).
     pub fn checkpoint(&self) -> Result<String, ClientError> {
         self.get_text("/v1/checkpoint")
+    }
+
+    /// The node's stored checkpoints of tree size `from` and up, in size order (a page of at
+    /// most `limit`, at most 1,000).
+    pub fn checkpoints(&self, from: u64, limit: usize) -> Result<CheckpointsPage, ClientError> {
+        self.get_json(
+            "/v1/checkpoints",
+            &[("from", from.to_string()), ("limit", limit.to_string())],
+        )
     }
 
     /// Entries `start..end` (at most 1,000 per call).

@@ -362,6 +362,18 @@ impl Node {
     }
 
     /// Committed entries in `[start, end)`; `end` is clipped to the tree size.
+    /// Signed checkpoints the node stored (one per committed batch), of tree size `from` and
+    /// up, in size order, at most `limit`.
+    pub fn checkpoints_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, ReadError> {
+        self.store
+            .checkpoints_from(from, limit)
+            .map_err(|e| ReadError::Storage(e.to_string()))
+    }
+
     pub fn entries(
         &self,
         start: LogIndex,
