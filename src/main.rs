@@ -246,8 +246,14 @@ fn rebuild(data: &Path, write: bool, from_events: bool) -> Result<()> {
         vledger_ledger::replay::RebuildMode::Replay
     };
     let started = std::time::Instant::now();
+    // The rebuilt state is kept on disk beside the store while it is compared, then removed.
+    let scratch = tempfile::Builder::new()
+        .prefix("rebuild-")
+        .tempdir_in(data)
+        .with_context(|| format!("cannot make a directory in {}", data.display()))?;
     let report =
-        vledger_ledger::replay::rebuild(&store, mode, write).context("the log does not replay")?;
+        vledger_ledger::replay::rebuild(&store, mode, write, &scratch.path().join("state"))
+            .context("the log does not replay")?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "{} {} entries into {} state records in {seconds:.2} s ({:.0} entries/s)",

@@ -280,35 +280,47 @@ pub enum RebuildMode {
     Events,
 }
 
-/// Rebuilds a store's whole state in memory from its log and compares the result with the
-/// stored state; with `write`, replaces the stored state with the rebuilt one. The node must
-/// not be running.
+/// Records compared at a time when [`rebuild`] compares the rebuilt state with the stored one.
+const REBUILD_COMPARE_PAGE: usize = 10_000;
+
+/// Rebuilds a store's whole state from its log onto a scratch state in `scratch_dir` (a
+/// directory that must not hold a database; memory stays bounded however long the log is) and
+/// compares it with the stored state, record by record in key order; with `write`, writes the
+/// rebuilt value of every differing record (and deletes stored records the rebuild does not
+/// have) in one synced batch. The node must not be running.
 pub fn rebuild(
     store: &crate::store::Store,
     mode: RebuildMode,
     write: bool,
+    scratch_dir: &std::path::Path,
 ) -> Result<RebuildReport, ReplayError> {
-    let storage = |e: crate::store::StoreError| ReplayError {
-        index: 0,
-        reason: e.to_string(),
-    };
+    let fail = |reason: String| ReplayError { index: 0, reason };
+    let storage = |e: crate::store::StoreError| fail(e.to_string());
+    let scratch = |e: StateError| fail(format!("rebuilt state: {e}"));
     let size = store.tree_size().map_err(storage)?.unwrap_or(0);
-    let mut replayer = Replayer::in_memory();
-    let mut folder = EventFolder::default();
-    let mut start = 0;
-    while start < size {
-        let end = size.min(start + 1000);
-        for (_, bytes) in store.entries(start, end).map_err(storage)? {
-            match mode {
-                RebuildMode::Replay => replayer.apply_entry(&bytes)?,
-                RebuildMode::Events => folder.fold(&bytes)?,
+    let state = crate::scratch::ScratchState::create(scratch_dir).map_err(scratch)?;
+    let each_entry = |apply: &mut dyn FnMut(&[u8]) -> Result<(), ReplayError>| {
+        let mut start = 0;
+        while start < size {
+            let end = size.min(start + 1000);
+            for (_, bytes) in store.entries(start, end).map_err(storage)? {
+                apply(&bytes)?;
             }
+            start = end;
         }
-        start = end;
-    }
-    let (replayed_count, replayed) = match mode {
-        RebuildMode::Replay => (replayer.size(), replayer.into_state().state.records),
-        RebuildMode::Events => (folder.next_index, folder.state.records),
+        Ok::<(), ReplayError>(())
+    };
+    let (replayed_count, mut rebuilt) = match mode {
+        RebuildMode::Replay => {
+            let mut replayer = Replayer::new(state);
+            each_entry(&mut |bytes| replayer.apply_entry(bytes))?;
+            (replayer.size(), replayer.into_state())
+        }
+        RebuildMode::Events => {
+            let mut folder = EventFolder::new(state);
+            each_entry(&mut |bytes| folder.fold(bytes))?;
+            (folder.next_index, folder.state)
+        }
     };
     if replayed_count != size {
         return Err(ReplayError {
@@ -316,44 +328,104 @@ pub fn rebuild(
             reason: format!("missing; the tree size is {size}"),
         });
     }
-    let stored: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = store
-        .scan_state(b"", usize::MAX)
-        .map_err(storage)?
-        .into_iter()
-        .collect();
-    let mut differing_keys: Vec<Vec<u8>> = replayed
-        .iter()
-        .filter(|(k, v)| stored.get(*k) != Some(v))
-        .map(|(k, _)| k.clone())
-        .collect();
-    differing_keys.extend(
-        stored
-            .keys()
-            .filter(|k| !replayed.contains_key(*k))
-            .cloned(),
-    );
-    if write && !differing_keys.is_empty() {
-        store.replace_state(&replayed).map_err(storage)?;
+    rebuilt.flush().map_err(scratch)?;
+
+    // Both sides in key order, a page at a time.
+    let mut repairs: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut records = 0usize;
+    let page_after = |last: &[u8]| {
+        let mut next = last.to_vec();
+        next.push(0);
+        next
+    };
+    let (mut rebuilt_from, mut stored_from) = (Some(Vec::new()), Some(Vec::new()));
+    let mut rebuilt_page = std::collections::VecDeque::new();
+    let mut stored_page = std::collections::VecDeque::new();
+    loop {
+        if rebuilt_page.is_empty() {
+            if let Some(from) = rebuilt_from.take() {
+                let page = rebuilt
+                    .scan_prefix_from(b"", &from, REBUILD_COMPARE_PAGE)
+                    .map_err(scratch)?;
+                if page.len() == REBUILD_COMPARE_PAGE {
+                    rebuilt_from = page.last().map(|(key, _)| page_after(key));
+                }
+                rebuilt_page.extend(page);
+            }
+        }
+        if stored_page.is_empty() {
+            if let Some(from) = stored_from.take() {
+                let page = store
+                    .scan_state_from(b"", &from, REBUILD_COMPARE_PAGE)
+                    .map_err(storage)?;
+                if page.len() == REBUILD_COMPARE_PAGE {
+                    stored_from = page.last().map(|(key, _)| page_after(key));
+                }
+                stored_page.extend(page);
+            }
+        }
+        let order = match (rebuilt_page.front(), stored_page.front()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let (key, value) = rebuilt_page.pop_front().expect("compared");
+                records += 1;
+                repairs.push((key, Some(value)));
+            }
+            std::cmp::Ordering::Greater => {
+                let (key, _) = stored_page.pop_front().expect("compared");
+                repairs.push((key, None));
+            }
+            std::cmp::Ordering::Equal => {
+                let (key, value) = rebuilt_page.pop_front().expect("compared");
+                let (_, stored) = stored_page.pop_front().expect("compared");
+                records += 1;
+                if value != stored {
+                    repairs.push((key, Some(value)));
+                }
+            }
+        }
+    }
+    if write && !repairs.is_empty() {
+        store.repair_state(&repairs).map_err(storage)?;
     }
     Ok(RebuildReport {
         entries: size,
-        records: replayed.len(),
-        differing_keys,
+        records,
+        differing_keys: repairs.into_iter().map(|(key, _)| key).collect(),
     })
 }
 
 /// Folds entries' recorded events into a state ([`RebuildMode::Events`]): the projections of
 /// an event log, built without deciding any command again.
-#[derive(Default)]
-pub struct EventFolder {
-    state: MemoryState,
+pub struct EventFolder<S = MemoryReplay> {
+    state: S,
     next_index: LogIndex,
     origin: Option<(RegionId, PublicKey)>,
 }
 
-impl EventFolder {
+impl Default for EventFolder<MemoryReplay> {
+    fn default() -> Self {
+        Self::new(MemoryReplay::default())
+    }
+}
+
+impl<S: ReplayState> EventFolder<S> {
+    /// A folder onto `state` (empty: the first entry folded is genesis).
+    pub fn new(state: S) -> Self {
+        Self {
+            state,
+            next_index: 0,
+            origin: None,
+        }
+    }
+
     /// The state folded so far.
-    pub fn state(&self) -> &MemoryState {
+    pub fn state(&self) -> &S {
         &self.state
     }
 
@@ -385,6 +457,9 @@ impl EventFolder {
             domain::evolve(&mut self.state, &ctx, event)
                 .map_err(|e| fail(format!("state: {e}")))?;
         }
+        self.state
+            .entry_applied()
+            .map_err(|e| fail(format!("state: {e}")))?;
         self.origin = Some((region, node_key));
         self.next_index += 1;
         Ok(())

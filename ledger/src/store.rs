@@ -366,23 +366,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Replaces every state record with `records`, in one synced write (used by rebuild).
-    pub fn replace_state(
-        &self,
-        records: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
-    ) -> Result<(), StoreError> {
+    /// Writes (`Some`) or deletes (`None`) state records in one synced write (rebuild's repairs).
+    pub fn repair_state(&self, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
-        for (key, _) in self.scan_state(b"", usize::MAX)? {
-            wb.delete_cf(self.cf(CF_STATE), key);
-        }
-        for (key, value) in records {
-            wb.put_cf(self.cf(CF_STATE), key, value);
+        for (key, value) in changes {
+            match value {
+                Some(value) => wb.put_cf(self.cf(CF_STATE), key, value),
+                None => wb.delete_cf(self.cf(CF_STATE), key),
+            }
         }
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db
-            .write_opt(wb, &options)
-            .map_err(ctx("replace state"))
+        self.db.write_opt(wb, &options).map_err(ctx("repair state"))
     }
 
     /// Low-level access for recovery tests that simulate damage.

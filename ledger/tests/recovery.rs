@@ -189,10 +189,16 @@ fn an_empty_store_without_genesis_is_refused() {
 fn rebuild_from_the_log_reproduces_the_stored_state_and_repairs_it() {
     use vledger_ledger::replay::{rebuild, RebuildMode};
     let f = Fixture::new();
+    let scratches = tempfile::tempdir().unwrap();
+    let mut made = 0;
+    let mut scratch = || {
+        made += 1;
+        scratches.path().join(format!("state-{made}"))
+    };
     f.populate(4);
     let store = Store::open(&f.dir.path().join("db")).unwrap();
     for mode in [RebuildMode::Replay, RebuildMode::Events] {
-        let report = rebuild(&store, mode, false).unwrap();
+        let report = rebuild(&store, mode, false, &scratch()).unwrap();
         assert_eq!(report.entries, 5);
         assert!(
             report.records >= 6,
@@ -204,10 +210,10 @@ fn rebuild_from_the_log_reproduces_the_stored_state_and_repairs_it() {
     for mode in [RebuildMode::Replay, RebuildMode::Events] {
         store.damage_for_tests(families::STATE, b"region", Some(b"{\"garbage\":1}"));
         store.damage_for_tests(families::STATE, b"stray", Some(b"1"));
-        let report = rebuild(&store, mode, true).unwrap();
+        let report = rebuild(&store, mode, true, &scratch()).unwrap();
         assert_eq!(report.differing_keys.len(), 2, "{mode:?}");
         assert!(
-            rebuild(&store, mode, false)
+            rebuild(&store, mode, false, &scratch())
                 .unwrap()
                 .differing_keys
                 .is_empty(),

@@ -662,6 +662,6 @@ proptest! {
         for entry in &world.ledger.entries {
             folder.fold(entry).unwrap_or_else(|e| panic!("folding {e}"));
         }
-        prop_assert_eq!(folder.state(), &world.ledger.state);
+        prop_assert_eq!(&folder.state().state, &world.ledger.state);
     }
 }
