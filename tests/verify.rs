@@ -373,6 +373,26 @@ fn incremental_verification_resumes_from_a_saved_state() {
         .map(|line| line["size"].as_u64().unwrap())
         .collect();
     assert_eq!(checkpoint_sizes, vec![1, 2, 3, 4, 5, 6], "{second:?}");
+    // From the stopped node's data directory: every checkpoint by default, one with `latest`.
+    for (choice, want) in [("all", vec![1, 2, 3, 4, 5, 6]), ("latest", vec![6])] {
+        let out = dir.path().join(format!("data-{choice}.jsonl"));
+        let status = Command::new(BIN)
+            .args(["export", "--checkpoints", choice, "--data"])
+            .arg(dir.path().join("data"))
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let sizes: Vec<u64> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["type"] == "checkpoint")
+            .map(|line| line["size"].as_u64().unwrap())
+            .collect();
+        assert_eq!(sizes, want, "--checkpoints {choice}");
+    }
 
     let save = [std::ffi::OsStr::new("--save-state"), state.as_os_str()];
     let (code, report) = verify_with(dir.path(), &first, &save);

@@ -41,9 +41,9 @@ impl RecordCache {
     }
 
     /// Records the changes of a batch whose synced write has returned.
-    pub fn committed(&mut self, changes: &[(Vec<u8>, Option<Vec<u8>>)]) {
+    pub fn committed(&mut self, changes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>) {
         for (key, value) in changes {
-            self.insert(key.clone(), value.clone());
+            self.insert(key, value);
         }
     }
 
@@ -151,7 +151,7 @@ mod tests {
                 ..CommitBatch::default()
             })
             .unwrap();
-        cache.borrow_mut().committed(&changes);
+        cache.borrow_mut().committed(changes);
         assert_eq!(view.get_raw(b"a").unwrap(), Some(b"1".to_vec()));
         let deletion = vec![(b"a".to_vec(), None)];
         store
@@ -160,7 +160,7 @@ mod tests {
                 ..CommitBatch::default()
             })
             .unwrap();
-        cache.borrow_mut().committed(&deletion);
+        cache.borrow_mut().committed(deletion);
         assert_eq!(view.get_raw(b"a").unwrap(), None);
         assert_eq!(store.get_raw(b"a").unwrap(), None);
     }

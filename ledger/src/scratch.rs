@@ -113,9 +113,7 @@ impl ScratchState {
             .0
             .write_opt(batch, &options)
             .map_err(storage("write"))?;
-        self.cache
-            .borrow_mut()
-            .committed(&pending.into_iter().collect::<Vec<_>>());
+        self.cache.borrow_mut().committed(pending);
         self.pending_bytes = 0;
         self.pending_entries = 0;
         Ok(())

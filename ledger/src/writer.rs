@@ -300,7 +300,9 @@ impl Writer {
             let started = Instant::now();
             match self.store.commit(&commit) {
                 Ok(()) => {
-                    self.records.borrow_mut().committed(&commit.state_changes);
+                    self.records
+                        .borrow_mut()
+                        .committed(std::mem::take(&mut commit.state_changes));
                     let stats = &self.published.stats;
                     stats
                         .commit_micros_total
