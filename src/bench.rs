@@ -2,7 +2,10 @@
 //! the same run.
 //!
 //! It pre-signs N commands of a mix, then drives them into fresh nodes, each in a temporary data
-//! directory with synced commits. The default mix, `voucher.lifecycle`, is the life of vouchers
+//! directory with synced commits. With `--sign-chunk`, the writer and inproc phases sign them
+//! chunk by chunk as they go instead, so that a run of millions of commands (the resident-memory
+//! goal at 10M entries) needs no more memory than a chunk; every phase reports the process's
+//! resident memory at its end. The default mix, `voucher.lifecycle`, is the life of vouchers
 //! as the seeds describe it, one seventh each: the admin issues a voucher, the enterprise orders
 //! a listed service paying its share through escrow, the escrow provider attests the funds, the
 //! agency records delivery with evidence hashes, the enterprise confirms (escrow released), the
@@ -44,6 +47,7 @@ const ORIGIN: &str = "vledger.bench/cq";
 /// Puts per synced batch in the RocksDB probe, and the size of each value.
 const PROBE_BATCH_PUTS: usize = 1000;
 const PROBE_VALUE_BYTES: usize = 100;
+const MIB: f64 = 1024.0 * 1024.0;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -91,6 +95,12 @@ pub struct BenchArgs {
     /// log from it with `vledger export --data DIR`.
     #[arg(long, value_name = "DIR")]
     keep_data: Option<PathBuf>,
+    /// Sign the commands of the writer and inproc phases in chunks of N while the phase runs
+    /// (every core signs a chunk, then the chunk is driven in) instead of all of them before:
+    /// memory stays flat however many commands there are, e.g. to measure a node's resident
+    /// memory at 10M entries. The phase's rate then includes the signing.
+    #[arg(long, value_name = "N")]
+    sign_chunk: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -450,9 +460,76 @@ struct PhaseResult {
     accepted: usize,
     errors: BTreeMap<String, usize>,
     elapsed: Duration,
-    /// Per command, from when it was taken up (before any check) to its answer, in nanoseconds.
-    latencies_ns: Vec<u64>,
+    /// Per command, from when it was taken up (before any check) to its answer.
+    latencies: Latencies,
     writer: WriterDelta,
+    /// The process's resident memory at the end of the phase, and its peak so far.
+    memory: Option<ProcessMemory>,
+}
+
+/// Latencies in nanoseconds, kept in a histogram with three significant digits: its memory does
+/// not grow with the number of commands.
+struct Latencies(hdrhistogram::Histogram<u64>);
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Latencies {
+    fn new() -> Self {
+        Self(hdrhistogram::Histogram::new(3).expect("3 significant digits are allowed"))
+    }
+
+    fn record(&mut self, nanos: u64) {
+        self.0.saturating_record(nanos);
+    }
+
+    fn add(&mut self, other: &Latencies) {
+        self.0
+            .add(&other.0)
+            .expect("a histogram that resizes takes any other");
+    }
+
+    /// The latency at quantile `q` (the maximum at 1.0), or None when nothing was recorded.
+    fn percentile(&self, q: f64) -> Option<Duration> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let nanos = if q >= 1.0 {
+            self.0.max()
+        } else {
+            self.0.value_at_quantile(q)
+        };
+        Some(Duration::from_nanos(nanos))
+    }
+}
+
+/// Resident memory of this process, from `/proc/self/status` (Linux).
+#[derive(Clone, Copy)]
+struct ProcessMemory {
+    resident_bytes: u64,
+    peak_resident_bytes: u64,
+}
+
+impl ProcessMemory {
+    fn read() -> Option<Self> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kib = |field: &str| -> Option<u64> {
+            let line = status.lines().find(|l| l.starts_with(field))?;
+            line[field.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        };
+        Some(Self {
+            resident_bytes: kib("VmRSS:")? * 1024,
+            peak_resident_bytes: kib("VmHWM:")? * 1024,
+        })
+    }
 }
 
 /// The writer's counters over a phase.
@@ -488,12 +565,7 @@ impl PhaseResult {
     }
 
     fn percentile(&self, p: f64) -> Option<Duration> {
-        let n = self.latencies_ns.len();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((p * n as f64).ceil() as usize).clamp(1, n);
-        Some(Duration::from_nanos(self.latencies_ns[rank - 1]))
+        self.latencies.percentile(p)
     }
 
     fn mean_batch(&self) -> f64 {
@@ -519,6 +591,10 @@ impl PhaseResult {
             "seconds": self.elapsed.as_secs_f64(),
             "commands_per_second": self.rate(),
             "latency_ms": { "p50": ms(0.50), "p99": ms(0.99), "p999": ms(0.999), "max": ms(1.0) },
+            "resident_memory_mib": self.memory.map(|m| json!({
+                "at_end": m.resident_bytes as f64 / MIB,
+                "peak_of_process": m.peak_resident_bytes as f64 / MIB,
+            })),
             "writer": {
                 "batches": self.writer.batches,
                 "mean_batch_commands": self.mean_batch(),
@@ -690,113 +766,153 @@ enum Load {
     Verified(Vec<VerifiedEnvelope>),
 }
 
+impl Load {
+    fn len(&self) -> usize {
+        match self {
+            Load::Raw(raw) => raw.len(),
+            Load::Verified(verified) => verified.len(),
+        }
+    }
+}
+
 /// A short, stable description of why a command was not accepted, for counting.
 fn error_kind(text: &str) -> String {
     text.chars().take(80).collect()
 }
 
-/// Drives the commands into a fresh node through `Node::submit`, at most `--window` in flight,
-/// and waits for every answer.
+/// The answers an in-process phase has collected.
+struct Tally {
+    answered: usize,
+    accepted: usize,
+    errors: BTreeMap<String, usize>,
+    latencies: Latencies,
+    last_answer: Instant,
+}
+
+impl Tally {
+    fn add(&mut self, (answer, latency_ns): (Result<(), String>, u64)) {
+        self.answered += 1;
+        self.last_answer = Instant::now();
+        self.latencies.record(latency_ns);
+        match answer {
+            Ok(()) => self.accepted += 1,
+            Err(kind) => *self.errors.entry(kind).or_insert(0) += 1,
+        }
+    }
+}
+
+/// Drives `total` commands, arriving in `loads` (all at once, or chunk by chunk as they are
+/// signed), into a fresh node through `Node::submit`, at most `--window` in flight, and waits
+/// for every answer. `checked`: the loads are raw envelopes, checked by one thread per core.
 fn run_in_process(
     args: &BenchArgs,
     fixture: &Fixture,
     mix: &Mix,
     parent: &Path,
-    load: Load,
+    checked: bool,
+    total: u64,
+    loads: impl Iterator<Item = Load>,
 ) -> Result<PhaseResult> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (name, label, threads, count) = match &load {
-        Load::Verified(v) => ("writer", "writer (pre-verified)".to_string(), 1, v.len()),
-        Load::Raw(r) => (
+    let (name, mut label, threads) = if checked {
+        (
             "inproc",
             format!("in process (checks on {cores} threads)"),
             cores,
-            r.len(),
-        ),
+        )
+    } else {
+        ("writer", "writer (pre-verified)".to_string(), 1)
     };
-    eprintln!("{label}: {count} commands ...");
+    if let Some(chunk) = args.sign_chunk {
+        label.push_str(&format!(", signed in chunks of {chunk} during the phase"));
+    }
+    eprintln!("{label}: {total} commands ...");
     let (node, dir) = fixture.open_node(parent, mix)?;
-    let (slots, raw): (Vec<Mutex<Option<VerifiedEnvelope>>>, _) = match load {
-        Load::Verified(v) => (v.into_iter().map(|e| Mutex::new(Some(e))).collect(), None),
-        Load::Raw(raw) => (Vec::new(), Some(raw)),
-    };
     let window = Arc::new(Window::new(args.window));
     let (tx, rx) = mpsc::channel::<(Result<(), String>, u64)>();
-    let next = AtomicUsize::new(0);
-    let sent = AtomicUsize::new(0);
-    let finished_threads = AtomicUsize::new(0);
     let deadline = Duration::from_secs(args.max_seconds);
     let before = WriterDelta::read(&node);
     let started = Instant::now();
-
-    let submitter = || {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= count || started.elapsed() >= deadline {
-                break;
-            }
-            window.acquire();
-            sent.fetch_add(1, Ordering::Relaxed);
-            let taken = Instant::now();
-            let envelope = match &raw {
-                None => slots[i]
-                    .lock()
-                    .expect("slot lock")
-                    .take()
-                    .expect("each envelope is taken once"),
-                Some(raw) => match VerifiedEnvelope::parse_and_verify(&raw[i]) {
-                    Ok(envelope) => envelope,
-                    Err(e) => {
-                        window.release();
-                        let latency = taken.elapsed().as_nanos() as u64;
-                        drop(tx.send((Err(error_kind(&e.to_string())), latency)));
-                        continue;
-                    }
-                },
-            };
-            let tx = tx.clone();
-            let window = window.clone();
-            node.submit(
-                envelope,
-                Box::new(move |answer| {
-                    let latency = taken.elapsed().as_nanos() as u64;
-                    window.release();
-                    let answer = answer.map(|_| ()).map_err(|e| error_kind(&e.to_string()));
-                    drop(tx.send((answer, latency)));
-                }),
-            );
-        }
-        finished_threads.fetch_add(1, Ordering::Release);
+    let mut sent = 0usize;
+    let mut tally = Tally {
+        answered: 0,
+        accepted: 0,
+        errors: BTreeMap::new(),
+        latencies: Latencies::new(),
+        last_answer: started,
     };
 
-    let mut latencies_ns = Vec::with_capacity(count);
-    let mut errors = BTreeMap::new();
-    let mut accepted = 0;
-    let mut last_answer = started;
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(submitter);
+    for load in loads {
+        if started.elapsed() >= deadline {
+            break;
         }
-        loop {
-            let done = finished_threads.load(Ordering::Acquire) == threads;
-            if done && latencies_ns.len() == sent.load(Ordering::Relaxed) {
-                break;
-            }
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok((answer, latency)) => {
-                    last_answer = Instant::now();
-                    latencies_ns.push(latency);
-                    match answer {
-                        Ok(()) => accepted += 1,
-                        Err(kind) => *errors.entry(kind).or_insert(0) += 1,
-                    }
+        let count = load.len();
+        let (slots, raw): (Vec<Mutex<Option<VerifiedEnvelope>>>, _) = match load {
+            Load::Verified(v) => (v.into_iter().map(|e| Mutex::new(Some(e))).collect(), None),
+            Load::Raw(raw) => (Vec::new(), Some(raw)),
+        };
+        let next = AtomicUsize::new(0);
+        let chunk_sent = AtomicUsize::new(0);
+        let finished_threads = AtomicUsize::new(0);
+        let submitter = || {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count || started.elapsed() >= deadline {
+                    break;
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                window.acquire();
+                chunk_sent.fetch_add(1, Ordering::Relaxed);
+                let taken = Instant::now();
+                let envelope = match &raw {
+                    None => slots[i]
+                        .lock()
+                        .expect("slot lock")
+                        .take()
+                        .expect("each envelope is taken once"),
+                    Some(raw) => match VerifiedEnvelope::parse_and_verify(&raw[i]) {
+                        Ok(envelope) => envelope,
+                        Err(e) => {
+                            window.release();
+                            let latency = taken.elapsed().as_nanos() as u64;
+                            drop(tx.send((Err(error_kind(&e.to_string())), latency)));
+                            continue;
+                        }
+                    },
+                };
+                let tx = tx.clone();
+                let window = window.clone();
+                node.submit(
+                    envelope,
+                    Box::new(move |answer| {
+                        let latency = taken.elapsed().as_nanos() as u64;
+                        window.release();
+                        let answer = answer.map(|_| ()).map_err(|e| error_kind(&e.to_string()));
+                        drop(tx.send((answer, latency)));
+                    }),
+                );
             }
+            finished_threads.fetch_add(1, Ordering::Release);
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(submitter);
+            }
+            while finished_threads.load(Ordering::Acquire) < threads {
+                if let Ok(answer) = rx.recv_timeout(Duration::from_millis(100)) {
+                    tally.add(answer);
+                }
+            }
+        });
+        sent += chunk_sent.into_inner();
+    }
+    // Every command sent is answered (the writer answers each, accepted or not).
+    while tally.answered < sent {
+        if let Ok(answer) = rx.recv_timeout(Duration::from_millis(100)) {
+            tally.add(answer);
         }
-    });
+    }
     let writer = WriterDelta::read(&node).since(before);
+    let memory = ProcessMemory::read();
     node.shutdown();
     drop(node);
     if let Some(keep) = &args.keep_data {
@@ -808,16 +924,16 @@ fn run_in_process(
             .with_context(|| format!("--keep-data: cannot move the data to {}", keep.display()))?;
         eprintln!("kept the node's data in {}", keep.display());
     }
-    latencies_ns.sort_unstable();
     Ok(PhaseResult {
         name,
         label,
-        sent: sent.into_inner(),
-        accepted,
-        errors,
-        elapsed: last_answer - started,
-        latencies_ns,
+        sent,
+        accepted: tally.accepted,
+        errors: tally.errors,
+        elapsed: tally.last_answer - started,
+        latencies: tally.latencies,
         writer,
+        memory,
     })
 }
 
@@ -826,7 +942,7 @@ fn run_in_process(
 struct ClientLog {
     sent: usize,
     accepted: usize,
-    latencies_ns: Vec<u64>,
+    latencies: Latencies,
     errors: BTreeMap<String, usize>,
     last_answer: Option<Instant>,
 }
@@ -915,7 +1031,7 @@ fn run_http(
                             }
                             Err(e) => Err(error_kind(&format!("request: {e}"))),
                         };
-                        log.latencies_ns.push(taken.elapsed().as_nanos() as u64);
+                        log.latencies.record(taken.elapsed().as_nanos() as u64);
                         log.last_answer = Some(Instant::now());
                         match outcome {
                             Ok(()) => log.accepted += 1,
@@ -933,15 +1049,16 @@ fn run_http(
             accepted: 0,
             errors: BTreeMap::new(),
             elapsed: Duration::ZERO,
-            latencies_ns: Vec::with_capacity(envelopes.len()),
+            latencies: Latencies::new(),
             writer: WriterDelta::default(),
+            memory: None,
         };
         let mut last_answer = started;
         for task in tasks {
             let log = task.await.context("client task")?;
             result.sent += log.sent;
             result.accepted += log.accepted;
-            result.latencies_ns.extend(log.latencies_ns);
+            result.latencies.add(&log.latencies);
             for (kind, n) in log.errors {
                 *result.errors.entry(kind).or_insert(0) += n;
             }
@@ -949,7 +1066,7 @@ fn run_http(
         }
         result.elapsed = last_answer - started;
         result.writer = WriterDelta::read(&node).since(before);
-        result.latencies_ns.sort_unstable();
+        result.memory = ProcessMemory::read();
         drop(client);
         let _ = stop.send(());
         server
@@ -1010,7 +1127,43 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .filter(|p| *p != Phase::Limits)
         .collect();
     let mut results = Vec::new();
-    if !ingest_phases.is_empty() {
+    if let Some(chunk) = args.sign_chunk {
+        if chunk == 0 {
+            bail!("--sign-chunk must be at least 1");
+        }
+        if let Some(p) = ingest_phases
+            .iter()
+            .find(|p| matches!(p, Phase::Http | Phase::HttpHalf))
+        {
+            bail!(
+                "--sign-chunk applies to the writer and inproc phases only, not to {p:?}: \
+                 the HTTP phases send commands signed before the clock starts"
+            );
+        }
+        let n = args.commands;
+        // Commands lo..hi of the run, signed on every core (and verified, for the writer).
+        let chunks = |verified: bool| {
+            let (fixture, mix) = (&fixture, &mix);
+            (0..n).step_by(chunk as usize).map(move |lo| {
+                let hi = (lo + chunk).min(n);
+                let build = move |i: u64| mix.kind(lo + i).build(fixture, lo + i, n);
+                if verified {
+                    Load::Verified(parallel_map(hi - lo, |i| {
+                        VerifiedEnvelope::parse_and_verify(&build(i))
+                            .expect("a generated envelope verifies")
+                    }))
+                } else {
+                    Load::Raw(Arc::new(parallel_map(hi - lo, build)))
+                }
+            })
+        };
+        for phase in ingest_phases {
+            let checked = phase == Phase::Inproc;
+            let result =
+                run_in_process(&args, &fixture, &mix, &parent, checked, n, chunks(!checked))?;
+            results.push(result);
+        }
+    } else if !ingest_phases.is_empty() {
         eprintln!(
             "signing {} commands ({}) ...",
             args.commands,
@@ -1025,17 +1178,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
             signing.elapsed().as_secs_f64(),
             envelopes.iter().map(Vec::len).sum::<usize>() / envelopes.len()
         );
+        let n = args.commands;
         for phase in ingest_phases {
             let result = match phase {
                 Phase::Writer => {
-                    let verified = parallel_map(args.commands, |seq| {
+                    let verified = parallel_map(n, |seq| {
                         VerifiedEnvelope::parse_and_verify(&envelopes[seq as usize])
                             .expect("a generated envelope verifies")
                     });
-                    run_in_process(&args, &fixture, &mix, &parent, Load::Verified(verified))?
+                    let load = std::iter::once(Load::Verified(verified));
+                    run_in_process(&args, &fixture, &mix, &parent, false, n, load)?
                 }
                 Phase::Inproc => {
-                    run_in_process(&args, &fixture, &mix, &parent, Load::Raw(envelopes.clone()))?
+                    let load = std::iter::once(Load::Raw(envelopes.clone()));
+                    run_in_process(&args, &fixture, &mix, &parent, true, n, load)?
                 }
                 Phase::Http => run_http(&args, &fixture, &mix, &parent, envelopes.clone(), None)?,
                 Phase::HttpHalf => {
@@ -1267,6 +1423,14 @@ impl Report {
                         t,
                         "    {} of {} sent were accepted; refused: {:?}",
                         r.accepted, r.sent, r.errors
+                    );
+                }
+                if let Some(m) = r.memory {
+                    let _ = writeln!(
+                        t,
+                        "    resident memory at the end {:.0} MiB; the process's peak so far {:.0} MiB",
+                        m.resident_bytes as f64 / MIB,
+                        m.peak_resident_bytes as f64 / MIB
                     );
                 }
             }

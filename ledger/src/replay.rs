@@ -177,14 +177,14 @@ impl<S: ReplayState> Replayer<S> {
     ) -> Result<(), ReplayError> {
         let command = Command::parse(&envelope.payload.command_type, &envelope.payload.body)
             .map_err(|e| format!("command: {e}"));
-        self.apply_parsed(bytes, entry, envelope, command)
+        self.apply_parsed(leaf_hash(bytes), entry, envelope, command)
     }
 
-    /// [`Replayer::apply_checked`] with the command already parsed from the envelope (or the
-    /// reason it does not parse), e.g. by the same pool.
+    /// [`Replayer::apply_checked`] with the entry's leaf hash computed and the command already
+    /// parsed from the envelope (or the reason it does not parse), e.g. by the same pool.
     pub fn apply_parsed(
         &mut self,
-        bytes: &[u8],
+        leaf: Hash,
         entry: &Entry,
         envelope: &VerifiedEnvelope,
         command: Result<Command, String>,
@@ -251,7 +251,7 @@ impl<S: ReplayState> Replayer<S> {
         self.state.entry_applied().map_err(state_error)?;
         self.position = ReplayPosition {
             next_index: index + 1,
-            prev_leaf: leaf_hash(bytes),
+            prev_leaf: leaf,
             last_time_ms: entry.node_time_ms,
             origin: Some((region, node_key)),
         };
@@ -282,6 +282,56 @@ pub enum RebuildMode {
 
 /// Records compared at a time when [`rebuild`] compares the rebuilt state with the stored one.
 const REBUILD_COMPARE_PAGE: usize = 10_000;
+/// Entries [`rebuild`] reads from the store at a time.
+const REBUILD_READ_PAGE: u64 = 1_000;
+/// Pages read and prepared ahead of the replay.
+const REBUILD_PAGES_AHEAD: usize = 4;
+
+/// Feeds entries `0..size` of `store`, in order, to `apply`, each first turned by `prepare` on a
+/// thread of its own (reading and decoding run beside the state machine, on another core).
+fn read_ahead<T: Send>(
+    store: &crate::store::Store,
+    size: u64,
+    prepare: impl Fn(Vec<u8>) -> T + Send,
+    mut apply: impl FnMut(T) -> Result<(), ReplayError>,
+) -> Result<(), ReplayError> {
+    std::thread::scope(|scope| {
+        let (pages, pages_read) = std::sync::mpsc::sync_channel(REBUILD_PAGES_AHEAD);
+        std::thread::Builder::new()
+            .name("rebuild-read".into())
+            .spawn_scoped(scope, move || {
+                let mut start = 0;
+                while start < size {
+                    let end = size.min(start + REBUILD_READ_PAGE);
+                    let page = store.entries(start, end).map(|entries| {
+                        entries
+                            .into_iter()
+                            .map(|(_, bytes)| prepare(bytes))
+                            .collect::<Vec<T>>()
+                    });
+                    let failed = page.is_err();
+                    if pages.send((start, page)).is_err() || failed {
+                        return;
+                    }
+                    start = end;
+                }
+            })
+            .map_err(|e| ReplayError {
+                index: 0,
+                reason: format!("cannot start a thread: {e}"),
+            })?;
+        for (start, page) in pages_read {
+            let page = page.map_err(|e| ReplayError {
+                index: start,
+                reason: e.to_string(),
+            })?;
+            for item in page {
+                apply(item)?;
+            }
+        }
+        Ok(())
+    })
+}
 
 /// Rebuilds a store's whole state from its log onto a scratch state in `scratch_dir` (a
 /// directory that must not hold a database; memory stays bounded however long the log is) and
@@ -299,26 +349,25 @@ pub fn rebuild(
     let scratch = |e: StateError| fail(format!("rebuilt state: {e}"));
     let size = store.tree_size().map_err(storage)?.unwrap_or(0);
     let state = crate::scratch::ScratchState::create(scratch_dir).map_err(scratch)?;
-    let each_entry = |apply: &mut dyn FnMut(&[u8]) -> Result<(), ReplayError>| {
-        let mut start = 0;
-        while start < size {
-            let end = size.min(start + 1000);
-            for (_, bytes) in store.entries(start, end).map_err(storage)? {
-                apply(&bytes)?;
-            }
-            start = end;
-        }
-        Ok::<(), ReplayError>(())
-    };
     let (replayed_count, mut rebuilt) = match mode {
         RebuildMode::Replay => {
             let mut replayer = Replayer::new(state);
-            each_entry(&mut |bytes| replayer.apply_entry(bytes))?;
+            read_ahead(
+                store,
+                size,
+                |bytes| bytes,
+                |bytes| replayer.apply_entry(&bytes),
+            )?;
             (replayer.size(), replayer.into_state())
         }
         RebuildMode::Events => {
             let mut folder = EventFolder::new(state);
-            each_entry(&mut |bytes| folder.fold(bytes))?;
+            read_ahead(
+                store,
+                size,
+                |bytes| FoldInput::decode(&bytes),
+                |input| folder.fold_decoded(input),
+            )?;
             (folder.next_index, folder.state)
         }
     };
@@ -400,6 +449,25 @@ pub fn rebuild(
     })
 }
 
+/// An entry and its recorded events, decoded for [`EventFolder::fold_decoded`], or why they do
+/// not decode.
+pub struct FoldInput(Result<(Entry, Vec<domain::Event>), String>);
+
+impl FoldInput {
+    /// Decodes an entry's canonical bytes and its recorded events.
+    pub fn decode(bytes: &[u8]) -> Self {
+        Self(
+            Entry::decode(bytes)
+                .map_err(|e| format!("does not decode: {e}"))
+                .and_then(|entry| {
+                    let events = serde_json::from_slice(&entry.events)
+                        .map_err(|e| format!("its recorded events do not decode: {e}"))?;
+                    Ok((entry, events))
+                }),
+        )
+    }
+}
+
 /// Folds entries' recorded events into a state ([`RebuildMode::Events`]): the projections of
 /// an event log, built without deciding any command again.
 pub struct EventFolder<S = MemoryReplay> {
@@ -431,9 +499,14 @@ impl<S: ReplayState> EventFolder<S> {
 
     /// Folds the next entry's recorded events (its canonical bytes).
     pub fn fold(&mut self, bytes: &[u8]) -> Result<(), ReplayError> {
+        self.fold_decoded(FoldInput::decode(bytes))
+    }
+
+    /// Folds the next entry, decoded by [`FoldInput::decode`] (e.g. on another thread).
+    pub fn fold_decoded(&mut self, input: FoldInput) -> Result<(), ReplayError> {
         let index = self.next_index;
         let fail = |reason: String| ReplayError { index, reason };
-        let entry = Entry::decode(bytes).map_err(|e| fail(format!("does not decode: {e}")))?;
+        let (entry, events) = input.0.map_err(fail)?;
         if entry.index != index {
             return Err(fail(format!("says it is entry {}", entry.index)));
         }
@@ -445,8 +518,6 @@ impl<S: ReplayState> EventFolder<S> {
                 (genesis.payload.region.clone(), genesis.payload.signer)
             }
         };
-        let events: Vec<domain::Event> = serde_json::from_slice(&entry.events)
-            .map_err(|e| fail(format!("its recorded events do not decode: {e}")))?;
         let ctx = ApplyContext {
             index,
             node_time_ms: entry.node_time_ms,

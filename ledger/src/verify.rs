@@ -181,7 +181,6 @@ enum Checked {
     Entry {
         line: u64,
         index: u64,
-        bytes: Vec<u8>,
         leaf: Hash,
         /// The decoded entry, its checked envelope and its command (or why it does not parse),
         /// or the failure (rule, reason).
@@ -338,7 +337,6 @@ fn check_item(item: SourceItem, skip_below: u64) -> Checked {
     Checked::Entry {
         line,
         index,
-        bytes,
         leaf,
         decoded,
     }
@@ -510,7 +508,6 @@ impl Checker {
             Checked::Entry {
                 line,
                 index,
-                bytes,
                 leaf,
                 decoded,
             } => {
@@ -527,8 +524,7 @@ impl Checker {
                             self.check_genesis_key(line, &envelope);
                         }
                         if let Some(replayer) = &mut self.replayer {
-                            if let Err(e) =
-                                replayer.apply_parsed(&bytes, &entry, &envelope, command)
+                            if let Err(e) = replayer.apply_parsed(leaf, &entry, &envelope, command)
                             {
                                 let rule = replay_rule(&e.reason);
                                 self.fail(Some(e.index), None, Some(line), rule, e.reason);
