@@ -479,7 +479,11 @@ impl Default for Latencies {
 
 impl Latencies {
     fn new() -> Self {
-        Self(hdrhistogram::Histogram::new(3).expect("3 significant digits are allowed"))
+        // 1 ns to an hour; anything longer counts as an hour.
+        Self(
+            hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+                .expect("valid histogram bounds"),
+        )
     }
 
     fn record(&mut self, nanos: u64) {
@@ -489,7 +493,7 @@ impl Latencies {
     fn add(&mut self, other: &Latencies) {
         self.0
             .add(&other.0)
-            .expect("a histogram that resizes takes any other");
+            .expect("histograms with the same bounds add up");
     }
 
     /// The latency at quantile `q` (the maximum at 1.0), or None when nothing was recorded.

@@ -119,6 +119,7 @@ impl Node {
             checkpoint_signer,
             published: published.clone(),
             records: Default::default(),
+            in_flight: None,
         };
         let (sender, receiver) = sync_channel(WRITER_QUEUE_CAPACITY);
         let handle = std::thread::Builder::new()

@@ -141,22 +141,22 @@ mod tests {
             cache: &cache,
         };
         assert_eq!(view.get_raw(b"a").unwrap(), None);
-        let changes = vec![
+        let changes = std::collections::BTreeMap::from([
             (b"a".to_vec(), Some(b"1".to_vec())),
             (b"b".to_vec(), Some(b"2".to_vec())),
-        ];
+        ]);
         store
             .commit(&CommitBatch {
-                state_changes: changes.clone(),
+                state_changes: std::sync::Arc::new(changes.clone()),
                 ..CommitBatch::default()
             })
             .unwrap();
         cache.borrow_mut().committed(changes);
         assert_eq!(view.get_raw(b"a").unwrap(), Some(b"1".to_vec()));
-        let deletion = vec![(b"a".to_vec(), None)];
+        let deletion = std::collections::BTreeMap::from([(b"a".to_vec(), None)]);
         store
             .commit(&CommitBatch {
-                state_changes: deletion.clone(),
+                state_changes: std::sync::Arc::new(deletion.clone()),
                 ..CommitBatch::default()
             })
             .unwrap();

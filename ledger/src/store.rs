@@ -3,7 +3,7 @@
 //! written in one synced `WriteBatch`.
 
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
@@ -104,14 +104,21 @@ impl TreeCache {
 pub struct Store {
     db: DB,
     tree_cache: RwLock<TreeCache>,
+    /// Tests only: while set, [`Store::commit`] fails without writing anything.
+    #[cfg(test)]
+    pub(crate) fail_commits: std::sync::atomic::AtomicBool,
 }
+
+/// A batch's state changes in key order; `None` deletes the record.
+pub type StateChanges = std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// Everything one batch of commands writes, committed at once by [`Store::commit`].
 #[derive(Default)]
 pub struct CommitBatch {
     pub entries: Vec<(LogIndex, Vec<u8>)>,
     pub tree_nodes: Vec<(u8, u64, Hash)>,
-    pub state_changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Shared with the writer, which reads them as the state of the batch in flight.
+    pub state_changes: Arc<StateChanges>,
     pub nonces: Vec<(Vec<u8>, NonceRecord)>,
     pub new_tree_size: u64,
     pub checkpoint: Option<(u64, String)>,
@@ -147,6 +154,8 @@ impl Store {
         let store = Self {
             db,
             tree_cache: RwLock::new(TreeCache::default()),
+            #[cfg(test)]
+            fail_commits: Default::default(),
         };
         store.load_tree_cache()?;
         Ok(store)
@@ -187,6 +196,8 @@ impl Store {
         let store = Self {
             db,
             tree_cache: RwLock::new(TreeCache::default()),
+            #[cfg(test)]
+            fail_commits: Default::default(),
         };
         store.load_tree_cache()?;
         Ok(store)
@@ -305,7 +316,7 @@ impl Store {
         for (level, index, hash) in &batch.tree_nodes {
             wb.put_cf(self.cf(CF_TREE), tree_key(*level, *index), hash);
         }
-        for (key, value) in &batch.state_changes {
+        for (key, value) in batch.state_changes.iter() {
             match value {
                 Some(v) => wb.put_cf(self.cf(CF_STATE), key, v),
                 None => wb.delete_cf(self.cf(CF_STATE), key),
@@ -327,6 +338,9 @@ impl Store {
         }
         let mut options = WriteOptions::default();
         options.set_sync(true);
+        // Tests make the write fail for real: RocksDB refuses a synced write without its WAL.
+        #[cfg(test)]
+        options.disable_wal(self.fail_commits.load(std::sync::atomic::Ordering::SeqCst));
         self.db
             .write_opt(wb, &options)
             .map_err(ctx("commit batch"))?;

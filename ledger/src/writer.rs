@@ -1,15 +1,20 @@
 //! The single writer: takes verified commands from a bounded queue, applies them in order, and
 //! commits each batch of entries, tree nodes, state changes, nonces and a fresh checkpoint in ONE
 //! synced RocksDB write (group commit). Only after that write returns are the commands answered.
+//! The write runs on a commit thread while the writer decides the next batch (see
+//! [`Writer::run`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::domain::{self, ApplyContext, ApplyError, Command, Overlay, Rejection};
+use crate::domain::{
+    self, merged_scan, ApplyContext, ApplyError, Command, Overlay, Rejection, ScannedRecords,
+    StateError, StateRead,
+};
 use crate::entry::Entry;
 use crate::envelope::VerifiedEnvelope;
 use crate::keys::PublicKey;
@@ -18,7 +23,7 @@ use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::{Checkpoint, NoteSigner};
 use crate::receipt::ReceiptData;
 use crate::record_cache::{CachedStore, RecordCache};
-use crate::store::{CommitBatch, NonceRecord, Store};
+use crate::store::{CommitBatch, NonceRecord, StateChanges, Store};
 use crate::types::{LogIndex, RegionId, TimeMs};
 
 /// What the submitter hears back.
@@ -100,7 +105,7 @@ impl Published {
         self.checkpoint.read().expect("checkpoint lock").clone()
     }
     /// Calls `listener` with the new tree size after every batch committed from now on (it
-    /// runs on the writer thread: it must be quick and must not block).
+    /// runs on the commit thread: it must be quick and must not block).
     pub fn on_commit(&self, listener: CommitListener) {
         self.listeners
             .write()
@@ -129,6 +134,8 @@ pub struct Writer {
     pub(crate) published: Arc<Published>,
     /// Committed state records recently read or written (see [`crate::record_cache`]).
     pub(crate) records: RefCell<RecordCache>,
+    /// The batch in its synced write, if any (see [`Writer::run`]).
+    pub(crate) in_flight: Option<InFlight>,
 }
 
 enum Outcome {
@@ -154,9 +161,193 @@ pub fn wall_clock_ms() -> TimeMs {
         .unwrap_or(0)
 }
 
+/// A batch decided by the writer, on its way to (or in) its synced write.
+struct DecidedBatch {
+    /// Everything the batch writes; no entries when every command was refused or repeated.
+    commit: CommitBatch,
+    replies: Vec<Reply>,
+    outcomes: Vec<Outcome>,
+}
+
+impl DecidedBatch {
+    /// Refuses every command of the batch: its state cannot be committed.
+    fn fail_all(&mut self, reason: &str) {
+        for outcome in self.outcomes.iter_mut() {
+            *outcome = Outcome::Failed(SubmitError::Storage(reason.to_string()));
+        }
+    }
+}
+
+/// The batch in its synced write, as the writer sees it while it decides the next one.
+pub(crate) struct InFlight {
+    /// Its state changes: the next batch reads them before the committed state.
+    state_changes: Arc<StateChanges>,
+    /// Its (signer ‖ nonce) pairs.
+    nonces: HashMap<Vec<u8>, NonceRecord>,
+    /// The writer's position before it, to go back to if its write fails.
+    frontier_before: Frontier,
+    last_leaf_before: Hash,
+}
+
+/// The state the writer decides on: the changes of the batch in flight, then the committed
+/// records (through the cache, then the store).
+struct WriterView<'a> {
+    in_flight: Option<&'a StateChanges>,
+    committed: CachedStore<'a>,
+}
+
+impl StateRead for WriterView<'_> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        match self.in_flight.and_then(|changes| changes.get(key)) {
+            Some(change) => Ok(change.clone()),
+            None => self.committed.get_raw(key),
+        }
+    }
+
+    fn scan_prefix_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<ScannedRecords, StateError> {
+        match self.in_flight {
+            Some(changes) => merged_scan(changes, prefix, start, limit, |from, limit| {
+                self.committed.scan_prefix_from(prefix, from, limit)
+            }),
+            None => self.committed.scan_prefix_from(prefix, start, limit),
+        }
+    }
+}
+
+/// The commit thread: writes each decided batch in one synced write, publishes its
+/// checkpoint, answers its commands, and reports the outcome to the writer.
+struct Committer {
+    store: Arc<Store>,
+    published: Arc<Published>,
+}
+
+impl Committer {
+    fn run(self, batches: Receiver<DecidedBatch>, done: Sender<Result<(), String>>) {
+        for batch in batches {
+            let result = self.commit(batch);
+            if done.send(result).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Commits `batch` (if it has entries) and answers it; the error says why it was not
+    /// committed.
+    fn commit(&self, mut batch: DecidedBatch) -> Result<(), String> {
+        let mut result = Ok(());
+        if !batch.commit.entries.is_empty() {
+            let accepted = batch.commit.entries.len() as u64;
+            let started = Instant::now();
+            match self.store.commit(&batch.commit) {
+                Ok(()) => {
+                    let stats = &self.published.stats;
+                    stats
+                        .commit_micros_total
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    stats.batches.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .commands_accepted
+                        .fetch_add(accepted, Ordering::Relaxed);
+                    stats.last_batch_size.store(accepted, Ordering::Relaxed);
+                    let (size, note) = batch
+                        .commit
+                        .checkpoint
+                        .take()
+                        .expect("a batch with entries has a checkpoint");
+                    self.published.publish(size, Arc::new(note));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "batch commit failed; its commands are refused");
+                    batch.fail_all(&e.to_string());
+                    result = Err(e.to_string());
+                }
+            }
+        }
+        // The batch's own buffers go before the answers: the writer reuses its changes.
+        drop(batch.commit);
+        self.answer(batch.replies, batch.outcomes);
+        result
+    }
+
+    fn answer(&self, replies: Vec<Reply>, outcomes: Vec<Outcome>) {
+        let checkpoint = self.published.checkpoint();
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let answer = match outcome {
+                Outcome::Applied(receipt) => Ok(Accepted {
+                    receipt,
+                    checkpoint: checkpoint.clone(),
+                    replayed: false,
+                }),
+                Outcome::Replayed {
+                    index,
+                    command_hash,
+                } => self
+                    .replayed_receipt(index, command_hash)
+                    .map(|receipt| Accepted {
+                        receipt,
+                        checkpoint: checkpoint.clone(),
+                        replayed: true,
+                    }),
+                Outcome::Failed(error) => {
+                    self.published
+                        .stats
+                        .commands_rejected
+                        .fetch_add(1, Ordering::Relaxed);
+                    Err(error)
+                }
+            };
+            reply(answer);
+        }
+    }
+
+    fn replayed_receipt(
+        &self,
+        index: LogIndex,
+        command_hash: [u8; 32],
+    ) -> Result<ReceiptData, SubmitError> {
+        let bytes = self
+            .store
+            .entry(index)
+            .map_err(|e| SubmitError::Storage(e.to_string()))?
+            .ok_or_else(|| {
+                SubmitError::Storage(format!("entry {index} named by a nonce is missing"))
+            })?;
+        let entry = Entry::decode(&bytes)
+            .map_err(|e| SubmitError::Storage(format!("entry {index}: {e}")))?;
+        Ok(ReceiptData {
+            index,
+            leaf_hash: leaf_hash(&bytes),
+            node_time_ms: entry.node_time_ms,
+            command_hash,
+        })
+    }
+}
+
 impl Writer {
-    /// Runs until every sender of the queue is dropped and the queue is drained.
+    /// Runs until every sender of the queue is dropped and the queue is drained, then waits
+    /// for the last batch's write.
+    ///
+    /// Two batches overlap: while one is in its synced write on the commit thread, the writer
+    /// decides the next on top of its changes. The next is handed over only once the one in
+    /// flight is committed; if that write fails, the next (decided on state that was never
+    /// committed) is refused too and the writer goes back to the position before the failed
+    /// batch.
     pub fn run(mut self, queue: Receiver<Submission>) {
+        let (to_commit, batches) = sync_channel::<DecidedBatch>(0);
+        let (done_sender, done) = channel::<Result<(), String>>();
+        let committer = Committer {
+            store: self.store.clone(),
+            published: self.published.clone(),
+        };
+        let commit_thread = std::thread::Builder::new()
+            .name("vledger-commit".into())
+            .spawn(move || committer.run(batches, done_sender))
+            .expect("spawn commit thread");
         while let Ok(first) = queue.recv() {
             let mut batch = Vec::with_capacity(64);
             batch.push(first);
@@ -170,12 +361,82 @@ impl Writer {
                 .stats
                 .queue_depth
                 .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-            self.process_batch(batch);
+            let before = (self.frontier.clone(), self.last_leaf);
+            let decided = self.decide_batch(batch);
+            if !self.hand_over(decided, before, &to_commit, &done) {
+                break;
+            }
         }
+        let _ = self.settle_in_flight(&done);
+        drop(to_commit);
+        let _ = commit_thread.join();
     }
 
-    /// Applies and commits one batch, then answers every submission in it.
-    pub fn process_batch(&mut self, batch: Vec<Submission>) {
+    /// Hands `decided` (decided from the position `before`) to the commit thread once the batch
+    /// in flight is settled, and makes it the batch in flight if it writes anything (otherwise
+    /// waits for its answers). False when the commit thread is gone.
+    fn hand_over(
+        &mut self,
+        mut decided: DecidedBatch,
+        before: (Frontier, Hash),
+        to_commit: &SyncSender<DecidedBatch>,
+        done: &Receiver<Result<(), String>>,
+    ) -> bool {
+        if let Err(reason) = self.settle_in_flight(done) {
+            decided.fail_all(&format!(
+                "the batch before it could not be committed: {reason}"
+            ));
+            decided.commit = CommitBatch::default();
+        }
+        let (frontier_before, last_leaf_before) = before;
+        let in_flight = (!decided.commit.entries.is_empty()).then(|| InFlight {
+            state_changes: decided.commit.state_changes.clone(),
+            nonces: decided
+                .commit
+                .nonces
+                .iter()
+                .map(|(key, record)| (key.clone(), *record))
+                .collect(),
+            frontier_before,
+            last_leaf_before,
+        });
+        if to_commit.send(decided).is_err() {
+            return false;
+        }
+        match in_flight {
+            Some(in_flight) => self.in_flight = Some(in_flight),
+            // Nothing was written: wait for the answers, so that none is left behind.
+            None => return done.recv().is_ok(),
+        }
+        true
+    }
+
+    /// Waits for the batch in flight, if any: on success its changes enter the record cache;
+    /// on failure the writer goes back to its position before that batch.
+    fn settle_in_flight(&mut self, done: &Receiver<Result<(), String>>) -> Result<(), String> {
+        let Some(in_flight) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let result = done
+            .recv()
+            .unwrap_or_else(|_| Err("the commit thread stopped".to_string()));
+        match &result {
+            Ok(()) => {
+                let changes = Arc::try_unwrap(in_flight.state_changes)
+                    .unwrap_or_else(|shared| (*shared).clone());
+                self.records.borrow_mut().committed(changes);
+            }
+            Err(_) => {
+                self.frontier = in_flight.frontier_before;
+                self.last_leaf = in_flight.last_leaf_before;
+            }
+        }
+        result
+    }
+
+    /// Decides one batch on top of the batch in flight (if any): applies each command, appends
+    /// its entry to the tree and signs the batch's checkpoint. Nothing is written here.
+    fn decide_batch(&mut self, batch: Vec<Submission>) -> DecidedBatch {
         let node_time_ms = wall_clock_ms().max(self.last_time_ms);
         let frontier_before = self.frontier.clone();
         let last_leaf_before = self.last_leaf;
@@ -184,11 +445,15 @@ impl Writer {
         let mut replies = Vec::with_capacity(batch.len());
         let mut batch_nonces: HashMap<Vec<u8>, NonceRecord> = HashMap::new();
         let mut storage_failure: Option<String> = None;
-        let committed = CachedStore {
-            store: &self.store,
-            cache: &self.records,
+        let in_flight = self.in_flight.as_ref();
+        let view = WriterView {
+            in_flight: in_flight.map(|f| &*f.state_changes),
+            committed: CachedStore {
+                store: &self.store,
+                cache: &self.records,
+            },
         };
-        let mut overlay = Overlay::new(&committed);
+        let mut overlay = Overlay::new(&view);
 
         for submission in batch {
             replies.push(submission.reply);
@@ -199,7 +464,10 @@ impl Writer {
             let payload = &submission.envelope.payload;
             let command_hash = submission.envelope.command_hash;
             let key = nonce_key(&payload.signer, &payload.nonce);
-            let seen = match batch_nonces.get(&key) {
+            let seen = match batch_nonces
+                .get(&key)
+                .or_else(|| in_flight.and_then(|f| f.nonces.get(&key)))
+            {
                 Some(record) => Ok(Some(*record)),
                 None => self.store.nonce(&key),
             };
@@ -280,6 +548,7 @@ impl Writer {
                     *outcome = Outcome::Failed(SubmitError::Storage(reason.clone()));
                 }
             }
+            commit = CommitBatch::default();
         } else if !commit.entries.is_empty() {
             let size = self.frontier.size();
             let checkpoint_text = Checkpoint {
@@ -294,89 +563,224 @@ impl Writer {
                 .sign(&checkpoint_text)
                 .expect("checkpoint text is a valid note");
             commit.new_tree_size = size;
-            commit.checkpoint = Some((size, note.clone()));
-            commit.state_changes = state_changes.into_iter().collect();
-            let accepted = commit.entries.len() as u64;
-            let started = Instant::now();
-            match self.store.commit(&commit) {
-                Ok(()) => {
-                    self.records
-                        .borrow_mut()
-                        .committed(std::mem::take(&mut commit.state_changes));
-                    let stats = &self.published.stats;
-                    stats
-                        .commit_micros_total
-                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    stats.batches.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .commands_accepted
-                        .fetch_add(accepted, Ordering::Relaxed);
-                    stats.last_batch_size.store(accepted, Ordering::Relaxed);
-                    self.last_time_ms = node_time_ms;
-                    self.published.publish(size, Arc::new(note));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "batch commit failed; its commands are refused");
-                    self.frontier = frontier_before;
-                    self.last_leaf = last_leaf_before;
-                    for outcome in outcomes.iter_mut() {
-                        if matches!(outcome, Outcome::Applied(_)) {
-                            *outcome = Outcome::Failed(SubmitError::Storage(e.to_string()));
-                        }
-                    }
-                }
-            }
+            commit.checkpoint = Some((size, note));
+            commit.state_changes = Arc::new(state_changes);
+            self.last_time_ms = node_time_ms;
+        }
+        DecidedBatch {
+            commit,
+            replies,
+            outcomes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::GenesisBody;
+    use crate::envelope::{seal, CommandPayload, COMMAND_FORMAT_VERSION};
+    use crate::keys::SigningKey;
+    use crate::note::NoteSigner;
+    use serde_json::json;
+
+    type Answer = Receiver<Result<Accepted, SubmitError>>;
+
+    struct Fixture {
+        writer: Writer,
+        admin: SigningKey,
+        to_commit: SyncSender<DecidedBatch>,
+        done: Receiver<Result<(), String>>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        /// A writer on a fresh store with its commit thread, after genesis.
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(Store::open(dir.path()).unwrap());
+            let node = SigningKey::generate(&mut rand::rngs::OsRng);
+            let origin = "writer.test/cq".to_string();
+            let published = Arc::new(Published::new(0, String::new()));
+            let (to_commit, batches) = sync_channel(0);
+            let (done_sender, done) = channel();
+            let committer = Committer {
+                store: store.clone(),
+                published: published.clone(),
+            };
+            std::thread::spawn(move || committer.run(batches, done_sender));
+            let mut fixture = Self {
+                writer: Writer {
+                    store,
+                    frontier: Frontier::empty(),
+                    last_leaf: [0; 32],
+                    last_time_ms: 0,
+                    region: RegionId::try_from("cq").unwrap(),
+                    origin: origin.clone(),
+                    node_key: node.public_key(),
+                    checkpoint_signer: NoteSigner::new(&origin, node.clone()).unwrap(),
+                    published,
+                    records: Default::default(),
+                    in_flight: None,
+                },
+                admin: SigningKey::generate(&mut rand::rngs::OsRng),
+                to_commit,
+                done,
+                _dir: dir,
+            };
+            let genesis = GenesisBody {
+                region_name: "Chongqing".into(),
+                admin_key: fixture.admin.public_key(),
+                admin_name: "admin".into(),
+                time_zone: "Asia/Shanghai".into(),
+            };
+            let (submission, answer) = submission(
+                &node,
+                "region.genesis",
+                "genesis",
+                serde_json::to_value(genesis).unwrap(),
+            );
+            fixture.batch(vec![submission]);
+            fixture.settle().unwrap();
+            answer.recv().unwrap().unwrap();
+            fixture
         }
 
-        let checkpoint = self.published.checkpoint();
-        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            let answer = match outcome {
-                Outcome::Applied(receipt) => Ok(Accepted {
-                    receipt,
-                    checkpoint: checkpoint.clone(),
-                    replayed: false,
-                }),
-                Outcome::Replayed {
-                    index,
-                    command_hash,
-                } => self
-                    .replayed_receipt(index, command_hash)
-                    .map(|receipt| Accepted {
-                        receipt,
-                        checkpoint: checkpoint.clone(),
-                        replayed: true,
-                    }),
-                Outcome::Failed(error) => {
-                    self.published
-                        .stats
-                        .commands_rejected
-                        .fetch_add(1, Ordering::Relaxed);
-                    Err(error)
-                }
-            };
-            reply(answer);
+        /// Decides a batch and hands it to the commit thread (it stays in flight).
+        fn batch(&mut self, submissions: Vec<Submission>) {
+            let before = (self.writer.frontier.clone(), self.writer.last_leaf);
+            let decided = self.writer.decide_batch(submissions);
+            assert!(self
+                .writer
+                .hand_over(decided, before, &self.to_commit, &self.done));
+        }
+
+        fn settle(&mut self) -> Result<(), String> {
+            self.writer.settle_in_flight(&self.done)
+        }
+
+        fn register(&self, key: &SigningKey, nonce: &str) -> (Submission, Answer) {
+            let body = json!({ "key": key.public_key().to_base64(), "role": "agency",
+                               "home_region": "cq", "name": "agency" });
+            submission(&self.admin, "party.register", nonce, body)
+        }
+
+        fn fail_commits(&self, fail: bool) {
+            self.writer
+                .store
+                .fail_commits
+                .store(fail, std::sync::atomic::Ordering::SeqCst);
         }
     }
 
-    fn replayed_receipt(
-        &self,
-        index: LogIndex,
-        command_hash: [u8; 32],
-    ) -> Result<ReceiptData, SubmitError> {
-        let bytes = self
-            .store
-            .entry(index)
-            .map_err(|e| SubmitError::Storage(e.to_string()))?
-            .ok_or_else(|| {
-                SubmitError::Storage(format!("entry {index} named by a nonce is missing"))
-            })?;
-        let entry = Entry::decode(&bytes)
-            .map_err(|e| SubmitError::Storage(format!("entry {index}: {e}")))?;
-        Ok(ReceiptData {
-            index,
-            leaf_hash: leaf_hash(&bytes),
-            node_time_ms: entry.node_time_ms,
-            command_hash,
-        })
+    fn submission(
+        key: &SigningKey,
+        command_type: &str,
+        nonce: &str,
+        body: serde_json::Value,
+    ) -> (Submission, Answer) {
+        let payload = CommandPayload {
+            v: u64::from(COMMAND_FORMAT_VERSION),
+            command_type: command_type.into(),
+            region: RegionId::try_from("cq").unwrap(),
+            signer: key.public_key(),
+            nonce: nonce.into(),
+            body,
+        };
+        let envelope = VerifiedEnvelope::parse_and_verify(&seal(&payload, key)).unwrap();
+        let command = Command::parse(command_type, &envelope.payload.body).unwrap();
+        let (tx, rx) = channel();
+        let reply: Reply = Box::new(move |answer| drop(tx.send(answer)));
+        (
+            Submission {
+                envelope,
+                command,
+                reply,
+            },
+            rx,
+        )
+    }
+
+    /// The batch decided while another is in its synced write sees that batch's records and
+    /// nonces, and is answered only after it.
+    #[test]
+    fn the_next_batch_is_decided_on_the_batch_in_flight() {
+        let mut f = Fixture::new();
+        let agency = SigningKey::generate(&mut rand::rngs::OsRng);
+        let (first, first_answer) = f.register(&agency, "a");
+        f.batch(vec![first]);
+        assert!(f.writer.in_flight.is_some());
+        // The same party again (refused: it exists in the batch in flight) and the first
+        // command again (the same nonce: answered with its receipt).
+        let (again, again_answer) = f.register(&agency, "b");
+        let (retry, retry_answer) = f.register(&agency, "a");
+        f.batch(vec![again, retry]);
+        let first = first_answer.recv().unwrap().unwrap();
+        assert_eq!(first.receipt.index, 1);
+        match again_answer.recv().unwrap() {
+            Err(SubmitError::Rejected(Rejection::PartyExists)) => {}
+            other => panic!("expected party-exists, got {other:?}"),
+        }
+        let retry = retry_answer.recv().unwrap().unwrap();
+        assert!(retry.replayed);
+        assert_eq!(retry.receipt.index, 1);
+        f.settle().unwrap();
+        assert_eq!(f.writer.store.tree_size().unwrap(), Some(2));
+        assert_eq!(f.writer.published.tree_size(), 2);
+    }
+
+    /// When the batch in flight cannot be written, the batch decided on top of it is refused
+    /// too, and the writer goes back to where it was before them: the same commands are then
+    /// accepted at the same indices.
+    #[test]
+    fn a_failed_write_also_refuses_the_batch_decided_on_it() {
+        let mut f = Fixture::new();
+        let (one, two) = (
+            SigningKey::generate(&mut rand::rngs::OsRng),
+            SigningKey::generate(&mut rand::rngs::OsRng),
+        );
+        f.fail_commits(true);
+        let (first, first_answer) = f.register(&one, "1");
+        f.batch(vec![first]);
+        let first_error = match first_answer.recv().unwrap() {
+            Err(SubmitError::Storage(reason)) => reason,
+            other => panic!("expected a storage failure, got {other:?}"),
+        };
+        f.fail_commits(false);
+        let (second, second_answer) = f.register(&two, "2");
+        f.batch(vec![second]);
+        match second_answer.recv().unwrap() {
+            Err(SubmitError::Storage(reason)) => {
+                assert!(
+                    reason.contains("the batch before it could not be committed"),
+                    "{reason}"
+                );
+                assert!(reason.contains(&first_error), "{reason}");
+            }
+            other => panic!("expected a storage failure, got {other:?}"),
+        }
+        assert_eq!(
+            f.writer.frontier.size(),
+            1,
+            "back to the position before both"
+        );
+        assert!(f.writer.in_flight.is_none());
+        assert_eq!(f.writer.store.tree_size().unwrap(), Some(1));
+
+        let (first, first_answer) = f.register(&one, "1");
+        f.batch(vec![first]);
+        let (second, second_answer) = f.register(&two, "2");
+        f.batch(vec![second]);
+        f.settle().unwrap();
+        assert_eq!(first_answer.recv().unwrap().unwrap().receipt.index, 1);
+        assert_eq!(second_answer.recv().unwrap().unwrap().receipt.index, 2);
+        assert_eq!(f.writer.store.tree_size().unwrap(), Some(3));
+        let state = CachedStore {
+            store: &f.writer.store,
+            cache: &f.writer.records,
+        };
+        assert!(crate::domain::load_party(&state, &two.public_key())
+            .unwrap()
+            .is_some());
     }
 }
