@@ -92,7 +92,8 @@ pub struct BenchArgs {
     json: bool,
     /// Keep the data directory of the in-process phase's node here instead of deleting it (it
     /// must not exist; on the file system of --dir), e.g. to export an archive of a realistic
-    /// log from it with `vledger export --data DIR`.
+    /// log from it with `vledger export --data DIR`, or to serve it (the node's key is kept in
+    /// DIR/keys/node.pem).
     #[arg(long, value_name = "DIR")]
     keep_data: Option<PathBuf>,
     /// Sign the commands of the writer and inproc phases in chunks of N while the phase runs
@@ -424,16 +425,21 @@ impl Fixture {
 
     /// A fresh durable node in a new temporary directory under `parent`, with the mix's setup
     /// commands applied.
-    fn open_node(&self, parent: &Path, mix: &Mix) -> Result<(Arc<Node>, tempfile::TempDir)> {
+    fn open_node(
+        &self,
+        parent: &Path,
+        mix: &Mix,
+    ) -> Result<(Arc<Node>, tempfile::TempDir, SigningKey)> {
         let dir = tempfile::Builder::new()
             .prefix("vledger-bench-")
             .tempdir_in(parent)
             .with_context(|| format!("cannot make a directory in {}", parent.display()))?;
+        let node_key = SigningKey::generate(&mut rand::rngs::OsRng);
         let node = Node::open(NodeConfig {
             data_dir: dir.path().join("db"),
             region: self.region.clone(),
             origin: ORIGIN.into(),
-            node_key: SigningKey::generate(&mut rand::rngs::OsRng),
+            node_key: node_key.clone(),
             genesis: Some(self.genesis()),
         })
         .map_err(|e| anyhow::anyhow!("cannot open the node: {e}"))?;
@@ -445,7 +451,7 @@ impl Fixture {
                     .map_err(|e| anyhow::anyhow!("setup command of {}: {e}", kind.name()))?;
             }
         }
-        Ok((node, dir))
+        Ok((node, dir, node_key))
     }
 }
 
@@ -580,7 +586,8 @@ impl PhaseResult {
         Duration::from_micros(self.writer.commit_micros / self.writer.batches.max(1))
     }
 
-    /// The share of the phase's wall time the writer spent in synced commits.
+    /// The share of the phase's wall time the commit thread spent in synced writes (the writer
+    /// decides the next batch meanwhile).
     fn commit_share(&self) -> f64 {
         self.writer.commit_micros as f64 / 1e6 / self.elapsed.as_secs_f64()
     }
@@ -831,7 +838,7 @@ fn run_in_process(
         label.push_str(&format!(", signed in chunks of {chunk} during the phase"));
     }
     eprintln!("{label}: {total} commands ...");
-    let (node, dir) = fixture.open_node(parent, mix)?;
+    let (node, dir, node_key) = fixture.open_node(parent, mix)?;
     let window = Arc::new(Window::new(args.window));
     let (tx, rx) = mpsc::channel::<(Result<(), String>, u64)>();
     let deadline = Duration::from_secs(args.max_seconds);
@@ -926,7 +933,13 @@ fn run_in_process(
         // Renamed, so on the file system of --dir.
         std::fs::rename(dir.keep(), keep)
             .with_context(|| format!("--keep-data: cannot move the data to {}", keep.display()))?;
-        eprintln!("kept the node's data in {}", keep.display());
+        crate::write_new_key(&keep.join("keys").join("node.pem"), &node_key)?;
+        eprintln!(
+            "kept the node's data and key in {}; serve it with `vledger serve --data {} \
+             --region {REGION} --origin {ORIGIN}`",
+            keep.display(),
+            keep.display()
+        );
     }
     Ok(PhaseResult {
         name,
@@ -971,7 +984,7 @@ fn run_http(
         ),
     };
     eprintln!("{label}: {} commands ...", envelopes.len());
-    let (node, _dir) = fixture.open_node(parent, mix)?;
+    let (node, _dir, _) = fixture.open_node(parent, mix)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1441,7 +1454,7 @@ impl Report {
             let _ = writeln!(
                 t,
                 "  (commit: mean synced write per batch; in sync: share of the phase's wall time \
-                 the writer spent in it)"
+                 the commit thread spent in it, while the writer decides the next batch)"
             );
         }
         let ratios = self.ratios();

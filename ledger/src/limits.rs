@@ -77,3 +77,8 @@ pub const MAX_CHECKED_KEYS: usize = 65_536;
 /// State records in each of the writer's two cache generations (records are a few hundred
 /// bytes: some tens of MiB at most).
 pub const RECORD_CACHE_GENERATION: usize = 32_768;
+/// The store's RocksDB block cache, shared by every column family; index and filter blocks live
+/// in it too, so that what a node holds for its table files does not grow with the log.
+pub const STORE_BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// All memtables of the store together (RocksDB flushes the largest beyond it).
+pub const STORE_MEMTABLES_BYTES: usize = 128 << 20;

@@ -73,6 +73,31 @@ impl ReplayState for MemoryReplay {
     }
 }
 
+/// What a replay checks of an entry without its state, so that it can run ahead on another
+/// thread: the entry's leaf hash, the entry decoded, its envelope with the signature checked and
+/// its command parsed (or why the command does not parse); or why the entry or its envelope is
+/// unusable.
+pub struct PrecheckedEntry(Result<PrecheckedParts, String>);
+
+type PrecheckedParts = (Hash, Entry, VerifiedEnvelope, Result<Command, String>);
+
+impl PrecheckedEntry {
+    /// Decodes `bytes`, checks the envelope's signature and parses its command.
+    pub fn check(bytes: &[u8]) -> Self {
+        let parts = Entry::decode(bytes)
+            .map_err(|e| format!("does not decode: {e}"))
+            .and_then(|entry| {
+                let envelope = VerifiedEnvelope::parse_and_verify(&entry.envelope)
+                    .map_err(|e| format!("envelope: {e}"))?;
+                let command =
+                    Command::parse(&envelope.payload.command_type, &envelope.payload.body)
+                        .map_err(|e| format!("command: {e}"));
+                Ok((leaf_hash(bytes), entry, envelope, command))
+            });
+        Self(parts)
+    }
+}
+
 /// Where a replay stands in the log, apart from its state: what a resumed replay needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayPosition {
@@ -157,31 +182,23 @@ impl<S: ReplayState> Replayer<S> {
 
     /// Checks and applies the next entry's canonical bytes.
     pub fn apply_entry(&mut self, bytes: &[u8]) -> Result<(), ReplayError> {
+        self.apply_prechecked(PrecheckedEntry::check(bytes))
+    }
+
+    /// Applies the next entry, decoded and its signature checked by [`PrecheckedEntry::check`]
+    /// (e.g. on another thread).
+    pub fn apply_prechecked(&mut self, entry: PrecheckedEntry) -> Result<(), ReplayError> {
         let index = self.position.next_index;
-        let fail = |reason: String| ReplayError { index, reason };
-        let entry = Entry::decode(bytes).map_err(|e| fail(format!("does not decode: {e}")))?;
-        let envelope = VerifiedEnvelope::parse_and_verify(&entry.envelope)
-            .map_err(|e| fail(format!("envelope: {e}")))?;
-        self.apply_checked(bytes, &entry, &envelope)
+        let (leaf, entry, envelope, command) =
+            entry.0.map_err(|reason| ReplayError { index, reason })?;
+        self.apply_parsed(leaf, &entry, &envelope, command)
     }
 
-    /// Applies the next entry whose bytes were already decoded into `entry` and whose envelope
-    /// was already checked (signature and key rule) into `envelope`, e.g. by a pool of threads
-    /// ahead of the replay. Checks everything else: index, chain, time, region, nonce and the
-    /// events the state machine produces.
-    pub fn apply_checked(
-        &mut self,
-        bytes: &[u8],
-        entry: &Entry,
-        envelope: &VerifiedEnvelope,
-    ) -> Result<(), ReplayError> {
-        let command = Command::parse(&envelope.payload.command_type, &envelope.payload.body)
-            .map_err(|e| format!("command: {e}"));
-        self.apply_parsed(leaf_hash(bytes), entry, envelope, command)
-    }
-
-    /// [`Replayer::apply_checked`] with the entry's leaf hash computed and the command already
-    /// parsed from the envelope (or the reason it does not parse), e.g. by the same pool.
+    /// Applies the next entry already decoded into `entry`, whose leaf hash is `leaf`, whose
+    /// envelope was already checked (signature and key rule) into `envelope` and whose command
+    /// was parsed from it (or the reason it does not parse), e.g. by a pool of threads ahead of
+    /// the replay. Checks everything else: index, chain, time, region, nonce and the events the
+    /// state machine produces.
     pub fn apply_parsed(
         &mut self,
         leaf: Hash,
@@ -355,8 +372,8 @@ pub fn rebuild(
             read_ahead(
                 store,
                 size,
-                |bytes| bytes,
-                |bytes| replayer.apply_entry(&bytes),
+                |bytes| PrecheckedEntry::check(&bytes),
+                |entry| replayer.apply_prechecked(entry),
             )?;
             (replayer.size(), replayer.into_state())
         }

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 use crate::domain::{ScannedRecords, StateError, StateRead};
+use crate::limits::{STORE_BLOCK_CACHE_BYTES, STORE_MEMTABLES_BYTES};
 use crate::merkle::{Hash, SubtreeSource};
 use crate::types::LogIndex;
 
@@ -132,8 +133,21 @@ impl Store {
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         options.increase_parallelism(2);
+        // Memory is bounded whatever the log's length: memtables together, and one block cache
+        // that also holds the table files' index and filter blocks.
+        options.set_db_write_buffer_size(STORE_MEMTABLES_BYTES);
+        let block_cache = rocksdb::Cache::new_lru_cache(STORE_BLOCK_CACHE_BYTES);
         let families = COLUMN_FAMILIES.iter().map(|name| {
             let mut cf_options = Options::default();
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&block_cache);
+            // Index and filter blocks are partitioned: a lookup loads (and checksums) one small
+            // partition into the cache, not a table file's whole index or filter, and only the
+            // partitions' own small indexes stay pinned.
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+            table.set_pin_top_level_index_and_filter(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             if *name == CF_TREE {
                 // Hashes do not compress; decompressing blocks only slows proofs down.
                 cf_options.set_compression_type(rocksdb::DBCompressionType::None);
@@ -142,12 +156,12 @@ impl Store {
                 // Most lookups of a new command's nonce, and many of state records (ids not
                 // used yet), find nothing: Bloom filters answer those without a search, in
                 // the memtable and in each table file.
-                let mut table = rocksdb::BlockBasedOptions::default();
                 table.set_bloom_filter(10.0, false);
-                cf_options.set_block_based_table_factory(&table);
+                table.set_partition_filters(true);
                 cf_options.set_memtable_prefix_bloom_ratio(0.02);
                 cf_options.set_memtable_whole_key_filtering(true);
             }
+            cf_options.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(*name, cf_options)
         });
         let db = DB::open_cf_descriptors(&options, dir, families).map_err(ctx("open"))?;
