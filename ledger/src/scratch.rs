@@ -26,6 +26,12 @@ const FLUSH_EVERY_BYTES: usize = 16 << 20;
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
 const WRITE_BUFFER_BYTES: usize = 16 << 20;
 
+/// Compression of each LSM level, level 0 first.
+const SCRATCH_COMPRESSION_PER_LEVEL: [rocksdb::DBCompressionType; 7] = {
+    use rocksdb::DBCompressionType::{Lz4, None};
+    [None, None, None, Lz4, Lz4, Lz4, Lz4]
+};
+
 fn storage(what: &str) -> impl Fn(rocksdb::Error) -> StateError + '_ {
     move |e| StateError::Store(format!("replay state: {what}: {e}"))
 }
@@ -65,7 +71,10 @@ impl ScratchState {
             options.set_block_based_table_factory(&table);
             options.set_write_buffer_size(WRITE_BUFFER_BYTES);
             options.set_max_write_buffer_number(2);
-            options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            // Most records are rewritten by compaction on their way down the levels: only the
+            // levels where they settle are compressed, so that compaction's LZ4 work is paid
+            // once rather than at every level.
+            options.set_compression_per_level(&SCRATCH_COMPRESSION_PER_LEVEL);
             // A new nonce is looked up and found absent: Bloom filters answer without a search.
             options.set_memtable_prefix_bloom_ratio(0.02);
             options.set_memtable_whole_key_filtering(true);
