@@ -8,8 +8,8 @@
 #   3. `vledger rebuild --from-events` (and, with VLEDGER_REBUILD_REPLAY=1, `vledger rebuild`,
 #      which checks every signature again): entries per second and peak resident memory.
 #
-#   benches/node_at_scale.sh [COMMANDS]        default: 10000000 (about 14 GB of disk, and
-#                                              as much again free for the rebuild's scratch)
+#   benches/node_at_scale.sh [COMMANDS]        default: 10000000 (a 14 GB store, plus room
+#                                              for the rebuild's scratch state beside it)
 #
 # The store is kept in VLEDGER_BENCH_DIR (default ${TMPDIR:-/tmp}/vledger-bench-scale) as
 # node-COMMANDS and reused by the next run with the same COMMANDS; delete it to reclaim the
