@@ -1,9 +1,11 @@
 //! The `vledger` binary as a user runs it: a real node process, keygen, submit, readable errors.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{free_port, wait_until_healthy};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vledger");
 
@@ -29,14 +31,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_demo_node() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -56,14 +50,7 @@ fn start_demo_node() -> Server {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::blocking::get(format!("{url}/healthz"))
-        .map(|r| !r.status().is_success())
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "node did not become healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_healthy(&url);
     Server { child, url, dir }
 }
 

@@ -3,12 +3,13 @@
 //! the rule it breaks, with exit code 1.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use vledger_ledger::envelope::{pae, DsseEnvelope, COMMAND_PAYLOAD_TYPE};
 use vledger_ledger::keys::SigningKey;
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vledger");
 /// Parties the demo admin registers before the export: entries 1..=PARTIES.
@@ -24,11 +25,7 @@ struct DemoNode {
 
 impl DemoNode {
     fn start(dir: &std::path::Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let data = dir.join("data");
         let child = Command::new(BIN)
             .args([
@@ -44,13 +41,8 @@ impl DemoNode {
             .spawn()
             .unwrap();
         let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::blocking::get(format!("{url}/healthz")).is_err() {
-            assert!(Instant::now() < deadline, "the node did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let pem = std::fs::read_to_string(data.join("keys/admin.pem")).unwrap();
-        let admin = SigningKey::from_pkcs8_pem(&pem).unwrap();
+        common::wait_until_healthy(&url);
+        let admin = common::demo_admin(&data);
         Self {
             child,
             url,

@@ -16,6 +16,8 @@ use vledger_ledger::merkle::{consistency_proof, Hash, MemoryTree};
 use vledger_ledger::note::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 use vledger_ledger::witness::Witness;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_vledger");
 const ORIGIN: &str = "example.test/log";
 const WITNESS_NAME: &str = "witness.test/w1";
@@ -251,11 +253,7 @@ fn node_publishes_the_witness_cosignature() {
     let witness = WitnessServer::start(&dir.path().join("witness"), vec![log.clone()]);
     let witness_key = cosigner().verifier().to_verifier_key();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(BIN)
         .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
@@ -268,13 +266,8 @@ fn node_publishes_the_witness_cosignature() {
         .spawn()
         .unwrap();
     let result = std::panic::catch_unwind(|| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::blocking::get(format!("{url}/healthz")).is_err() {
-            assert!(Instant::now() < deadline, "the node did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let pem = std::fs::read_to_string(data.join("keys/admin.pem")).unwrap();
-        let admin = SigningKey::from_pkcs8_pem(&pem).unwrap();
+        common::wait_until_healthy(&url);
+        let admin = common::demo_admin(&data);
         let body = serde_json::json!({
             "key": SigningKey::from_bytes(&[40; 32]).public_key().to_base64(),
             "role": "agency",
