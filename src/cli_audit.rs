@@ -7,9 +7,14 @@ use std::io::BufReader;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 use vledger_ledger::archive::ArchiveReader;
-use vledger_ledger::domain::StateRead;
+use vledger_ledger::domain::claims::{ClaimRecord, CLAIM_PREFIX};
+use vledger_ledger::domain::orders::{FraudFlagRecord, FRAUD_FLAG_PREFIX};
+use vledger_ledger::domain::programs::{ProgramRecord, PROGRAM_PREFIX};
+use vledger_ledger::domain::{decode_record, StateRead};
 use vledger_ledger::scratch::ScratchState;
 use vledger_ledger::verify::{verify, SourceItem, VerifyOptions};
 
@@ -76,11 +81,15 @@ fn run_inner(args: &AuditArgs) -> Result<bool> {
     Ok(true)
 }
 
-fn records(state: &impl StateRead, prefix: &[u8]) -> Result<Vec<Value>> {
+/// The records under `prefix`, each decoded as a `T` and shown as its JSON.
+fn records<T: DeserializeOwned + Serialize>(
+    state: &impl StateRead,
+    prefix: &[u8],
+) -> Result<Vec<Value>> {
     state
         .scan_prefix_from(prefix, prefix, MAX_AUDIT_RECORDS)?
         .into_iter()
-        .map(|(_, v)| serde_json::from_slice(&v).context("a state record is not JSON"))
+        .map(|(k, v)| Ok(serde_json::to_value(decode_record::<T>(&k, &v)?)?))
         .collect()
 }
 
@@ -99,8 +108,8 @@ pub fn audit_json(
     tree_size: u64,
     state: &impl StateRead,
 ) -> Result<Value> {
-    let claims = records(state, b"claim/")?;
-    let flags = records(state, b"fraud/")?;
+    let claims = records::<ClaimRecord>(state, CLAIM_PREFIX)?;
+    let flags = records::<FraudFlagRecord>(state, FRAUD_FLAG_PREFIX)?;
     let mut paid: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut clawed: BTreeMap<String, u64> = BTreeMap::new();
     for claim in &claims {
@@ -118,7 +127,7 @@ pub fn audit_json(
         }
     }
     let mut regions: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for program in records(state, b"program/")? {
+    for program in records::<ProgramRecord>(state, PROGRAM_PREFIX)? {
         let id = s(&program["terms"], "program_id");
         let b = &program["buckets"];
         let (claims_paid, paid_minor) = paid.get(&id).copied().unwrap_or_default();

@@ -443,4 +443,16 @@ fn incremental_verification_resumes_from_a_saved_state() {
             .contains("do not match the saved state digest"),
         "{report}"
     );
+
+    // A state saved by an earlier version (JSON records) is refused with what to do instead.
+    saved["version"] = 2.into();
+    std::fs::write(&description, saved.to_string()).unwrap();
+    let (code, report) = verify_with(dir.path(), &second, &resume);
+    assert_eq!(code, 2, "{report}");
+    let stderr = report["stderr"].as_str().unwrap();
+    assert!(
+        stderr.contains("of version 2 (this verifier reads version 3)")
+            && stderr.contains("from its start"),
+        "{report}"
+    );
 }

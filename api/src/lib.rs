@@ -30,6 +30,7 @@ use utoipa::{IntoParams, ToSchema};
 use vledger_ledger::domain::claims::{
     load_claim, ClaimRecord, SettlementPosition, SETTLEMENT_PREFIX,
 };
+use vledger_ledger::domain::decode_record;
 use vledger_ledger::domain::orders::{load_order, FraudFlagRecord, OrderRecord, FRAUD_FLAG_PREFIX};
 use vledger_ledger::domain::programs::{load_program, ProgramRecord};
 use vledger_ledger::domain::vouchers::{load_voucher, VoucherRecord};
@@ -810,7 +811,7 @@ async fn get_fraud_flags(
         })?;
     let mut flags = rows
         .iter()
-        .map(|(_, v)| serde_json::from_slice::<FraudFlagRecord>(v))
+        .map(|(k, v)| decode_record::<FraudFlagRecord>(k, v))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
             Problem::new(
@@ -854,7 +855,7 @@ async fn get_settlement_positions(
             )
         })?;
     rows.iter()
-        .map(|(_, v)| serde_json::from_slice(v))
+        .map(|(k, v)| decode_record(k, v))
         .collect::<Result<Vec<SettlementPosition>, _>>()
         .map(Json)
         .map_err(|e| {

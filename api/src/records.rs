@@ -16,8 +16,8 @@ use vledger_ledger::domain::claims::{ClaimRecord, ClaimStatus, CLAIM_PREFIX};
 use vledger_ledger::domain::orders::{OrderRecord, OrderStatus, ORDER_PREFIX};
 use vledger_ledger::domain::programs::{ProgramRecord, PROGRAM_PREFIX};
 use vledger_ledger::domain::vouchers::{VoucherRecord, VoucherStatus, VOUCHER_PREFIX};
-use vledger_ledger::domain::{load_party, PartyRecord};
-use vledger_ledger::keys::{decode_stored, PublicKey};
+use vledger_ledger::domain::{decode_record, load_party, PartyRecord};
+use vledger_ledger::keys::PublicKey;
 use vledger_ledger::types::{RecordId, RegionId};
 
 use super::{read_failure, AppState, Problem, ProblemQuery};
@@ -83,12 +83,7 @@ fn list<T: DeserializeOwned>(
         for (key, value) in rows {
             examined += 1;
             // The node's own state: its keys passed the key rule when they were written.
-            let record: T = decode_stored(|| serde_json::from_slice(&value)).map_err(|e| {
-                storage(format!(
-                    "state record `{}` is corrupt: {e}",
-                    String::from_utf8_lossy(&key)
-                ))
-            })?;
+            let record: T = decode_record(&key, &value).map_err(|e| storage(e.to_string()))?;
             if keep(&record) {
                 records.push(record);
             }

@@ -408,17 +408,31 @@ impl FromStr for PublicKey {
     }
 }
 
+/// Text formats (JSON: commands, events, API answers) carry a key as standard base64; binary
+/// formats (the state records) as its 32 bytes.
 impl serde::Serialize for PublicKey {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_base64())
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_base64())
+        } else {
+            serializer.serialize_bytes(&self.0)
+        }
     }
 }
 
 impl<'de> serde::Deserialize<'de> for PublicKey {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let stored = DECODING_STORED.with(Cell::get);
+        if !deserializer.is_human_readable() {
+            let bytes = deserializer.deserialize_bytes(KeyBytes)?;
+            if stored {
+                // A record the node wrote: this key passed the whole rule before it was stored.
+                return Ok(PublicKey(bytes));
+            }
+            return Self::from_bytes(&bytes).map_err(serde::de::Error::custom);
+        }
         let s = String::deserialize(deserializer)?;
-        if DECODING_STORED.with(Cell::get) {
-            // A record the node wrote: this key passed the whole rule before it was stored.
+        if stored {
             let bytes = STANDARD
                 .decode(s.as_bytes())
                 .map_err(|_| serde::de::Error::custom(KeyError::BadBase64))?;
@@ -428,6 +442,23 @@ impl<'de> serde::Deserialize<'de> for PublicKey {
             return Ok(PublicKey(arr));
         }
         Self::from_base64(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads a key's 32 bytes from a binary format.
+struct KeyBytes;
+
+impl serde::de::Visitor<'_> for KeyBytes {
+    type Value = [u8; PUBLIC_KEY_LEN];
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "the {PUBLIC_KEY_LEN} bytes of an Ed25519 public key")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
+        bytes
+            .try_into()
+            .map_err(|_| E::custom(KeyError::WrongLength { len: bytes.len() }))
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use crate::domain::{Command, GenesisBody};
+use crate::domain::{Command, GenesisBody, STATE_RECORD_ENCODING};
 use crate::entry::Entry;
 use crate::envelope::{seal, CommandPayload, VerifiedEnvelope, COMMAND_FORMAT_VERSION};
 use crate::keys::{PublicKey, SigningKey};
@@ -53,6 +53,12 @@ pub enum OpenError {
     GenesisRefused(String),
     #[error("configuration: {0}")]
     Config(String),
+    #[error(
+        "the state records are in the {0} encoding and this version reads {enc}: run `vledger \
+         rebuild --write` on the data directory to rewrite them from the log",
+        enc = STATE_RECORD_ENCODING
+    )]
+    StateEncoding(String),
 }
 
 /// Why a read was refused.
@@ -453,6 +459,12 @@ fn recover(
 ) -> Result<Recovered, OpenError> {
     let bad = |msg: String| OpenError::Inconsistent(msg);
     let size = store.tree_size()?.unwrap_or(0);
+    let encoding = store.state_record_encoding()?;
+    if size > 0 && encoding.as_deref() != Some(STATE_RECORD_ENCODING) {
+        return Err(OpenError::StateEncoding(
+            encoding.unwrap_or_else(|| "JSON".to_string()),
+        ));
+    }
     if let Some(extra) = store.first_entry_at_or_after(size)? {
         return Err(bad(format!(
             "entry {extra} exists but the recorded tree size is {size}"

@@ -456,7 +456,7 @@ pub fn rebuild(
             }
         }
     }
-    if write && !repairs.is_empty() {
+    if write {
         store.repair_state(&repairs).map_err(storage)?;
     }
     Ok(RebuildReport {

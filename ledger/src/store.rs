@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
-use crate::domain::{ScannedRecords, StateError, StateRead};
+use crate::domain::{ScannedRecords, StateError, StateRead, STATE_RECORD_ENCODING};
 use crate::limits::{STORE_BLOCK_CACHE_BYTES, STORE_MEMTABLES_BYTES};
 use crate::merkle::{Hash, SubtreeSource};
 use crate::types::LogIndex;
@@ -29,6 +29,9 @@ const COLUMN_FAMILIES: [&str; 6] = [
 
 const META_TREE_SIZE: &[u8] = b"tree_size";
 const META_LATEST_CHECKPOINT: &[u8] = b"latest_checkpoint_size";
+/// The encoding of the state records ([`crate::domain::STATE_RECORD_ENCODING`]): written when
+/// the store is created and when a rebuild writes the whole state.
+const META_STATE_ENCODING: &[u8] = b"state_record_encoding";
 
 /// A storage failure, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +175,27 @@ impl Store {
             fail_commits: Default::default(),
         };
         store.load_tree_cache()?;
+        if store.tree_size()?.is_none() && store.state_record_encoding()?.is_none() {
+            store
+                .db
+                .put_cf(
+                    store.cf(CF_META),
+                    META_STATE_ENCODING,
+                    STATE_RECORD_ENCODING,
+                )
+                .map_err(ctx("record the state encoding"))?;
+        }
         Ok(store)
+    }
+
+    /// The encoding the stored state records are in; `None` for a store written before the
+    /// encoding was recorded (JSON records).
+    pub fn state_record_encoding(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), META_STATE_ENCODING)
+            .map_err(ctx("read the state encoding"))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Reads every stored node of level `TREE_CACHE_MIN_LEVEL` and up into memory (they are the
@@ -394,9 +417,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes (`Some`) or deletes (`None`) state records in one synced write (rebuild's repairs).
+    /// Writes (`Some`) or deletes (`None`) state records in one synced write (rebuild's repairs),
+    /// which leaves the whole state in this version's record encoding.
     pub fn repair_state(&self, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_META), META_STATE_ENCODING, STATE_RECORD_ENCODING);
         for (key, value) in changes {
             match value {
                 Some(value) => wb.put_cf(self.cf(CF_STATE), key, value),
@@ -493,6 +518,7 @@ pub mod families {
     pub const META: &str = super::CF_META;
     pub const STATE: &str = super::CF_STATE;
     pub const TREE_SIZE_KEY: &[u8] = super::META_TREE_SIZE;
+    pub const STATE_ENCODING_KEY: &[u8] = super::META_STATE_ENCODING;
 }
 
 #[cfg(test)]

@@ -758,6 +758,9 @@ pub const VERIFIER_STATE_FORMAT: &str = "vledger-verifier-state";
 pub const VERIFIER_STATE_FILE: &str = "verifier-state.json";
 /// The saved replayed state (a RocksDB directory), beside [`VERIFIER_STATE_FILE`].
 pub const VERIFIER_STATE_RECORDS: &str = "records";
+/// The saved-state version this verifier writes and reads: version 3 holds records in the
+/// binary encoding ([`crate::domain::STATE_RECORD_ENCODING`]), version 2 held JSON records.
+pub const VERIFIER_STATE_VERSION: u32 = 3;
 
 /// A verifier's saved position: the last verified checkpoint and where the replay stood at its
 /// size (docs/FORMAT.md, "Verifier state"); the replayed state itself is saved beside it, in
@@ -793,7 +796,7 @@ impl VerifierState {
         let position = replayer.position().clone();
         let description = Self {
             format: VERIFIER_STATE_FORMAT.into(),
-            version: 2,
+            version: VERIFIER_STATE_VERSION,
             origin: header.origin.clone(),
             node_key: header.node_key.clone(),
             checkpoint: checkpoint.to_string(),
@@ -850,8 +853,16 @@ impl VerifierState {
         records: &Path,
         work: &Path,
     ) -> Result<Resume, String> {
-        if self.format != VERIFIER_STATE_FORMAT || self.version != 2 {
-            return Err(format!("not a {VERIFIER_STATE_FORMAT} version 2 state"));
+        if self.format != VERIFIER_STATE_FORMAT {
+            return Err(format!("not a {VERIFIER_STATE_FORMAT} state"));
+        }
+        if self.version != VERIFIER_STATE_VERSION {
+            return Err(format!(
+                "a {VERIFIER_STATE_FORMAT} of version {} (this verifier reads version \
+                 {VERIFIER_STATE_VERSION}): verify the archive again from its start with \
+                 --save-state",
+                self.version
+            ));
         }
         if self.origin != header.origin || self.node_key != header.node_key {
             return Err(format!(

@@ -247,3 +247,43 @@ fn replay_names_the_entry_whose_events_were_altered() {
     let error = replayer.apply_entry(&entries[3].1).unwrap_err();
     assert!(error.reason.contains("says it is entry 3"), "{error}");
 }
+
+#[test]
+fn a_store_with_records_in_an_older_encoding_opens_after_a_rebuild() {
+    use vledger_ledger::domain::{PartyRecord, StateRead};
+    use vledger_ledger::replay::{rebuild, RebuildMode};
+    let f = Fixture::new();
+    f.populate(2);
+    let store = Store::open(&f.dir.path().join("db")).unwrap();
+    // What an earlier version left: no recorded encoding and JSON records.
+    let parties = store.scan_state(b"party/", 10).unwrap();
+    // The node, the admin and the two registered parties.
+    assert_eq!(parties.len(), 4);
+    for (key, _) in &parties {
+        let party: PartyRecord = store.get(key).unwrap().unwrap();
+        let json = serde_json::to_vec(&party).unwrap();
+        store.damage_for_tests(families::STATE, key, Some(&json));
+    }
+    store.damage_for_tests(families::META, families::STATE_ENCODING_KEY, None);
+    drop(store);
+    let error = f.open_error();
+    assert!(
+        error.contains("the state records are in the JSON encoding")
+            && error.contains("vledger rebuild --write"),
+        "{error}"
+    );
+
+    let store = Store::open(&f.dir.path().join("db")).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let report = rebuild(
+        &store,
+        RebuildMode::Events,
+        true,
+        &scratch.path().join("state"),
+    )
+    .unwrap();
+    assert_eq!(report.differing_keys.len(), parties.len());
+    drop(store);
+    let node = Node::open(f.config()).unwrap();
+    assert_eq!(node.tree_size(), 3);
+}

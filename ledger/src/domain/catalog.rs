@@ -6,7 +6,6 @@
 //! are also indexed by price, `lprice/` ‖ category length (u8) ‖ category ‖ price (u64 BE) ‖
 //! listing id, so that matching reads the cheapest first and stops at the demand's budget.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::money::AmountMinor;
@@ -647,13 +646,7 @@ fn check_limit(limit: usize) -> Result<(), QueryError> {
     Ok(())
 }
 
-/// Decodes a scanned state record (the node's own: keys on the trusted path).
-fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StateError> {
-    crate::keys::decode_stored(|| serde_json::from_slice(value)).map_err(|e| StateError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
-    })
-}
+use super::state::decode_record as decode;
 
 /// A checked query, with its text folded to lower case once.
 struct Filter<'a> {

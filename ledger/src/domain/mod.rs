@@ -22,7 +22,8 @@ pub use event::{encode_events, Event};
 pub use parties::{load_party, PartyRecord, RegionRecord, Role};
 pub use rejection::Rejection;
 pub use state::{
-    merged_scan, MemoryState, Overlay, ScannedRecords, StateError, StateRead, StateWrite,
+    decode_record, encode_record, merged_scan, MemoryState, Overlay, ScannedRecords, StateError,
+    StateRead, StateWrite, STATE_RECORD_ENCODING,
 };
 
 use crate::keys::PublicKey;

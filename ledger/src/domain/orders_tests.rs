@@ -119,7 +119,7 @@ impl Market {
             .records
             .iter()
             .filter(|(k, _)| k.starts_with(FRAUD_FLAG_PREFIX))
-            .map(|(_, v)| serde_json::from_slice(v).unwrap())
+            .map(|(k, v)| crate::domain::decode_record(k, v).unwrap())
             .collect()
     }
 

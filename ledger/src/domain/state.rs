@@ -16,6 +16,36 @@ pub enum StateError {
     Corrupt { key: String, reason: String },
 }
 
+/// The encoding of state records, kept in the store's metadata: a store whose records are in
+/// another encoding is refused until it is rebuilt from its log.
+pub const STATE_RECORD_ENCODING: &str = "postcard-1";
+
+/// Encodes a state record: [postcard] (fields in declaration order, integers as varints, keys as
+/// their 32 bytes), the same bytes on every machine, so the state digest over records is
+/// reproducible by anyone replaying the log. The API and the audit report show records as JSON;
+/// only the stored bytes are binary.
+///
+/// [postcard]: https://postcard.jamesmunns.com/wire-format
+pub fn encode_record<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("state records serialize")
+}
+
+/// Decodes a state record written by [`encode_record`]; trailing bytes are refused. Records are
+/// the node's own (every key in them passed the whole key rule before it was written), so keys
+/// are decoded on the trusted path ([`crate::keys::decode_stored`]).
+pub fn decode_record<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason,
+    };
+    let (value, rest) = crate::keys::decode_stored(|| postcard::take_from_bytes::<T>(bytes))
+        .map_err(|e| corrupt(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(corrupt(format!("{} bytes after the record", rest.len())));
+    }
+    Ok(value)
+}
+
 /// Records as a scan returns them: (key, value) pairs in key order.
 pub type ScannedRecords = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -37,21 +67,14 @@ pub trait StateRead {
         self.scan_prefix_from(prefix, prefix, limit)
     }
 
-    /// Reads and decodes one record. Records are the node's own (every key in them passed the
-    /// whole key rule before it was written), so keys are decoded on the trusted path
-    /// ([`crate::keys::decode_stored`]).
+    /// Reads and decodes one record (see [`decode_record`]).
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError>
     where
         Self: Sized,
     {
         match self.get_raw(key)? {
             None => Ok(None),
-            Some(bytes) => crate::keys::decode_stored(|| serde_json::from_slice(&bytes))
-                .map(Some)
-                .map_err(|e| StateError::Corrupt {
-                    key: String::from_utf8_lossy(key).into_owned(),
-                    reason: e.to_string(),
-                }),
+            Some(bytes) => decode_record(key, &bytes).map(Some),
         }
     }
 }
@@ -66,10 +89,7 @@ pub trait StateWrite {
     where
         Self: Sized,
     {
-        self.put_raw(
-            key,
-            serde_json::to_vec(value).expect("state records serialize"),
-        );
+        self.put_raw(key, encode_record(value));
     }
 }
 
@@ -210,5 +230,80 @@ impl StateWrite for MemoryState {
     }
     fn delete(&mut self, key: Vec<u8>) {
         self.records.remove(key.as_slice());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{full_key_checks, PublicKey, SigningKey};
+
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    struct Holding {
+        holder: PublicKey,
+        amount_minor: u64,
+        note: Option<String>,
+    }
+
+    fn holding() -> Holding {
+        Holding {
+            holder: SigningKey::from_bytes(&[7; 32]).public_key(),
+            amount_minor: 300,
+            note: Some("paid".into()),
+        }
+    }
+
+    #[test]
+    fn records_are_stored_in_binary_with_keys_as_their_bytes() {
+        let record = holding();
+        let bytes = encode_record(&record);
+        // The key's 32 bytes (after their length), then 300 as a varint, then the option.
+        assert_eq!(bytes[0], 32);
+        assert_eq!(&bytes[1..33], record.holder.as_bytes());
+        assert_eq!(&bytes[33..35], &[0xac, 0x02]);
+        assert_eq!(&bytes[35..], b"\x01\x04paid");
+        assert_eq!(decode_record::<Holding>(b"h/1", &bytes).unwrap(), record);
+        // Shown outside the store, the same record is JSON with the key in base64.
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["holder"], record.holder.to_base64());
+    }
+
+    #[test]
+    fn a_record_with_bytes_missing_or_left_over_is_corrupt() {
+        let bytes = encode_record(&holding());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let error = decode_record::<Holding>(b"h/1", &longer).unwrap_err();
+        assert!(
+            matches!(&error, StateError::Corrupt { key, reason }
+                if key == "h/1" && reason == "1 bytes after the record"),
+            "{error}"
+        );
+        assert!(decode_record::<Holding>(b"h/1", &bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_record::<Holding>(b"h/1", &bytes[..20]).is_err());
+    }
+
+    #[test]
+    fn stored_keys_skip_the_curve_checks_and_other_binary_keys_do_not() {
+        let bytes = encode_record(&holding());
+        let before = full_key_checks();
+        decode_record::<Holding>(b"h/1", &bytes).unwrap();
+        assert_eq!(
+            full_key_checks(),
+            before,
+            "a stored record's key is trusted"
+        );
+        postcard::from_bytes::<Holding>(&bytes).unwrap();
+        assert_eq!(
+            full_key_checks(),
+            before + 1,
+            "elsewhere the whole rule runs"
+        );
+        // A small-order key (the identity) is refused outside the store.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut forged = bytes.clone();
+        forged[1..33].copy_from_slice(&identity);
+        assert!(postcard::from_bytes::<Holding>(&forged).is_err());
     }
 }
