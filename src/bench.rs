@@ -995,7 +995,10 @@ fn run_http(
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .context("cannot listen on 127.0.0.1")?;
-        let url = format!("http://{}/v1/commands", listener.local_addr()?);
+        // Parsed once: each request then only clones it.
+        let url: reqwest::Url = format!("http://{}/v1/commands", listener.local_addr()?)
+            .parse()
+            .context("the node's address")?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(vledger_api::serve(
             listener,
@@ -1032,7 +1035,7 @@ fn run_http(
                             }
                         };
                         let response = client
-                            .post(&url)
+                            .post(url.clone())
                             .header(reqwest::header::CONTENT_TYPE, "application/json")
                             .body(envelopes[i].clone())
                             .send()
