@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use vledger_ledger::archive::{ArchiveHeader, ArchiveWriter};
+use vledger_ledger::domain::STATE_RECORD_ENCODING;
 use vledger_ledger::entry::Entry;
 use vledger_ledger::envelope::VerifiedEnvelope;
 use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
@@ -144,8 +145,21 @@ fn export_data(data: &Path, choice: CheckpointChoice, out: impl Write) -> Result
             write_checkpoints_up_to(&mut writer, next)?;
         }
     }
-    let digest = stored_state_digest(&store)?;
-    let (_, entries) = writer.finish(Some(digest))?;
+    // The digest is of the records as this version encodes them: a store still holding an
+    // earlier encoding exports its log without one.
+    let encoding = store.state_record_encoding()?;
+    let digest = if encoding.as_deref() == Some(STATE_RECORD_ENCODING) {
+        Some(stored_state_digest(&store)?)
+    } else {
+        eprintln!(
+            "warning: the stored state records are in the {} encoding, not {STATE_RECORD_ENCODING}: \
+             the archive carries no state digest (run `vledger rebuild --write` on the data \
+             directory first to include one)",
+            encoding.as_deref().unwrap_or("JSON")
+        );
+        None
+    };
+    let (_, entries) = writer.finish(digest)?;
     Ok((entries, checkpoints))
 }
 

@@ -385,6 +385,41 @@ fn incremental_verification_resumes_from_a_saved_state() {
             .collect();
         assert_eq!(sizes, want, "--checkpoints {choice}");
     }
+    // A store whose records are in an earlier encoding exports its log without a state digest,
+    // and says why; after `vledger rebuild --write` the digest is back.
+    let export_data = |name: &str| {
+        let out = dir.path().join(name);
+        let run = Command::new(BIN)
+            .args(["export", "--data"])
+            .arg(dir.path().join("data"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(run.status.success());
+        let text = std::fs::read_to_string(&out).unwrap();
+        let end: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        (end, String::from_utf8_lossy(&run.stderr).into_owned())
+    };
+    assert!(export_data("current.jsonl").0["state_digest"].is_string());
+    {
+        use vledger_ledger::store::{families, Store};
+        let store = Store::open(&dir.path().join("data").join("db")).unwrap();
+        store.damage_for_tests(families::META, families::STATE_ENCODING_KEY, None);
+    }
+    let (end, stderr) = export_data("older.jsonl");
+    assert!(end["state_digest"].is_null(), "{end}");
+    assert!(
+        stderr.contains("in the JSON encoding") && stderr.contains("no state digest"),
+        "{stderr}"
+    );
+    let rebuilt = Command::new(BIN)
+        .args(["rebuild", "--write", "--data"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(rebuilt.status.success(), "{rebuilt:?}");
+    assert!(export_data("rebuilt.jsonl").0["state_digest"].is_string());
 
     let save = [std::ffi::OsStr::new("--save-state"), state.as_os_str()];
     let (code, report) = verify_with(dir.path(), &first, &save);
