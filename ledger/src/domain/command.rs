@@ -165,8 +165,15 @@ impl Command {
         if !Self::TYPES.contains(&command_type) {
             return Err(Rejection::UnknownCommandType(command_type.to_string()));
         }
-        let tagged = serde_json::json!({ "type": command_type, "body": body });
-        serde_json::from_value(tagged).map_err(|e| Rejection::MalformedBody(e.to_string()))
+        // The tag is handed over first and the body borrowed: serde then decodes the body
+        // straight into its type, without copying it or buffering it until the tag is seen.
+        let tagged = TypeThenBody {
+            command_type,
+            body,
+            given: 0,
+        };
+        Command::deserialize(serde::de::value::MapAccessDeserializer::new(tagged))
+            .map_err(|e| Rejection::MalformedBody(e.to_string()))
     }
 
     /// Every command type this node accepts.
@@ -204,6 +211,45 @@ impl Command {
         "claim.pay",
         "claim.clawback",
     ];
+}
+
+/// A command's `type` and `body` as the map `{"type": …, "body": …}`, tag first.
+struct TypeThenBody<'a> {
+    command_type: &'a str,
+    body: &'a serde_json::Value,
+    /// Entries handed over so far.
+    given: u8,
+}
+
+impl<'a> serde::de::MapAccess<'a> for TypeThenBody<'a> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let key = match self.given {
+            0 => "type",
+            1 => "body",
+            _ => return Ok(None),
+        };
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(key))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'a>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.given += 1;
+        if self.given == 1 {
+            seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(
+                self.command_type,
+            ))
+        } else {
+            seed.deserialize(self.body)
+        }
+    }
 }
 
 #[cfg(test)]
