@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 use vledger_benches::{admin_key, key_from_seed, node_key, REGION};
-use vledger_ledger::domain::{apply, ApplyContext, Command, MemoryState};
+use vledger_ledger::domain::{apply, encode_events, ApplyContext, Command, Event, MemoryState};
 use vledger_ledger::keys::SigningKey;
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -163,6 +163,32 @@ fn parse_per_command_type(c: &mut Criterion) {
     group.finish();
 }
 
+/// The events of each stage's command, as one entry records them: their canonical encoding
+/// (`encode_events`, written straight from the events) against the same bytes made through a
+/// sorted `serde_json::Value` (the encoding's first definition, and its first implementation).
+fn encode_events_per_command_type(c: &mut Criterion) {
+    let mut world = World::founded();
+    let admin = world.admin.clone();
+    let mut group = c.benchmark_group("encode_events");
+    for (stage, name) in STAGES.iter().enumerate() {
+        let (key, command) = stage_command(&admin, stage, 0);
+        let ctx = world.ctx();
+        let events: Vec<Event> =
+            apply(&mut world.state, &ctx, &key.public_key(), &command).expect("stage applies");
+        world.index += 1;
+        let through_value = || {
+            serde_json::to_vec(&serde_json::to_value(&events).expect("events serialize"))
+                .expect("values serialize")
+        };
+        assert_eq!(encode_events(&events), through_value());
+        group.bench_function(format!("{name}/direct"), |b| {
+            b.iter(|| encode_events(&events))
+        });
+        group.bench_function(format!("{name}/through_value"), |b| b.iter(through_value));
+    }
+    group.finish();
+}
+
 fn per_command_type(c: &mut Criterion) {
     let base = World::founded();
     let mut group = c.benchmark_group("apply");
@@ -210,6 +236,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = per_command_type, parse_per_command_type
+    targets = per_command_type, parse_per_command_type, encode_events_per_command_type
 }
 criterion_main!(benches);

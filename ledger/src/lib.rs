@@ -4,6 +4,7 @@
 //! `domain` is pure; `store`, `writer` and `node` are the shell that gives it disk and time.
 
 pub mod archive;
+pub mod canonical_json;
 pub mod cosignature;
 pub mod domain;
 pub mod entry;

@@ -220,12 +220,17 @@ pub enum Event {
 
 /// The canonical bytes of an entry's events: a JSON array in RFC 8785 (JCS) form. Object keys
 /// are sorted and no whitespace is written; every number is an integer below 2^53, where JCS
-/// and plain integer formatting agree.
+/// and plain integer formatting agree. Written by [`crate::canonical_json`] without an
+/// intermediate JSON value; debug builds check every encoding against serde_json's sorted
+/// `Value`, the encoding's first definition.
 pub fn encode_events(events: &[Event]) -> Vec<u8> {
-    // serde_json's Value keeps object keys in a BTreeMap, i.e. sorted by bytes; all keys are
-    // ASCII, where byte order and JCS's UTF-16 order agree.
-    let value = serde_json::to_value(events).expect("events serialize");
-    let bytes = serde_json::to_vec(&value).expect("values serialize");
+    let bytes = crate::canonical_json::to_vec(events).expect("events have a canonical encoding");
+    debug_assert_eq!(
+        bytes,
+        serde_json::to_vec(&serde_json::to_value(events).expect("events serialize"))
+            .expect("values serialize"),
+        "the canonical encoding of events differs from their sorted JSON value's"
+    );
     assert!(
         bytes.len() <= MAX_EVENTS_BYTES,
         "events of one command over their limit"
