@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -740,33 +740,45 @@ fn measure_limits(args: &BenchArgs, fixture: &Fixture, parent: &Path) -> Result<
     })
 }
 
-/// Counts in-flight commands; `acquire` waits while `limit` are out.
+/// Counts in-flight commands; `acquire` waits while `limit` are out. A release wakes a waiter
+/// only when there is one, so that answering a command costs the load generator no system call.
 struct Window {
-    out: Mutex<usize>,
+    state: Mutex<WindowState>,
     freed: Condvar,
     limit: usize,
+}
+
+#[derive(Default)]
+struct WindowState {
+    out: usize,
+    waiting: usize,
 }
 
 impl Window {
     fn new(limit: usize) -> Self {
         Self {
-            out: Mutex::new(0),
+            state: Mutex::default(),
             freed: Condvar::new(),
             limit: limit.max(1),
         }
     }
 
     fn acquire(&self) {
-        let mut out = self.out.lock().expect("window lock");
-        while *out >= self.limit {
-            out = self.freed.wait(out).expect("window lock");
+        let mut state = self.state.lock().expect("window lock");
+        while state.out >= self.limit {
+            state.waiting += 1;
+            state = self.freed.wait(state).expect("window lock");
+            state.waiting -= 1;
         }
-        *out += 1;
+        state.out += 1;
     }
 
     fn release(&self) {
-        *self.out.lock().expect("window lock") -= 1;
-        self.freed.notify_one();
+        let mut state = self.state.lock().expect("window lock");
+        state.out -= 1;
+        if state.waiting > 0 {
+            self.freed.notify_one();
+        }
     }
 }
 
@@ -840,18 +852,19 @@ fn run_in_process(
     eprintln!("{label}: {total} commands ...");
     let (node, dir, node_key) = fixture.open_node(parent, mix)?;
     let window = Arc::new(Window::new(args.window));
-    let (tx, rx) = mpsc::channel::<(Result<(), String>, u64)>();
     let deadline = Duration::from_secs(args.max_seconds);
     let before = WriterDelta::read(&node);
     let started = Instant::now();
     let mut sent = 0usize;
-    let mut tally = Tally {
+    // Counted where each answer arrives (the node's commit thread, or a checking thread for a
+    // refused envelope): no channel and no wake-up per command.
+    let tally = Arc::new(Mutex::new(Tally {
         answered: 0,
         accepted: 0,
         errors: BTreeMap::new(),
         latencies: Latencies::new(),
         last_answer: started,
-    };
+    }));
 
     for load in loads {
         if started.elapsed() >= deadline {
@@ -864,64 +877,61 @@ fn run_in_process(
         };
         let next = AtomicUsize::new(0);
         let chunk_sent = AtomicUsize::new(0);
-        let finished_threads = AtomicUsize::new(0);
-        let submitter = || {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count || started.elapsed() >= deadline {
-                    break;
-                }
-                window.acquire();
-                chunk_sent.fetch_add(1, Ordering::Relaxed);
-                let taken = Instant::now();
-                let envelope = match &raw {
-                    None => slots[i]
-                        .lock()
-                        .expect("slot lock")
-                        .take()
-                        .expect("each envelope is taken once"),
-                    Some(raw) => match VerifiedEnvelope::parse_and_verify(&raw[i]) {
-                        Ok(envelope) => envelope,
-                        Err(e) => {
-                            window.release();
-                            let latency = taken.elapsed().as_nanos() as u64;
-                            drop(tx.send((Err(error_kind(&e.to_string())), latency)));
-                            continue;
-                        }
-                    },
-                };
-                let tx = tx.clone();
-                let window = window.clone();
-                node.submit(
-                    envelope,
-                    Box::new(move |answer| {
-                        let latency = taken.elapsed().as_nanos() as u64;
-                        window.release();
-                        let answer = answer.map(|_| ()).map_err(|e| error_kind(&e.to_string()));
-                        drop(tx.send((answer, latency)));
-                    }),
-                );
+        let submitter = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= count || started.elapsed() >= deadline {
+                break;
             }
-            finished_threads.fetch_add(1, Ordering::Release);
+            window.acquire();
+            chunk_sent.fetch_add(1, Ordering::Relaxed);
+            let taken = Instant::now();
+            let envelope = match &raw {
+                None => slots[i]
+                    .lock()
+                    .expect("slot lock")
+                    .take()
+                    .expect("each envelope is taken once"),
+                Some(raw) => match VerifiedEnvelope::parse_and_verify(&raw[i]) {
+                    Ok(envelope) => envelope,
+                    Err(e) => {
+                        window.release();
+                        let latency = taken.elapsed().as_nanos() as u64;
+                        let answer = Err(error_kind(&e.to_string()));
+                        tally.lock().expect("tally lock").add((answer, latency));
+                        continue;
+                    }
+                },
+            };
+            let (tally, window) = (tally.clone(), window.clone());
+            node.submit(
+                envelope,
+                Box::new(move |answer| {
+                    let latency = taken.elapsed().as_nanos() as u64;
+                    window.release();
+                    let answer = answer.map(|_| ()).map_err(|e| error_kind(&e.to_string()));
+                    tally.lock().expect("tally lock").add((answer, latency));
+                }),
+            );
         };
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(submitter);
             }
-            while finished_threads.load(Ordering::Acquire) < threads {
-                if let Ok(answer) = rx.recv_timeout(Duration::from_millis(100)) {
-                    tally.add(answer);
-                }
-            }
         });
         sent += chunk_sent.into_inner();
     }
     // Every command sent is answered (the writer answers each, accepted or not).
-    while tally.answered < sent {
-        if let Ok(answer) = rx.recv_timeout(Duration::from_millis(100)) {
-            tally.add(answer);
-        }
+    while tally.lock().expect("tally lock").answered < sent {
+        std::thread::sleep(Duration::from_millis(1));
     }
+    let tally = {
+        let mut counted = tally.lock().expect("tally lock");
+        Tally {
+            errors: std::mem::take(&mut counted.errors),
+            latencies: std::mem::take(&mut counted.latencies),
+            ..*counted
+        }
+    };
     let writer = WriterDelta::read(&node).since(before);
     let memory = ProcessMemory::read();
     node.shutdown();

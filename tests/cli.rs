@@ -298,7 +298,8 @@ fn bench_drives_the_mixes_signed_ahead_or_in_chunks() {
             ]);
             command.arg("--dir").arg(dir.path());
             if chunked {
-                command.args(["--sign-chunk", "32"]);
+                // A window of 3 makes the submitting threads wait for answers.
+                command.args(["--sign-chunk", "32", "--window", "3"]);
             }
             let out = command.output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
