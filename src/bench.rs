@@ -20,7 +20,9 @@
 //! - `inproc`: raw envelopes checked with `parse_and_verify` on one thread per core, then
 //!   submitted (everything a node does for a command except HTTP);
 //! - `http`: K clients on loopback against the HTTP API of a node served in process, each
-//!   sending one command at a time and waiting for its answer.
+//!   sending one command at a time and waiting for its answer. With `--target`, against a node
+//!   already running elsewhere instead: the bench sets up its parties, program and listings
+//!   there as the region's admin, under ids and nonces of its own run, then sends the load.
 //!
 //! The limits: the `verify_strict` rate on one thread and on every core, the envelope check rate
 //! on every core, and the rate of synced RocksDB write batches (of 1000 small puts, and of one).
@@ -93,7 +95,8 @@ pub struct BenchArgs {
     /// Keep the data directory of the in-process phase's node here instead of deleting it (it
     /// must not exist; on the file system of --dir), e.g. to export an archive of a realistic
     /// log from it with `vledger export --data DIR`, or to serve it (the node's key is kept in
-    /// DIR/keys/node.pem).
+    /// DIR/keys/node.pem, the region admin's in DIR/keys/admin.pem for a later
+    /// `vledger bench --target URL --admin-key DIR/keys/admin.pem`).
     #[arg(long, value_name = "DIR")]
     keep_data: Option<PathBuf>,
     /// Sign the commands of the writer and inproc phases in chunks of N while the phase runs
@@ -102,6 +105,16 @@ pub struct BenchArgs {
     /// memory at 10M entries. The phase's rate then includes the signing.
     #[arg(long, value_name = "N")]
     sign_chunk: Option<u64>,
+    /// Send the http phase to this running node (its base URL, e.g. http://127.0.0.1:8080)
+    /// instead of a fresh node of the bench's own. The bench first submits its set-up commands
+    /// there, signed by --admin-key, with ids and nonces of its own run, so that it can run
+    /// again against the same node. Only the limits and http phases; the node's batches and
+    /// memory are not visible from here (its /metrics and its process show them).
+    #[arg(long, value_name = "URL", requires = "admin_key")]
+    target: Option<String>,
+    /// The target region's admin key (PKCS#8 PEM): it signs the set-up and the admin's commands.
+    #[arg(long, value_name = "PEM", requires = "target")]
+    admin_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -171,7 +184,7 @@ impl CommandKind {
                 let body = json!({
                     "key": party.to_base64(),
                     "role": "agency",
-                    "home_region": REGION,
+                    "home_region": fixture.region,
                     "name": format!("Chongqing Innovation Service Agency {seq}"),
                 });
                 fixture.sign(&fixture.admin, self.name(), seq, body)
@@ -251,17 +264,41 @@ struct Fixture {
     run: u64,
     /// The wall clock when the run started: the lifecycle program's validity is around it.
     now_ms: u64,
+    /// Appended to every record id and nonce the run makes: empty on a fresh node of the
+    /// bench's own, the run's number on a target node that may hold earlier runs.
+    scope: String,
 }
 
 impl Fixture {
+    /// A fixture for fresh nodes: a new region admin.
     fn new() -> Self {
+        Self::with_admin(
+            RegionId::try_from(REGION).expect("valid region id"),
+            SigningKey::generate(&mut rand::rngs::OsRng),
+        )
+    }
+
+    fn with_admin(region: RegionId, admin: SigningKey) -> Self {
         use rand::RngCore;
         Self {
-            region: RegionId::try_from(REGION).expect("valid region id"),
-            admin: SigningKey::generate(&mut rand::rngs::OsRng),
+            region,
+            admin,
             run: rand::rngs::OsRng.next_u64(),
             now_ms: vledger_ledger::writer::wall_clock_ms(),
+            scope: String::new(),
         }
+    }
+
+    /// A fixture for a running node of `region` whose admin is `admin`.
+    fn for_target(region: RegionId, admin: SigningKey) -> Self {
+        let mut fixture = Self::with_admin(region, admin);
+        fixture.scope = format!("-r{:016x}", fixture.run);
+        fixture
+    }
+
+    /// `base` in this run's scope.
+    fn id(&self, base: &str) -> String {
+        format!("{base}{}", self.scope)
     }
 
     /// A key of this run, derived from a purpose and a counter.
@@ -291,6 +328,7 @@ impl Fixture {
     /// The parties, accreditations, program, qualifications and listings the lifecycle needs.
     fn lifecycle_setup(&self) -> Vec<Vec<u8>> {
         let now = self.now_ms;
+        let program = self.id("bench-rs");
         let mut out = Vec::new();
         let mut seq = u64::MAX / 2;
         let mut sign = |key: &SigningKey, command_type: &str, body: Value| {
@@ -311,7 +349,7 @@ impl Fixture {
             sign(
                 &self.admin,
                 "party.register",
-                json!({ "key": key.public_key().to_base64(), "role": role, "home_region": REGION,
+                json!({ "key": key.public_key().to_base64(), "role": role, "home_region": self.region,
                         "name": format!("{role} {n}") }),
             );
         }
@@ -326,7 +364,7 @@ impl Fixture {
             &self.admin,
             "program.create",
             json!({
-                "program_id": "bench-rs", "name": "Resource sharing innovation vouchers",
+                "program_id": program, "name": "Resource sharing innovation vouchers",
                 "kind": "resource_sharing", "currency": "CNY", "budget_minor": 1_000_000_000_000_000u64,
                 "subsidy_ratio_bps": 5000,
                 "caps": { "per_voucher_minor": 1_000_000, "per_order_minor": 1_000_000,
@@ -334,7 +372,7 @@ impl Fixture {
                           "per_group_year_minor": 100_000_000_000_000u64 },
                 "eligible_categories": ["testing"], "valid_from_ms": now - DAY_MS,
                 "valid_until_ms": now + 90 * DAY_MS, "claim_deadline_ms": now + 120 * DAY_MS,
-                "spend_regions": [REGION], "cross_region_payer": "agency_region",
+                "spend_regions": [self.region], "cross_region_payer": "agency_region",
                 "use_mode": "single", "review_levels": 1, "notice_period_ms": 1000
             }),
         );
@@ -342,7 +380,7 @@ impl Fixture {
             sign(
                 &self.admin,
                 "enterprise.qualify",
-                json!({ "program_id": "bench-rs", "enterprise": enterprise.public_key().to_base64(),
+                json!({ "program_id": program, "enterprise": enterprise.public_key().to_base64(),
                         "expires_at_ms": now + 60 * DAY_MS }),
             );
         }
@@ -350,7 +388,7 @@ impl Fixture {
             sign(
                 agency,
                 "catalog.list",
-                json!({ "listing_id": format!("listing-{n}"), "pool": "instruments_equipment",
+                json!({ "listing_id": self.id(&format!("listing-{n}")), "pool": "instruments_equipment",
                         "category": "testing", "title": format!("X-ray diffraction testing {n}"),
                         "description": "CNAS accredited", "price_minor": LIFECYCLE_PRICE_MINOR,
                         "currency": "CNY" }),
@@ -364,18 +402,18 @@ impl Fixture {
         let groups = total.div_ceil(LIFECYCLE_STAGES.len() as u64);
         let (stage, g) = ((seq / groups) as usize, seq % groups);
         let (enterprise, agency) = (self.enterprise(g), self.agency(g));
-        let (voucher, order) = (format!("v-{g}"), format!("o-{g}"));
+        let (voucher, order) = (self.id(&format!("v-{g}")), self.id(&format!("o-{g}")));
         let share = LIFECYCLE_FACE_MINOR.min(LIFECYCLE_PRICE_MINOR / 2);
         let evidence = |kind: u64| format!("{:016x}{:016x}{:016x}{:016x}", self.run, g, kind, seq);
         let (key, body) = match LIFECYCLE_STAGES[stage] {
             "voucher.issue" => (
                 &self.admin,
-                json!({ "voucher_id": voucher, "program_id": "bench-rs",
+                json!({ "voucher_id": voucher, "program_id": self.id("bench-rs"),
                         "holder": enterprise.public_key().to_base64(), "face_value_minor": LIFECYCLE_FACE_MINOR }),
             ),
             "order.place" => (
                 &enterprise,
-                json!({ "order_id": order, "listing_id": format!("listing-{}", g % LIFECYCLE_AGENCIES),
+                json!({ "order_id": order, "listing_id": self.id(&format!("listing-{}", g % LIFECYCLE_AGENCIES)),
                         "voucher_id": voucher, "price_minor": LIFECYCLE_PRICE_MINOR,
                         "payment": { "mode": "escrow", "escrow_provider": self.escrow().public_key().to_base64(),
                                      "fee_minor": 1_000 },
@@ -384,7 +422,7 @@ impl Fixture {
             "escrow.fund" => (
                 &self.escrow(),
                 json!({ "order_id": order, "amount_minor": LIFECYCLE_PRICE_MINOR - share,
-                        "reference": format!("PAY-{g}") }),
+                        "reference": self.id(&format!("PAY-{g}")) }),
             ),
             "order.deliver" => (
                 &agency,
@@ -408,7 +446,7 @@ impl Fixture {
             command_type: command_type.into(),
             region: self.region.clone(),
             signer: key.public_key(),
-            nonce: format!("bench-{seq:012}"),
+            nonce: self.id(&format!("bench-{seq:012}")),
             body,
         };
         seal(&payload, key)
@@ -468,7 +506,8 @@ struct PhaseResult {
     elapsed: Duration,
     /// Per command, from when it was taken up (before any check) to its answer.
     latencies: Latencies,
-    writer: WriterDelta,
+    /// The writer's counters; not known for a target node in another process.
+    writer: Option<WriterDelta>,
     /// The process's resident memory at the end of the phase, and its peak so far.
     memory: Option<ProcessMemory>,
 }
@@ -578,18 +617,21 @@ impl PhaseResult {
         self.latencies.percentile(p)
     }
 
-    fn mean_batch(&self) -> f64 {
-        self.writer.accepted as f64 / self.writer.batches.max(1) as f64
+    fn mean_batch(&self) -> Option<f64> {
+        let w = self.writer?;
+        Some(w.accepted as f64 / w.batches.max(1) as f64)
     }
 
-    fn mean_commit(&self) -> Duration {
-        Duration::from_micros(self.writer.commit_micros / self.writer.batches.max(1))
+    fn mean_commit(&self) -> Option<Duration> {
+        let w = self.writer?;
+        Some(Duration::from_micros(w.commit_micros / w.batches.max(1)))
     }
 
     /// The share of the phase's wall time the commit thread spent in synced writes (the writer
     /// decides the next batch meanwhile).
-    fn commit_share(&self) -> f64 {
-        self.writer.commit_micros as f64 / 1e6 / self.elapsed.as_secs_f64()
+    fn commit_share(&self) -> Option<f64> {
+        let w = self.writer?;
+        Some(w.commit_micros as f64 / 1e6 / self.elapsed.as_secs_f64())
     }
 
     fn to_json(&self) -> Value {
@@ -606,12 +648,12 @@ impl PhaseResult {
                 "at_end": m.resident_bytes as f64 / MIB,
                 "peak_of_process": m.peak_resident_bytes as f64 / MIB,
             })),
-            "writer": {
-                "batches": self.writer.batches,
+            "writer": self.writer.map(|w| json!({
+                "batches": w.batches,
                 "mean_batch_commands": self.mean_batch(),
-                "mean_commit_ms": self.mean_commit().as_secs_f64() * 1e3,
+                "mean_commit_ms": self.mean_commit().map(|d| d.as_secs_f64() * 1e3),
                 "commit_share_of_wall_time": self.commit_share(),
-            },
+            })),
         })
     }
 }
@@ -944,9 +986,10 @@ fn run_in_process(
         std::fs::rename(dir.keep(), keep)
             .with_context(|| format!("--keep-data: cannot move the data to {}", keep.display()))?;
         crate::write_new_key(&keep.join("keys").join("node.pem"), &node_key)?;
+        crate::write_new_key(&keep.join("keys").join("admin.pem"), &fixture.admin)?;
         eprintln!(
-            "kept the node's data and key in {}; serve it with `vledger serve --data {} \
-             --region {REGION} --origin {ORIGIN}`",
+            "kept the node's data, its key and its admin's key in {}; serve it with \
+             `vledger serve --data {} --region {REGION} --origin {ORIGIN}`",
             keep.display(),
             keep.display()
         );
@@ -959,7 +1002,7 @@ fn run_in_process(
         errors: tally.errors,
         elapsed: tally.last_answer - started,
         latencies: tally.latencies,
-        writer,
+        writer: Some(writer),
         memory,
     })
 }
@@ -986,15 +1029,22 @@ fn run_http(
     envelopes: Arc<Vec<Vec<u8>>>,
     rate: Option<f64>,
 ) -> Result<PhaseResult> {
-    let (name, label) = match rate {
+    let (name, mut label) = match rate {
         None => ("http", format!("HTTP, {} clients", args.clients)),
         Some(rate) => (
             "http-half",
             format!("HTTP at half: {}/s, {} clients", count(rate), args.clients),
         ),
     };
+    // A fresh node served in process, or none: the target was set up before the phases.
+    let local = match &args.target {
+        None => Some(fixture.open_node(parent, mix)?),
+        Some(target) => {
+            label.push_str(&format!(" to {target}"));
+            None
+        }
+    };
     eprintln!("{label}: {} commands ...", envelopes.len());
-    let (node, _dir, _) = fixture.open_node(parent, mix)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1002,27 +1052,30 @@ fn run_http(
     let clients = args.clients.max(1);
     let max_seconds = Duration::from_secs(args.max_seconds);
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("cannot listen on 127.0.0.1")?;
+        let (url, served) = match (&local, &args.target) {
+            (Some((node, _, _)), _) => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .context("cannot listen on 127.0.0.1")?;
+                let url = format!("http://{}/v1/commands", listener.local_addr()?);
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let server =
+                    tokio::spawn(vledger_api::serve(listener, Arc::clone(node), async move {
+                        let _ = stopped.await;
+                    }));
+                (url, Some((node, stop, server)))
+            }
+            (None, Some(target)) => (commands_url(target), None),
+            (None, None) => unreachable!("a node is opened when there is no target"),
+        };
         // Parsed once: each request then only clones it.
-        let url: reqwest::Url = format!("http://{}/v1/commands", listener.local_addr()?)
-            .parse()
-            .context("the node's address")?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(vledger_api::serve(
-            listener,
-            Arc::clone(&node),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let url: reqwest::Url = url.parse().context("the node's address")?;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(clients)
             .build()
             .context("cannot build the HTTP client")?;
         let next = Arc::new(AtomicUsize::new(0));
-        let before = WriterDelta::read(&node);
+        let before = served.as_ref().map(|(node, _, _)| WriterDelta::read(node));
         let started = Instant::now();
         let tasks: Vec<_> = (0..clients)
             .map(|_| {
@@ -1080,7 +1133,7 @@ fn run_http(
             errors: BTreeMap::new(),
             elapsed: Duration::ZERO,
             latencies: Latencies::new(),
-            writer: WriterDelta::default(),
+            writer: None,
             memory: None,
         };
         let mut last_answer = started;
@@ -1095,16 +1148,64 @@ fn run_http(
             last_answer = last_answer.max(log.last_answer.unwrap_or(started));
         }
         result.elapsed = last_answer - started;
-        result.writer = WriterDelta::read(&node).since(before);
-        result.memory = ProcessMemory::read();
         drop(client);
-        let _ = stop.send(());
-        server
-            .await
-            .context("server task")?
-            .context("the server failed")?;
+        if let (Some((node, stop, server)), Some(before)) = (served, before) {
+            result.writer = Some(WriterDelta::read(node).since(before));
+            result.memory = ProcessMemory::read();
+            let _ = stop.send(());
+            server
+                .await
+                .context("server task")?
+                .context("the server failed")?;
+        }
         Ok::<_, anyhow::Error>(result)
     })
+}
+
+/// The command endpoint of a node's base URL.
+fn commands_url(base: &str) -> String {
+    format!("{}/v1/commands", base.trim_end_matches('/'))
+}
+
+/// For `--target`: the running node's region, and the bench's set-up submitted there, one
+/// command at a time, each required to be accepted.
+fn set_up_target(target: &str, admin_key: &Path, mix: &Mix) -> Result<Fixture> {
+    let pem = std::fs::read_to_string(admin_key)
+        .with_context(|| format!("--admin-key: cannot read {}", admin_key.display()))?;
+    let admin = SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| anyhow::anyhow!("--admin-key {}: {e}", admin_key.display()))?;
+    let client = reqwest::blocking::Client::new();
+    let base = target.trim_end_matches('/');
+    let node: Value = client
+        .get(format!("{base}/v1/node"))
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.json())
+        .with_context(|| format!("--target: cannot read {base}/v1/node"))?;
+    let region = node["region"]
+        .as_str()
+        .and_then(|r| RegionId::try_from(r).ok())
+        .with_context(|| format!("--target: {base}/v1/node names no region"))?;
+    let fixture = Fixture::for_target(region, admin);
+    for &(kind, _) in &mix.weights {
+        for raw in kind.setup(&fixture) {
+            let response = client
+                .post(commands_url(base))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(raw)
+                .send()
+                .with_context(|| format!("--target: cannot send to {base}"))?;
+            let status = response.status();
+            if status != reqwest::StatusCode::CREATED {
+                let body = response.text().unwrap_or_default();
+                bail!(
+                    "--target: a set-up command of {} was refused ({status}): {body}",
+                    kind.name()
+                );
+            }
+        }
+    }
+    Ok(fixture)
 }
 
 /// The problem code of a refused command's answer, with its status.
@@ -1142,7 +1243,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         None => None,
     };
-    let fixture = Fixture::new();
+    let fixture = match (&args.target, &args.admin_key) {
+        (Some(target), Some(admin_key)) => {
+            if let Some(p) = phases
+                .iter()
+                .find(|p| !matches!(p, Phase::Limits | Phase::Http))
+            {
+                bail!(
+                    "--target drives the http phase into a running node; {p:?} needs a fresh \
+                     node of the bench's own (run it without --target)"
+                );
+            }
+            set_up_target(target, admin_key, &mix)?
+        }
+        _ => Fixture::new(),
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let limits = if phases.contains(&Phase::Limits) {
@@ -1436,17 +1551,18 @@ impl Report {
                 let p = |q| r.percentile(q).map_or("-".into(), duration);
                 let _ = writeln!(
                     t,
-                    "  {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9.0} {:>9} {:>6.0}%",
+                    "  {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7}",
                     r.label,
                     count(r.rate()),
                     p(0.50),
                     p(0.99),
                     p(0.999),
                     p(1.0),
-                    r.writer.batches,
-                    r.mean_batch(),
-                    duration(r.mean_commit()),
-                    r.commit_share() * 100.0
+                    r.writer.map_or("-".into(), |w| w.batches.to_string()),
+                    r.mean_batch().map_or("-".into(), |b| format!("{b:.0}")),
+                    r.mean_commit().map_or("-".into(), duration),
+                    r.commit_share()
+                        .map_or("-".into(), |c| format!("{:.0}%", c * 100.0))
                 );
                 if r.accepted != r.sent || !r.errors.is_empty() {
                     let _ = writeln!(

@@ -348,3 +348,73 @@ fn bench_drives_the_mixes_signed_ahead_or_in_chunks() {
         "{stderr}"
     );
 }
+
+/// `vledger bench --target` drives a node running in another process: it sets up its parties,
+/// program and listings there as the region's admin, under ids and nonces of its own run, so a
+/// second run against the same node is accepted too.
+#[test]
+fn bench_drives_a_running_node_twice() {
+    let server = start_demo_node();
+    let admin = server.dir.path().join("data/keys/admin.pem");
+    for mix in ["voucher.lifecycle", "voucher.lifecycle", "party.register"] {
+        let out = vledger(
+            &[
+                "bench",
+                "--phases",
+                "http",
+                "--mix",
+                mix,
+                "--commands",
+                "70",
+                // One client: a voucher's next stage is only 10 commands later here, and
+                // concurrent clients could send it before the stage it needs is written.
+                "--clients",
+                "1",
+                "--target",
+                &server.url,
+                "--admin-key",
+                admin.to_str().unwrap(),
+                "--json",
+            ],
+            None,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "bench failed: {stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let result = &report["phases"]["http"];
+        assert_eq!(result["sent"], 70, "{mix}: {result}");
+        assert_eq!(result["accepted"], 70, "{mix}: {result}");
+        // The node's batches and memory are another process's.
+        assert!(result["writer"].is_null(), "{result}");
+        assert!(result["resident_memory_mib"].is_null(), "{result}");
+        assert!(
+            result["label"].as_str().unwrap().ends_with(&server.url),
+            "{result}"
+        );
+    }
+    let out = vledger(
+        &[
+            "bench",
+            "--phases",
+            "writer,http",
+            "--target",
+            &server.url,
+            "--admin-key",
+            admin.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--target drives the http phase"),
+        "{stderr}"
+    );
+    let out = vledger(&["bench", "--target", &server.url], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--admin-key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
