@@ -3,8 +3,10 @@
 # chunks as they go, so that the load generator's memory stays flat), then measures, on the
 # store that leaves:
 #   1. the resident memory of the process that ingested it (VmRSS at the end, VmHWM);
-#   2. `vledger serve` on it: resident memory after opening, and after 2,000 inclusion and
-#      2,000 consistency proofs at random positions over HTTP (with their mean latency);
+#   2. `vledger serve` on it: resident memory after opening, after 2,000 inclusion and 2,000
+#      consistency proofs at random positions over HTTP (with their mean latency), and after
+#      WRITES more commands (default 300000) sent to it over HTTP by 16 clients
+#      (`vledger bench --target`, signed by the admin key the ingest kept);
 #   3. `vledger rebuild --from-events` (and, with VLEDGER_REBUILD_REPLAY=1, `vledger rebuild`,
 #      which checks every signature again): entries per second and peak resident memory.
 #
@@ -80,6 +82,19 @@ for kind in ("inclusion", "consistency"):
     print(f"after 2,000 {kind} proofs (mean {mean_ms:.2f} ms over HTTP, one client): "
           f"RSS {rss:,.0f} MiB (peak {hwm:,.0f} MiB)")
 PY
+writes="${WRITES:-300000}"
+if [ "$writes" -gt 0 ]; then
+  echo "== $writes more commands over HTTP to the served node (16 clients)"
+  "$vledger" bench --phases http --target "http://127.0.0.1:$port" \
+    --admin-key "$node/keys/admin.pem" --commands "$writes" --clients 16 --max-seconds 3600 \
+    --dir "$dir" 2>&1 | grep -E "^  HTTP|accepted|refused" || true
+  python3 - "$serve_pid" <<'PY'
+import sys
+status = open(f"/proc/{sys.argv[1]}/status").read()
+field = lambda name: int(next(l for l in status.splitlines() if l.startswith(name)).split()[1]) / 1024
+print(f"the served node after the writes: RSS {field('VmRSS:'):,.0f} MiB (peak {field('VmHWM:'):,.0f} MiB)")
+PY
+fi
 kill $serve_pid; wait $serve_pid 2>/dev/null || true
 trap - EXIT
 
