@@ -582,7 +582,7 @@ impl ProcessMemory {
 }
 
 /// The writer's counters over a phase.
-#[derive(Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct WriterDelta {
     batches: u64,
     accepted: u64,
