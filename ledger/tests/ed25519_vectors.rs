@@ -264,11 +264,6 @@ fn batch_equation_accepts_what_the_rule_refuses() {
         0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66,
         0x66, 0x66,
     ];
-    // ℓ, little-endian.
-    const ELL: [u8; 32] = [
-        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
-        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-    ];
     let decode = |bytes: &[u8]| {
         let bytes: [u8; 32] = bytes.try_into().unwrap();
         ed25519_dalek::VerifyingKey::from_bytes(&bytes)
@@ -332,10 +327,17 @@ fn verify_agrees_with_verify_strict_on_every_vector() {
         let Ok(pk) = PublicKey::from_bytes(&key) else {
             continue;
         };
+        let strict = pk.verify_with_dalek_strict(v.msg.as_bytes(), &sig).is_ok();
         assert_eq!(
             pk.verify(v.msg.as_bytes(), &sig).is_ok(),
-            pk.verify_with_dalek_strict(v.msg.as_bytes(), &sig).is_ok(),
+            strict,
             "vector {}",
+            v.number
+        );
+        assert_eq!(
+            pk.verify_with_new_table(v.msg.as_bytes(), &sig).is_ok(),
+            strict,
+            "vector {}, with the key's table",
             v.number
         );
         compared += 1;
@@ -343,7 +345,27 @@ fn verify_agrees_with_verify_strict_on_every_vector() {
     assert!(compared > 0);
 }
 
-/// ... on every one-bit corruption of real signatures (R, S and the message) ...
+/// ℓ, the order of the prime-order subgroup, little-endian.
+const ELL: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// `s + ℓ`, little-endian (fits in 32 bytes for any `s < ℓ`): the same scalar modulo ℓ, in a
+/// non-canonical encoding.
+fn plus_ell(s: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(s[i]) + u16::from(ELL[i]) + carry;
+        out[i] = sum as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0);
+    out
+}
+
+/// ... on every one-bit corruption of real signatures (R, S and the message), and on S + ℓ ...
 #[test]
 fn verify_agrees_with_verify_strict_on_corrupted_signatures() {
     use rand::{Rng, SeedableRng};
@@ -356,16 +378,25 @@ fn verify_agrees_with_verify_strict_on_corrupted_signatures() {
         let message: Vec<u8> = (0..rng.gen_range(0..200)).map(|_| rng.gen()).collect();
         let sig = signer.sign(&message);
         assert!(pk.verify(&message, &sig).is_ok());
+        assert!(pk.verify_with_new_table(&message, &sig).is_ok());
         for bit in 0..512 {
             let mut bad = sig;
             bad[bit / 8] ^= 1 << (bit % 8);
+            let strict = pk.verify_with_dalek_strict(&message, &bad).is_ok();
+            assert_eq!(pk.verify(&message, &bad).is_ok(), strict, "bit {bit}");
             assert_eq!(
-                pk.verify(&message, &bad).is_ok(),
-                pk.verify_with_dalek_strict(&message, &bad).is_ok(),
-                "bit {bit}"
+                pk.verify_with_new_table(&message, &bad).is_ok(),
+                strict,
+                "bit {bit}, with the key's table"
             );
             assert!(pk.verify(&message, &bad).is_err(), "bit {bit}");
         }
+        // S + ℓ satisfies the equation (B has order ℓ) and is refused for its encoding.
+        let mut malleated = sig;
+        malleated[32..].copy_from_slice(&plus_ell(&sig[32..]));
+        assert!(pk.verify_with_dalek_strict(&message, &malleated).is_err());
+        assert!(pk.verify(&message, &malleated).is_err());
+        assert!(pk.verify_with_new_table(&message, &malleated).is_err());
         if !message.is_empty() {
             let mut bad = message.clone();
             bad[0] ^= 1;
@@ -408,4 +439,8 @@ fn verify_refuses_a_small_order_r_that_satisfies_the_equation() {
     );
     assert!(pk.verify_with_dalek_strict(message, &sig).is_err());
     assert_eq!(pk.verify(message, &sig), Err(SignatureError::Invalid));
+    assert_eq!(
+        pk.verify_with_new_table(message, &sig),
+        Err(SignatureError::Invalid)
+    );
 }
