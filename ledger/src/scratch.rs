@@ -25,6 +25,11 @@ const FLUSH_EVERY_BYTES: usize = 16 << 20;
 /// RocksDB's memory: the block cache, and each family's memtable.
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
 const WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// Level-0 files that start a compaction into level 1 (RocksDB's default is 4). A replay reads
+/// few records back from disk, so fewer, larger compactions cost less than the extra level-0
+/// files cost its reads: on a 1M-entry archive 2% less CPU and 2.7% less time (three pairs of
+/// runs of `vledger verify`), for a few MiB more of index and filter blocks.
+const LEVEL0_COMPACTION_TRIGGER: i32 = 8;
 
 /// Compression of each LSM level, level 0 first.
 const SCRATCH_COMPRESSION_PER_LEVEL: [rocksdb::DBCompressionType; 7] = {
@@ -70,6 +75,7 @@ impl ScratchState {
             let mut options = Options::default();
             options.set_block_based_table_factory(&table);
             options.set_write_buffer_size(WRITE_BUFFER_BYTES);
+            options.set_level_zero_file_num_compaction_trigger(LEVEL0_COMPACTION_TRIGGER);
             options.set_max_write_buffer_number(2);
             // Most records are rewritten by compaction on their way down the levels: only the
             // levels where they settle are compressed, so that compaction's LZ4 work is paid
