@@ -10,6 +10,7 @@ pub mod domain;
 pub mod entry;
 pub mod envelope;
 pub mod evidence;
+pub mod fixed_base;
 pub mod keys;
 pub mod limits;
 pub mod merkle;
