@@ -374,8 +374,8 @@ const fn hex32(text: &str) -> [u8; 32] {
 ///
 /// A key that has signed [`TABLE_AFTER_SIGNATURES`] checked signatures also gets a table of
 /// multiples of −A (see [`crate::fixed_base`]): `[k](−A)` then costs about 35 additions instead
-/// of about 250 doublings and the additions between them. A table takes 41 KiB and about
-/// 0.15 ms (some 8 of the verifications it shortens) to build, so keys that sign only once or
+/// of about 250 doublings and the additions between them. A table takes 45 KiB and about
+/// 0.1 ms (some 8 of the verifications it shortens) to build, so keys that sign only once or
 /// twice (most enterprises) do not get one, and those that sign often (governments, agencies,
 /// escrow providers, the node itself) do; at most [`crate::limits::MAX_KEY_TABLES`] exist at a
 /// time.

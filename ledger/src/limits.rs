@@ -73,7 +73,7 @@ pub const MAX_CATALOG_QUERY_TEXT_BYTES: usize = 256;
 /// 250 B each; 16 MiB at most). When full, the set is emptied and refilled: a forgotten key is
 /// only checked again.
 pub const MAX_CHECKED_KEYS: usize = 65_536;
-/// Keys with a table of multiples for verifying their signatures (41 KiB each; 21 MiB at
+/// Keys with a table of multiples for verifying their signatures (45 KiB each; 23 MiB at
 /// most). Tables go with the checked keys when that set is emptied.
 pub const MAX_KEY_TABLES: usize = 512;
 
