@@ -3,7 +3,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use vledger_benches::{admin_key, register_envelope};
+use vledger_benches::{admin_key, party_key, register_envelope};
 use vledger_ledger::envelope::{pae, VerifiedEnvelope, COMMAND_PAYLOAD_TYPE};
 use vledger_ledger::fixed_base::FixedBase;
 use vledger_ledger::keys::PublicKey;
@@ -38,6 +38,32 @@ fn signatures(c: &mut Criterion) {
                 .expect("valid signature")
         })
     });
+    // The lifecycle mix has 82 signers: with many keys' tables in turn, their look-ups miss the
+    // CPU's caches more often than with one.
+    for keys in [16u64, 64] {
+        let signed: Vec<(PublicKey, Vec<u8>, [u8; 64])> = (0..keys)
+            .map(|n| {
+                let signer = party_key(n);
+                let key = PublicKey::from_bytes(signer.public_key().as_bytes()).expect("valid");
+                let message = format!("{n}: {}", "m".repeat(600)).into_bytes();
+                let signature = signer.sign(&message);
+                (key, message, signature)
+            })
+            .collect();
+        for (key, message, signature) in &signed {
+            for _ in 0..32 {
+                key.verify(message, signature).expect("valid signature");
+            }
+        }
+        let mut next = signed.iter().cycle();
+        group.bench_function(format!("PublicKey::verify, {keys} keys in turn"), |b| {
+            b.iter(|| {
+                let (key, message, signature) = next.next().expect("cycles");
+                key.verify(black_box(message), black_box(signature))
+                    .expect("valid signature")
+            })
+        });
+    }
     group.bench_function("a key's table of multiples (built once per key)", |b| {
         let minus_a = -dalek_key.to_edwards();
         b.iter(|| FixedBase::for_key(black_box(&minus_a)))
