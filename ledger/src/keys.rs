@@ -67,10 +67,10 @@ use std::str::FromStr;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use curve25519_dalek::scalar::Scalar;
-
-use crate::fixed_base::FixedBase;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
+
+use crate::fixed_base::FixedBase;
 
 /// Length in bytes of an encoded Ed25519 public key.
 pub const PUBLIC_KEY_LEN: usize = 32;
@@ -210,7 +210,16 @@ impl PublicKey {
                 accepted
             }
             None => {
-                cofactorless_with_dalek(checked.map(|c| c.decoded), &self.0, message, signature)
+                let accepted = cofactorless_with_dalek(
+                    checked.as_ref().map(|c| c.decoded),
+                    &self.0,
+                    message,
+                    signature,
+                );
+                if let (true, Some(checked)) = (accepted, &checked) {
+                    checked.count_accepted();
+                }
+                accepted
             }
         };
         if accepted {
@@ -372,13 +381,14 @@ const fn hex32(text: &str) -> [u8; 32] {
 /// remembering its positive answers changes nothing that is accepted; refused keys are never
 /// remembered. Bounded by [`crate::limits::MAX_CHECKED_KEYS`].
 ///
-/// A key that has signed [`TABLE_AFTER_SIGNATURES`] checked signatures also gets a table of
-/// multiples of −A (see [`crate::fixed_base`]): `[k](−A)` then costs about 35 additions instead
-/// of about 250 doublings and the additions between them. A table takes 45 KiB and about
-/// 0.1 ms (some 8 of the verifications it shortens) to build, so keys that sign only once or
-/// twice (most enterprises) do not get one, and those that sign often (governments, agencies,
-/// escrow providers, the node itself) do; at most [`crate::limits::MAX_KEY_TABLES`] exist at a
-/// time.
+/// A key under which [`TABLE_AFTER_SIGNATURES`] signatures were accepted also gets a table of
+/// multiples of −A (see [`crate::fixed_base`]): `[k](−A)` then costs about 50 additions and 10
+/// doublings instead of about 250 doublings and the additions between them. A table takes
+/// 45 KiB and about 0.1 ms (some 5 of the verifications it shortens) to build, so keys that
+/// sign once or twice (most enterprises) do not get one, and those that sign often
+/// (governments, agencies, escrow providers, the node itself) do; at most
+/// [`crate::limits::MAX_KEY_TABLES`] exist at a time. Refused signatures do not count, so
+/// garbage sent under other people's keys cannot use the tables up.
 mod checked_keys {
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -389,7 +399,7 @@ mod checked_keys {
     use super::PUBLIC_KEY_LEN;
     use crate::limits::{MAX_CHECKED_KEYS, MAX_KEY_TABLES};
 
-    /// Signatures checked under a key before it gets its table of multiples.
+    /// Signatures accepted under a key before it gets its table of multiples.
     pub(crate) const TABLE_AFTER_SIGNATURES: u64 = 16;
 
     pub(crate) struct CheckedKey {
@@ -399,18 +409,19 @@ mod checked_keys {
     }
 
     impl CheckedKey {
-        /// The key's table of multiples of −A: built by the call that counts its
-        /// [`TABLE_AFTER_SIGNATURES`]-th signature, if fewer than [`MAX_KEY_TABLES`] exist.
+        /// The key's table of multiples of −A, if it has one.
         pub(super) fn table(&self) -> Option<&FixedBase> {
-            if let Some(table) = self.table.get() {
-                return Some(table);
+            self.table.get()
+        }
+
+        /// Counts a signature accepted without the table; the one that makes
+        /// [`TABLE_AFTER_SIGNATURES`] builds it, if fewer than [`MAX_KEY_TABLES`] exist.
+        pub(super) fn count_accepted(&self) {
+            let accepted = self.signatures.fetch_add(1, Ordering::Relaxed) + 1;
+            if accepted == TABLE_AFTER_SIGNATURES && take_table_slot(&TABLES, MAX_KEY_TABLES) {
+                let minus_a = -self.decoded.to_edwards();
+                self.table.get_or_init(|| FixedBase::for_key(&minus_a));
             }
-            let seen = self.signatures.fetch_add(1, Ordering::Relaxed) + 1;
-            if seen != TABLE_AFTER_SIGNATURES || !take_table_slot(&TABLES, MAX_KEY_TABLES) {
-                return None;
-            }
-            let minus_a = -self.decoded.to_edwards();
-            Some(self.table.get_or_init(|| FixedBase::for_key(&minus_a)))
         }
 
         #[cfg(test)]
@@ -917,6 +928,12 @@ mod tests {
         let message = b"voucher.issue, program bench-rs";
         let signature = signer.sign(message);
         let checked = checked_keys::get(key.as_bytes()).expect("remembered when built");
+        let mut refused = signature;
+        refused[40] ^= 1;
+        for _ in 0..2 * checked_keys::TABLE_AFTER_SIGNATURES {
+            assert_eq!(key.verify(message, &refused), Err(SignatureError::Invalid));
+        }
+        assert!(!checked.has_table(), "refused signatures do not count");
         for _ in 1..checked_keys::TABLE_AFTER_SIGNATURES {
             assert_eq!(key.verify(message, &signature), Ok(()));
         }
