@@ -75,7 +75,8 @@ impl FixedBase {
 
     /// `[scalar]P`, in time that depends on the scalar: for public scalars only.
     pub fn mul(&self, scalar: &Scalar) -> EdwardsPoint {
-        let digits = signed_digits(scalar, self.window);
+        let mut buffer = [0; MOST_DIGITS];
+        let digits = signed_digits(scalar, self.window, &mut buffer);
         let mut sum = EdwardsPoint::identity();
         for pass in (0..self.passes).rev() {
             for (row, multiples) in self.rows.iter().enumerate() {
@@ -109,9 +110,17 @@ fn digit_count(window: usize) -> usize {
     256usize.div_ceil(window) + 1
 }
 
+/// The most digits a scalar has, with the narrowest window (2 bits).
+const MOST_DIGITS: usize = 129;
+
 /// The scalar's digits `d_j` in radix `2^window` with `−2^(window−1) < d_j ≤ 2^(window−1)`
-/// and `Σ d_j · 2^(window·j)` equal to the scalar's 256-bit value.
-fn signed_digits(scalar: &Scalar, window: usize) -> Vec<i32> {
+/// and `Σ d_j · 2^(window·j)` equal to the scalar's 256-bit value, written into `buffer`
+/// (a verification computes two: no allocation for them).
+fn signed_digits<'a>(
+    scalar: &Scalar,
+    window: usize,
+    buffer: &'a mut [i32; MOST_DIGITS],
+) -> &'a [i32] {
     let bytes = scalar.as_bytes();
     let bit = |i: usize| -> i32 {
         if i >= 256 {
@@ -120,12 +129,12 @@ fn signed_digits(scalar: &Scalar, window: usize) -> Vec<i32> {
             i32::from((bytes[i / 8] >> (i % 8)) & 1)
         }
     };
-    let count = digit_count(window);
-    let mut digits: Vec<i32> = (0..count)
-        .map(|j| (0..window).map(|t| bit(j * window + t) << t).sum())
-        .collect();
+    let digits = &mut buffer[..digit_count(window)];
+    for (j, digit) in digits.iter_mut().enumerate() {
+        *digit = (0..window).map(|t| bit(j * window + t) << t).sum();
+    }
     let half = 1 << (window - 1);
-    for j in 0..count - 1 {
+    for j in 0..digits.len() - 1 {
         if digits[j] > half {
             digits[j] -= 1 << window;
             digits[j + 1] += 1;
@@ -167,7 +176,8 @@ mod tests {
             let mut scalars = extreme_scalars();
             scalars.extend((0..50).map(|_| Scalar::from_bytes_mod_order(rng.gen())));
             for scalar in scalars {
-                let digits = signed_digits(&scalar, window);
+                let mut buffer = [0; MOST_DIGITS];
+                let digits = signed_digits(&scalar, window, &mut buffer);
                 assert!(digits.iter().all(|&d| -half < d && d <= half));
                 let mut sum = Scalar::ZERO;
                 let radix = Scalar::from(1u64 << window);
@@ -204,6 +214,7 @@ mod tests {
 
     #[test]
     fn table_sizes() {
+        assert_eq!(digit_count(2), MOST_DIGITS);
         let b = ED25519_BASEPOINT_POINT;
         assert_eq!(FixedBase::for_key(&b).bytes(), 18 * 16 * 160);
         assert_eq!(FixedBase::for_basepoint().bytes(), 33 * 128 * 160);
