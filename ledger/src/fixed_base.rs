@@ -85,8 +85,8 @@ impl FixedBase {
                 };
                 match digit {
                     0 => {}
-                    d if d > 0 => sum += multiples[(d - 1) as usize],
-                    d => sum -= multiples[(-d - 1) as usize],
+                    d if d > 0 => sum += &multiples[(d - 1) as usize],
+                    d => sum -= &multiples[(-d - 1) as usize],
                 }
             }
             if pass > 0 {

@@ -2,7 +2,6 @@
 //! single writer, and answers reads. The imperative shell around the pure state machine.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -85,7 +84,7 @@ pub struct Node {
     signing_key: SigningKey,
     clock_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     clock: Mutex<Option<JoinHandle<()>>>,
-    queue: RwLock<Option<SyncSender<Submission>>>,
+    queue: RwLock<Option<crossbeam_channel::Sender<Submission>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     published: Arc<Published>,
     region: RegionId,
@@ -126,8 +125,9 @@ impl Node {
             published: published.clone(),
             records: Default::default(),
             in_flight: None,
+            in_flight_outcome: None,
         };
-        let (sender, receiver) = sync_channel(WRITER_QUEUE_CAPACITY);
+        let (sender, receiver) = crossbeam_channel::bounded(WRITER_QUEUE_CAPACITY);
         let handle = std::thread::Builder::new()
             .name("vledger-writer".into())
             .spawn(move || writer.run(receiver))
@@ -303,8 +303,10 @@ impl Node {
         }
         match sent {
             Ok(()) => {}
-            Err(TrySendError::Full(s)) => (s.reply)(Err(SubmitError::QueueFull)),
-            Err(TrySendError::Disconnected(s)) => (s.reply)(Err(SubmitError::ShuttingDown)),
+            Err(crossbeam_channel::TrySendError::Full(s)) => (s.reply)(Err(SubmitError::QueueFull)),
+            Err(crossbeam_channel::TrySendError::Disconnected(s)) => {
+                (s.reply)(Err(SubmitError::ShuttingDown))
+            }
         }
     }
 

@@ -111,6 +111,18 @@ pub struct Store {
     /// Tests only: while set, [`Store::commit`] fails without writing anything.
     #[cfg(test)]
     pub(crate) fail_commits: std::sync::atomic::AtomicBool,
+    /// Tests only: while set, [`Store::commit`] first waits at it.
+    #[cfg(test)]
+    pub(crate) commit_gate: std::sync::Mutex<Option<CommitGate>>,
+}
+
+/// Tests only: holds each commit back until it is let through.
+#[cfg(test)]
+pub(crate) struct CommitGate {
+    /// Told when a commit arrives at the gate.
+    pub arrived: std::sync::mpsc::Sender<()>,
+    /// One permit lets one commit through; without a sender, every commit goes through.
+    pub permits: std::sync::mpsc::Receiver<()>,
 }
 
 /// A batch's state changes in key order; `None` deletes the record.
@@ -173,6 +185,8 @@ impl Store {
             tree_cache: RwLock::new(TreeCache::default()),
             #[cfg(test)]
             fail_commits: Default::default(),
+            #[cfg(test)]
+            commit_gate: Default::default(),
         };
         store.load_tree_cache()?;
         if store.tree_size()?.is_none() && store.state_record_encoding()?.is_none() {
@@ -235,6 +249,8 @@ impl Store {
             tree_cache: RwLock::new(TreeCache::default()),
             #[cfg(test)]
             fail_commits: Default::default(),
+            #[cfg(test)]
+            commit_gate: Default::default(),
         };
         store.load_tree_cache()?;
         Ok(store)
@@ -372,6 +388,11 @@ impl Store {
         if let Some((size, note)) = &batch.checkpoint {
             wb.put_cf(self.cf(CF_CHECKPOINTS), size.to_be_bytes(), note.as_bytes());
             wb.put_cf(self.cf(CF_META), META_LATEST_CHECKPOINT, size.to_be_bytes());
+        }
+        #[cfg(test)]
+        if let Some(gate) = &*self.commit_gate.lock().expect("gate lock") {
+            let _ = gate.arrived.send(());
+            let _ = gate.permits.recv();
         }
         let mut options = WriteOptions::default();
         options.set_sync(true);

@@ -7,9 +7,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
 
 use crate::domain::{
     self, merged_scan, ApplyContext, ApplyError, Command, Overlay, Rejection, ScannedRecords,
@@ -136,7 +138,15 @@ pub struct Writer {
     pub(crate) records: RefCell<RecordCache>,
     /// The batch in its synced write, if any (see [`Writer::run`]).
     pub(crate) in_flight: Option<InFlight>,
+    /// The outcome of that write, when it came while the writer was deciding the next batch.
+    pub(crate) in_flight_outcome: Option<Result<(), String>>,
 }
+
+/// Why a batch's write has no outcome.
+const COMMIT_THREAD_GONE: &str = "the commit thread stopped";
+
+/// The commit thread's report of each batch's write: what the writer waits on.
+pub(crate) type CommitOutcomes = crossbeam_channel::Receiver<Result<(), String>>;
 
 enum Outcome {
     Applied(ReceiptData),
@@ -337,9 +347,14 @@ impl Writer {
     /// flight is committed; if that write fails, the next (decided on state that was never
     /// committed) is refused too and the writer goes back to the position before the failed
     /// batch.
-    pub fn run(mut self, queue: Receiver<Submission>) {
+    ///
+    /// A batch takes the commands queued when the writer starts it, and then, as long as the
+    /// batch before it is still in its synced write, every command that arrives: they would
+    /// wait for that write anyway, and a larger batch shares one synced write among more
+    /// commands.
+    pub fn run(mut self, queue: crossbeam_channel::Receiver<Submission>) {
         let (to_commit, batches) = sync_channel::<DecidedBatch>(0);
-        let (done_sender, done) = channel::<Result<(), String>>();
+        let (done_sender, done) = crossbeam_channel::unbounded::<Result<(), String>>();
         let committer = Committer {
             store: self.store.clone(),
             published: self.published.clone(),
@@ -349,20 +364,33 @@ impl Writer {
             .spawn(move || committer.run(batches, done_sender))
             .expect("spawn commit thread");
         while let Ok(first) = queue.recv() {
-            let mut batch = Vec::with_capacity(64);
-            batch.push(first);
-            while batch.len() < MAX_BATCH_COMMANDS {
-                match queue.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            self.published
-                .stats
-                .queue_depth
-                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
             let before = (self.frontier.clone(), self.last_leaf);
-            let decided = self.decide_batch(batch);
+            let published = self.published.clone();
+            let waiting_on_write = self.in_flight.is_some();
+            let mut outcome = None;
+            let mut first = Some(first);
+            let mut taken = 0;
+            let decided = self.decide(|| {
+                if taken == MAX_BATCH_COMMANDS {
+                    return None;
+                }
+                let next = first.take().or_else(|| queue.try_recv().ok()).or_else(|| {
+                    if !waiting_on_write || outcome.is_some() {
+                        return None;
+                    }
+                    crossbeam_channel::select! {
+                        recv(queue) -> next => next.ok(),
+                        recv(done) -> written => {
+                            outcome = Some(written.unwrap_or_else(|_| Err(COMMIT_THREAD_GONE.to_string())));
+                            None
+                        }
+                    }
+                })?;
+                taken += 1;
+                published.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                Some(next)
+            });
+            self.in_flight_outcome = outcome;
             if !self.hand_over(decided, before, &to_commit, &done) {
                 break;
             }
@@ -380,7 +408,7 @@ impl Writer {
         mut decided: DecidedBatch,
         before: (Frontier, Hash),
         to_commit: &SyncSender<DecidedBatch>,
-        done: &Receiver<Result<(), String>>,
+        done: &CommitOutcomes,
     ) -> bool {
         if let Err(reason) = self.settle_in_flight(done) {
             decided.fail_all(&format!(
@@ -413,13 +441,16 @@ impl Writer {
 
     /// Waits for the batch in flight, if any: on success its changes enter the record cache;
     /// on failure the writer goes back to its position before that batch.
-    fn settle_in_flight(&mut self, done: &Receiver<Result<(), String>>) -> Result<(), String> {
+    fn settle_in_flight(&mut self, done: &CommitOutcomes) -> Result<(), String> {
         let Some(in_flight) = self.in_flight.take() else {
             return Ok(());
         };
-        let result = done
-            .recv()
-            .unwrap_or_else(|_| Err("the commit thread stopped".to_string()));
+        let result = match self.in_flight_outcome.take() {
+            Some(outcome) => outcome,
+            None => done
+                .recv()
+                .unwrap_or_else(|_| Err(COMMIT_THREAD_GONE.to_string())),
+        };
         match &result {
             Ok(()) => {
                 let changes = Arc::try_unwrap(in_flight.state_changes)
@@ -436,13 +467,21 @@ impl Writer {
 
     /// Decides one batch on top of the batch in flight (if any): applies each command, appends
     /// its entry to the tree and signs the batch's checkpoint. Nothing is written here.
+    #[cfg(test)]
     fn decide_batch(&mut self, batch: Vec<Submission>) -> DecidedBatch {
+        let mut batch = batch.into_iter();
+        self.decide(|| batch.next())
+    }
+
+    /// Decides one batch of the commands `next` gives until it gives none (see
+    /// [`Writer::decide_batch`]).
+    fn decide(&mut self, mut next: impl FnMut() -> Option<Submission>) -> DecidedBatch {
         let node_time_ms = wall_clock_ms().max(self.last_time_ms);
         let frontier_before = self.frontier.clone();
         let last_leaf_before = self.last_leaf;
         let mut commit = CommitBatch::default();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(64);
+        let mut replies = Vec::with_capacity(64);
         let mut batch_nonces: HashMap<Vec<u8>, NonceRecord> = HashMap::new();
         let mut storage_failure: Option<String> = None;
         let in_flight = self.in_flight.as_ref();
@@ -455,7 +494,7 @@ impl Writer {
         };
         let mut overlay = Overlay::new(&view);
 
-        for submission in batch {
+        while let Some(submission) = next() {
             replies.push(submission.reply);
             if let Some(reason) = &storage_failure {
                 outcomes.push(Outcome::Failed(SubmitError::Storage(reason.clone())));
@@ -581,8 +620,9 @@ mod tests {
     use crate::domain::GenesisBody;
     use crate::envelope::{seal, CommandPayload, COMMAND_FORMAT_VERSION};
     use crate::keys::SigningKey;
-    use crate::note::NoteSigner;
+    use crate::note::{NoteSigner, SignedNote};
     use serde_json::json;
+    use std::sync::mpsc::channel;
 
     type Answer = Receiver<Result<Accepted, SubmitError>>;
 
@@ -590,7 +630,7 @@ mod tests {
         writer: Writer,
         admin: SigningKey,
         to_commit: SyncSender<DecidedBatch>,
-        done: Receiver<Result<(), String>>,
+        done: CommitOutcomes,
         _dir: tempfile::TempDir,
     }
 
@@ -603,7 +643,7 @@ mod tests {
             let origin = "writer.test/cq".to_string();
             let published = Arc::new(Published::new(0, String::new()));
             let (to_commit, batches) = sync_channel(0);
-            let (done_sender, done) = channel();
+            let (done_sender, done) = crossbeam_channel::unbounded();
             let committer = Committer {
                 store: store.clone(),
                 published: published.clone(),
@@ -622,6 +662,7 @@ mod tests {
                     published,
                     records: Default::default(),
                     in_flight: None,
+                    in_flight_outcome: None,
                 },
                 admin: SigningKey::generate(&mut rand::rngs::OsRng),
                 to_commit,
@@ -699,6 +740,71 @@ mod tests {
             },
             rx,
         )
+    }
+
+    /// Commands that arrive one by one while a batch is in its synced write all join the next
+    /// batch: they share its write and its checkpoint.
+    #[test]
+    fn commands_arriving_during_a_write_join_the_next_batch() {
+        let f = Fixture::new();
+        let (permit, permits) = channel::<()>();
+        let (arrived_sender, arrived) = channel();
+        *f.writer.store.commit_gate.lock().unwrap() = Some(crate::store::CommitGate {
+            arrived: arrived_sender,
+            permits,
+        });
+        let keys: Vec<SigningKey> = (0..3)
+            .map(|_| SigningKey::generate(&mut rand::rngs::OsRng))
+            .collect();
+        let mut commands: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| f.register(key, &format!("n{i}")))
+            .collect();
+        let published = f.writer.published.clone();
+        let (queue, queued) = crossbeam_channel::bounded(16);
+        let writer = f.writer;
+        let running = std::thread::spawn(move || writer.run(queued));
+        // Waits (a bounded time) until the writer has taken every queued command.
+        let taken = || {
+            for _ in 0..200 {
+                if published.stats.queue_depth.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        };
+        let mut answers = Vec::new();
+        for (i, (submission, answer)) in commands.drain(..).enumerate() {
+            published.stats.queue_depth.fetch_add(1, Ordering::SeqCst);
+            queue.send(submission).unwrap();
+            answers.push(answer);
+            if i == 0 {
+                // The first command's write waits at the gate; the others arrive meanwhile.
+                arrived.recv().unwrap();
+            } else {
+                taken();
+            }
+        }
+        // Without its sender, the permits no longer hold any write back.
+        drop(permit);
+        let sizes: Vec<u64> = answers
+            .iter()
+            .map(|answer| {
+                let accepted = answer.recv().unwrap().unwrap();
+                SignedNote::parse(&accepted.checkpoint)
+                    .map(|note| Checkpoint::parse(&note.text).unwrap().size)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [2, 4, 4],
+            "the second and third commands share a batch"
+        );
+        drop(queue);
+        running.join().unwrap();
+        assert_eq!(published.stats.batches.load(Ordering::SeqCst), 3);
     }
 
     /// The batch decided while another is in its synced write sees that batch's records and
