@@ -587,6 +587,8 @@ struct WriterDelta {
     batches: u64,
     accepted: u64,
     commit_micros: u64,
+    /// The node's longest synced write (each phase's node is a fresh one).
+    longest_commit_micros: u64,
 }
 
 impl WriterDelta {
@@ -596,6 +598,7 @@ impl WriterDelta {
             batches: stats.batches.load(Ordering::Relaxed),
             accepted: stats.commands_accepted.load(Ordering::Relaxed),
             commit_micros: stats.commit_micros_total.load(Ordering::Relaxed),
+            longest_commit_micros: stats.longest_commit_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -604,6 +607,7 @@ impl WriterDelta {
             batches: self.batches - before.batches,
             accepted: self.accepted - before.accepted,
             commit_micros: self.commit_micros - before.commit_micros,
+            longest_commit_micros: self.longest_commit_micros,
         }
     }
 }
@@ -653,6 +657,7 @@ impl PhaseResult {
                 "mean_batch_commands": self.mean_batch(),
                 "mean_commit_ms": self.mean_commit().map(|d| d.as_secs_f64() * 1e3),
                 "commit_share_of_wall_time": self.commit_share(),
+                "longest_commit_ms": w.longest_commit_micros as f64 / 1e3,
             })),
         })
     }
@@ -1535,7 +1540,7 @@ impl Report {
             );
             let _ = writeln!(
                 t,
-                "  {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7}",
+                "  {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7} {:>9}",
                 "phase",
                 "cmd/s",
                 "p50",
@@ -1545,13 +1550,14 @@ impl Report {
                 "batches",
                 "cmd/batch",
                 "commit",
-                "in sync"
+                "in sync",
+                "longest"
             );
             for r in &self.results {
                 let p = |q| r.percentile(q).map_or("-".into(), duration);
                 let _ = writeln!(
                     t,
-                    "  {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7}",
+                    "  {:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7} {:>9}",
                     r.label,
                     count(r.rate()),
                     p(0.50),
@@ -1562,7 +1568,11 @@ impl Report {
                     r.mean_batch().map_or("-".into(), |b| format!("{b:.0}")),
                     r.mean_commit().map_or("-".into(), duration),
                     r.commit_share()
-                        .map_or("-".into(), |c| format!("{:.0}%", c * 100.0))
+                        .map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
+                    r.writer
+                        .map_or("-".into(), |w| duration(Duration::from_micros(
+                            w.longest_commit_micros
+                        )))
                 );
                 if r.accepted != r.sent || !r.errors.is_empty() {
                     let _ = writeln!(
@@ -1583,7 +1593,8 @@ impl Report {
             let _ = writeln!(
                 t,
                 "  (commit: mean synced write per batch; in sync: share of the phase's wall time \
-                 the commit thread spent in it, while the writer decides the next batch)"
+                 the commit thread spent in it, while the writer decides the next batch; longest: \
+                 the longest synced write)"
             );
         }
         let ratios = self.ratios();

@@ -127,6 +127,12 @@ impl HttpMetrics {
                 "Time spent in synced batch writes.",
                 load(&stats.commit_micros_total),
             ),
+            (
+                "vledger_writer_longest_commit_microseconds",
+                "gauge",
+                "The longest synced batch write since the node started.",
+                load(&stats.longest_commit_micros),
+            ),
         ];
         for (name, kind, help, value) in gauges {
             let _ = writeln!(

@@ -303,4 +303,11 @@ async fn the_openapi_document_request_ids_and_queue_depth() {
         metrics.contains("\nvledger_writer_queue_depth 0\n"),
         "every queued command was taken: {metrics}"
     );
+    let longest: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("vledger_writer_longest_commit_microseconds "))
+        .expect("the longest commit is reported")
+        .parse()
+        .unwrap();
+    assert!(longest > 0, "commands were committed: {metrics}");
 }

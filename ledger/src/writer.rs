@@ -84,6 +84,8 @@ pub struct WriterStats {
     pub commands_accepted: AtomicU64,
     pub commands_rejected: AtomicU64,
     pub commit_micros_total: AtomicU64,
+    /// The longest synced batch write so far.
+    pub longest_commit_micros: AtomicU64,
     pub last_batch_size: AtomicU64,
     /// Commands queued for the writer and not yet taken into a batch.
     pub queue_depth: AtomicU64,
@@ -256,9 +258,13 @@ impl Committer {
             match self.store.commit(&batch.commit) {
                 Ok(()) => {
                     let stats = &self.published.stats;
+                    let micros = started.elapsed().as_micros() as u64;
                     stats
                         .commit_micros_total
-                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        .fetch_add(micros, Ordering::Relaxed);
+                    stats
+                        .longest_commit_micros
+                        .fetch_max(micros, Ordering::Relaxed);
                     stats.batches.fetch_add(1, Ordering::Relaxed);
                     stats
                         .commands_accepted
