@@ -253,7 +253,7 @@ async fn post_command(State(state): State<AppState>, body: Body) -> Result<Respo
             "the writer stopped",
         )
     })??;
-    let receipt = state.node.receipt(&accepted.receipt);
+    let receipt = state.node.receipt(&accepted);
     let status = if accepted.replayed {
         StatusCode::OK
     } else {

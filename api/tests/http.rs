@@ -128,11 +128,15 @@ async fn accepted_command_gets_a_verifiable_receipt_and_checkpoint() {
     let accepted = app.register(&fresh_key(), "agency").await;
     assert_eq!(accepted.receipt.index, 1);
     assert!(!accepted.replayed);
-    let receipt = SignedNote::parse(&accepted.receipt.note).unwrap();
-    receipt.verify(std::slice::from_ref(&verifier)).unwrap();
-    assert!(receipt
+    let facts = accepted
+        .receipt
+        .verify(&verifier, "vledger.test/cq")
+        .unwrap();
+    assert_eq!(facts.index, 1);
+    let receipts = SignedNote::parse(&accepted.receipt.note).unwrap();
+    assert!(receipts
         .text
-        .starts_with("vledger/receipt/v1\nvledger.test/cq\n1\n"));
+        .starts_with("vledger/receipts/v1\nvledger.test/cq\n1\n1\n"));
 
     let note_text: String = app
         .client
@@ -220,7 +224,12 @@ async fn a_retry_returns_the_original_receipt_and_a_reused_nonce_is_refused() {
     assert_eq!(again.status(), 200);
     let again: CommandAccepted = again.json().await.unwrap();
     assert!(again.replayed);
-    assert_eq!(again.receipt, first.receipt);
+    // The same facts, in a receipt signed on its own.
+    let verifier = NoteVerifier::parse(&app.node_info().await.verifier_key).unwrap();
+    assert_eq!(
+        again.receipt.verify(&verifier, "vledger.test/cq").unwrap(),
+        first.receipt.verify(&verifier, "vledger.test/cq").unwrap()
+    );
     assert_eq!(app.tree_size().await, 2);
 
     let other = app

@@ -12,7 +12,7 @@ use crate::keys::{PublicKey, SigningKey};
 use crate::limits::{MAX_AUTO_CONFIRMS_PER_SWEEP, MAX_EXPIRIES_PER_SWEEP, WRITER_QUEUE_CAPACITY};
 use crate::merkle::{self, leaf_hash, Frontier, Hash};
 use crate::note::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
-use crate::receipt::{Receipt, ReceiptData};
+use crate::receipt::{BatchReceipts, Receipt};
 use crate::store::{Store, TreeReadError};
 use crate::types::{LogIndex, RegionId};
 use crate::writer::{Accepted, Published, Reply, Submission, SubmitError, Writer};
@@ -331,13 +331,14 @@ impl Node {
         }
     }
 
-    /// Signs a receipt for an accepted command.
-    pub fn receipt(&self, data: &ReceiptData) -> Receipt {
-        let note = self
-            .receipt_signer
-            .sign(&data.note_text(&self.origin))
-            .expect("receipt text is a valid note");
-        Receipt::new(data, note)
+    /// The receipt of an accepted command: from its batch's signed receipts, or, for a
+    /// retry, signed on its own.
+    pub fn receipt(&self, accepted: &Accepted) -> Receipt {
+        match &accepted.receipts {
+            Some(batch) => batch.receipt(&accepted.receipt),
+            None => BatchReceipts::sign(&self.origin, &self.receipt_signer, &[accepted.receipt])
+                .receipt(&accepted.receipt),
+        }
     }
 
     pub fn region(&self) -> &RegionId {

@@ -23,7 +23,7 @@ use crate::keys::PublicKey;
 use crate::limits::MAX_BATCH_COMMANDS;
 use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::{Checkpoint, NoteSigner};
-use crate::receipt::ReceiptData;
+use crate::receipt::{BatchReceipts, ReceiptData};
 use crate::record_cache::{CachedStore, RecordCache};
 use crate::store::{CommitBatch, NonceRecord, StateChanges, Store};
 use crate::types::{LogIndex, RegionId, TimeMs};
@@ -42,6 +42,9 @@ pub struct Submission {
 #[derive(Debug, Clone)]
 pub struct Accepted {
     pub receipt: ReceiptData,
+    /// The signed receipts of the batch that committed it; none for a retry, whose receipt
+    /// is signed on its own when answered.
+    pub receipts: Option<Arc<BatchReceipts>>,
     /// The signed checkpoint of the batch that committed it (or the latest, for a retry).
     pub checkpoint: Arc<String>,
     /// True when the same command was already in the log and this answer repeats its receipt.
@@ -179,6 +182,8 @@ struct DecidedBatch {
     commit: CommitBatch,
     replies: Vec<Reply>,
     outcomes: Vec<Outcome>,
+    /// The signed receipts of the commands it applies.
+    receipts: Option<Arc<BatchReceipts>>,
 }
 
 impl DecidedBatch {
@@ -286,16 +291,22 @@ impl Committer {
         }
         // The batch's own buffers go before the answers: the writer reuses its changes.
         drop(batch.commit);
-        self.answer(batch.replies, batch.outcomes);
+        self.answer(batch.replies, batch.outcomes, batch.receipts);
         result
     }
 
-    fn answer(&self, replies: Vec<Reply>, outcomes: Vec<Outcome>) {
+    fn answer(
+        &self,
+        replies: Vec<Reply>,
+        outcomes: Vec<Outcome>,
+        receipts: Option<Arc<BatchReceipts>>,
+    ) {
         let checkpoint = self.published.checkpoint();
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             let answer = match outcome {
                 Outcome::Applied(receipt) => Ok(Accepted {
                     receipt,
+                    receipts: receipts.clone(),
                     checkpoint: checkpoint.clone(),
                     replayed: false,
                 }),
@@ -306,6 +317,7 @@ impl Committer {
                     .replayed_receipt(index, command_hash)
                     .map(|receipt| Accepted {
                         receipt,
+                        receipts: None,
                         checkpoint: checkpoint.clone(),
                         replayed: true,
                     }),
@@ -585,6 +597,7 @@ impl Writer {
         }
 
         let state_changes = overlay.into_changes();
+        let mut receipts = None;
         if let Some(reason) = storage_failure {
             self.frontier = frontier_before;
             self.last_leaf = last_leaf_before;
@@ -595,6 +608,18 @@ impl Writer {
             }
             commit = CommitBatch::default();
         } else if !commit.entries.is_empty() {
+            let applied: Vec<ReceiptData> = outcomes
+                .iter()
+                .filter_map(|outcome| match outcome {
+                    Outcome::Applied(receipt) => Some(*receipt),
+                    _ => None,
+                })
+                .collect();
+            receipts = Some(Arc::new(BatchReceipts::sign(
+                &self.origin,
+                &self.checkpoint_signer,
+                &applied,
+            )));
             let size = self.frontier.size();
             let checkpoint_text = Checkpoint {
                 origin: self.origin.clone(),
@@ -616,6 +641,7 @@ impl Writer {
             commit,
             replies,
             outcomes,
+            receipts,
         }
     }
 }
@@ -768,6 +794,10 @@ mod tests {
             .map(|(i, key)| f.register(key, &format!("n{i}")))
             .collect();
         let published = f.writer.published.clone();
+        let (verifier, origin) = (
+            f.writer.checkpoint_signer.verifier(),
+            f.writer.origin.clone(),
+        );
         let (queue, queued) = crossbeam_channel::bounded(16);
         let writer = f.writer;
         let running = std::thread::spawn(move || writer.run(queued));
@@ -794,10 +824,13 @@ mod tests {
         }
         // Without its sender, the permits no longer hold any write back.
         drop(permit);
-        let sizes: Vec<u64> = answers
+        let accepted: Vec<Accepted> = answers
             .iter()
-            .map(|answer| {
-                let accepted = answer.recv().unwrap().unwrap();
+            .map(|answer| answer.recv().unwrap().unwrap())
+            .collect();
+        let sizes: Vec<u64> = accepted
+            .iter()
+            .map(|accepted| {
                 SignedNote::parse(&accepted.checkpoint)
                     .map(|note| Checkpoint::parse(&note.text).unwrap().size)
                     .unwrap()
@@ -808,6 +841,18 @@ mod tests {
             [2, 4, 4],
             "the second and third commands share a batch"
         );
+        // And one signed note of receipts, from which each has its own.
+        let receipts: Vec<_> = accepted
+            .iter()
+            .map(|a| a.receipts.as_ref().unwrap().receipt(&a.receipt))
+            .collect();
+        assert_eq!(receipts[1].note, receipts[2].note);
+        for (receipt, accepted) in receipts.iter().zip(&accepted) {
+            assert_eq!(
+                receipt.verify(&verifier, &origin).unwrap(),
+                accepted.receipt
+            );
+        }
         drop(queue);
         running.join().unwrap();
         assert_eq!(published.stats.batches.load(Ordering::SeqCst), 3);

@@ -363,10 +363,18 @@ class IndependentVerifyTest(unittest.TestCase):
             chars[pos] = "A" if chars[pos] != "A" else "B"
             with self.assertRaises(vb.VerificationError, msg=f"checkpoint char {pos}"):
                 vb.Checkpoint.parse_verified("".join(chars), audit.verifier, audit.info["origin"])
-        receipt = dict(self.submitted[3][4]["receipt"])
-        receipt["note"] = receipt["note"].replace(f"\n{receipt['index']}\n", f"\n{receipt['index'] + 1}\n", 1)
-        with self.assertRaises(vb.VerificationError):
-            vb.verify_receipt(receipt, self.verifier, self.origin)
+        good = self.submitted[3][4]["receipt"]
+        vb.verify_receipt(good, self.verifier, self.origin)
+        changes = {
+            "index": good["index"] + 1,
+            "node_time_ms": good["node_time_ms"] + 1,
+            "leaf_hash": vb.b64e(bytes(32)),
+            "command_hash": vb.b64e(bytes(32)),
+            "note": good["note"].replace("vledger/receipts/v1\n", "vledger/receipts/v2\n", 1),
+        }
+        for field, value in changes.items():
+            with self.assertRaises(vb.VerificationError, msg=f"receipt {field} changed"):
+                vb.verify_receipt(dict(good, **{field: value}), self.verifier, self.origin)
         other = vb.VerifierKey.parse(self._foreign_verifier_key(audit.info["origin"]))
         with self.assertRaises(vb.VerificationError):
             vb.Checkpoint.parse_verified(note, other, audit.info["origin"])

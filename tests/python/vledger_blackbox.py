@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 COMMAND_PAYLOAD_TYPE = "application/vnd.vledger.command+json"
 PROBLEM_PREFIX = "urn:vledger:problem:"
-RECEIPT_HEADER = "vledger/receipt/v1"
+RECEIPTS_HEADER = "vledger/receipts/v1"
 ENTRY_VERSION = 1
 ENTRY_HEADER_LEN = 1 + 8 + 8 + 32
 ED25519_NOTE_KEY_TYPE = 0x01
@@ -359,42 +359,44 @@ class Checkpoint:
 
 @dataclasses.dataclass(frozen=True)
 class ReceiptNote:
+    """The facts a verified receipt proves."""
     origin: str
     index: int
     leaf_hash: bytes
     node_time_ms: int
     command_hash: bytes
 
-    @classmethod
-    def parse_verified(cls, note: str, verifier: VerifierKey) -> "ReceiptNote":
-        signed = SignedNote.parse(note)
-        signed.verify(verifier)
-        lines = signed.text[:-1].split("\n")
-        if len(lines) != 6 or lines[0] != RECEIPT_HEADER:
-            raise VerificationError(f"receipt text is not a {RECEIPT_HEADER} note: {signed.text!r}")
-        leaf = b64d(lines[3])
-        command_hash = b64d(lines[5])
-        if len(leaf) != 32 or len(command_hash) != 32:
-            raise VerificationError("receipt hashes are not 32 bytes")
-        return cls(
-            origin=lines[1],
-            index=_parse_uint(lines[2], "receipt index"),
-            leaf_hash=leaf,
-            node_time_ms=_parse_uint(lines[4], "receipt time"),
-            command_hash=command_hash,
-        )
+
+def receipt_line(index: int, leaf: bytes, node_time_ms: int, command_hash: bytes) -> bytes:
+    """A receipt's line: the leaf of its batch's receipts tree."""
+    return f"{index}\n{b64e(leaf)}\n{node_time_ms}\n{b64e(command_hash)}\n".encode()
 
 
 def verify_receipt(receipt: dict, verifier: VerifierKey, origin: str) -> ReceiptNote:
-    """Checks a receipt object: its note verifies and states exactly the object's fields."""
-    note = ReceiptNote.parse_verified(receipt["note"], verifier)
-    if note.origin != origin:
-        raise VerificationError(f"receipt origin {note.origin!r}, expected {origin!r}")
-    if (note.index, note.leaf_hash, note.node_time_ms, note.command_hash) != (
-        receipt["index"], b64d(receipt["leaf_hash"]), receipt["node_time_ms"], b64d(receipt["command_hash"])
-    ):
-        raise VerificationError(f"receipt fields disagree with its signed note: {receipt!r}")
-    return note
+    """Checks a receipt object: the batch's receipts note verifies, is of `origin`, and the
+    tree whose root it signs holds the receipt's line at position index - first index."""
+    signed = SignedNote.parse(receipt["note"])
+    signed.verify(verifier)
+    lines = signed.text[:-1].split("\n")
+    if len(lines) != 5 or lines[0] != RECEIPTS_HEADER:
+        raise VerificationError(f"receipt note is not a {RECEIPTS_HEADER} note: {signed.text!r}")
+    if lines[1] != origin:
+        raise VerificationError(f"receipt origin {lines[1]!r}, expected {origin!r}")
+    first = _parse_uint(lines[2], "first receipt index")
+    count = _parse_uint(lines[3], "receipt count")
+    root = b64d(lines[4])
+    leaf, command_hash = b64d(receipt["leaf_hash"]), b64d(receipt["command_hash"])
+    if len(root) != 32 or len(leaf) != 32 or len(command_hash) != 32:
+        raise VerificationError("receipt hashes are not 32 bytes")
+    index, node_time_ms = receipt["index"], receipt["node_time_ms"]
+    if not first <= index < first + count:
+        raise VerificationError(f"receipt index {index} is not among {first}..{first + count}")
+    line = receipt_line(index, leaf, node_time_ms, command_hash)
+    proof = [b64d(h) for h in receipt["proof"]]
+    if not verify_inclusion(leaf_hash(line), index - first, count, proof, root):
+        raise VerificationError(f"receipt facts are not in the tree its note signs: {receipt!r}")
+    return ReceiptNote(origin=origin, index=index, leaf_hash=leaf, node_time_ms=node_time_ms,
+                       command_hash=command_hash)
 
 
 # ----------------------------------------------------------------------------------------------
