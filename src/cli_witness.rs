@@ -59,7 +59,7 @@ pub fn run(args: WitnessArgs) -> Result<()> {
         eprintln!("witness {} on http://{}", args.name, listener.local_addr()?);
         eprintln!("  verifier key {vkey}");
         let app = vledger_api::witness_service::witness_router(Arc::new(witness));
-        axum::serve(listener, app)
+        axum::serve(vledger_api::without_delay(listener), app)
             .with_graceful_shutdown(crate::shutdown_signal())
             .await?;
         Ok(())

@@ -152,13 +152,27 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(node.clone());
-    axum::serve(listener, app)
+    axum::serve(without_delay(listener), app)
         .with_graceful_shutdown(shutdown)
         .await?;
     tokio::task::spawn_blocking(move || node.shutdown())
         .await
         .expect("shutdown task");
     Ok(())
+}
+
+/// A listener whose connections send each answer as soon as it is written (`TCP_NODELAY`):
+/// axum's `serve` leaves Nagle's algorithm on, which can hold a small write back until the
+/// client acknowledges the one before.
+pub fn without_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    fn no_delay(stream: &mut tokio::net::TcpStream) {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    }
+    axum::serve::ListenerExt::tap_io(listener, no_delay as fn(&mut tokio::net::TcpStream))
 }
 
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -173,7 +173,7 @@ pub async fn serve_witnessed(
 ) -> std::io::Result<()> {
     let cosigned = start(Arc::clone(&node), targets);
     let app = crate::router_with_witnesses(node.clone(), cosigned);
-    axum::serve(listener, app)
+    axum::serve(crate::without_delay(listener), app)
         .with_graceful_shutdown(shutdown)
         .await?;
     tokio::task::spawn_blocking(move || node.shutdown())

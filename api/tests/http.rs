@@ -575,3 +575,17 @@ async fn a_program_is_created_and_a_voucher_issued_and_read_back() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_server_sends_answers_without_nagle_delay() {
+    use axum::serve::Listener;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut listener = vledger_api::without_delay(listener);
+    let _client = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (accepted, _) = listener.accept().await;
+    assert!(
+        accepted.nodelay().unwrap(),
+        "TCP_NODELAY on accepted connections"
+    );
+}
