@@ -35,6 +35,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use vledger_ledger::domain::GenesisBody;
 use vledger_ledger::envelope::{
@@ -1073,24 +1075,25 @@ fn run_http(
             (None, Some(target)) => (commands_url(target), None),
             (None, None) => unreachable!("a node is opened when there is no target"),
         };
-        // Parsed once: each request then only clones it.
-        let url: reqwest::Url = url.parse().context("the node's address")?;
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(clients)
-            .build()
-            .context("cannot build the HTTP client")?;
+        let target = Arc::new(PostTarget::parse(&url)?);
+        let bodies: Arc<Vec<Bytes>> = Arc::new(
+            envelopes
+                .iter()
+                .map(|e| Bytes::copy_from_slice(e))
+                .collect(),
+        );
         let next = Arc::new(AtomicUsize::new(0));
         let before = served.as_ref().map(|(node, _, _)| WriterDelta::read(node));
         let started = Instant::now();
         let tasks: Vec<_> = (0..clients)
             .map(|_| {
-                let (client, url, next, envelopes) =
-                    (client.clone(), url.clone(), next.clone(), envelopes.clone());
+                let (target, next, bodies) = (target.clone(), next.clone(), bodies.clone());
                 tokio::spawn(async move {
                     let mut log = ClientLog::default();
+                    let mut connection = None;
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= envelopes.len() || started.elapsed() >= max_seconds {
+                        if i >= bodies.len() || started.elapsed() >= max_seconds {
                             break;
                         }
                         log.sent += 1;
@@ -1102,23 +1105,7 @@ fn run_http(
                                 due
                             }
                         };
-                        let response = client
-                            .post(url.clone())
-                            .header(reqwest::header::CONTENT_TYPE, "application/json")
-                            .body(envelopes[i].clone())
-                            .send()
-                            .await;
-                        let outcome = match response {
-                            Ok(response) => {
-                                let status = response.status();
-                                match response.bytes().await {
-                                    Ok(_) if status == reqwest::StatusCode::CREATED => Ok(()),
-                                    Ok(body) => Err(problem_kind(status, &body)),
-                                    Err(e) => Err(error_kind(&format!("reading the answer: {e}"))),
-                                }
-                            }
-                            Err(e) => Err(error_kind(&format!("request: {e}"))),
-                        };
+                        let outcome = target.post(&mut connection, bodies[i].clone()).await;
                         log.latencies.record(taken.elapsed().as_nanos() as u64);
                         log.last_answer = Some(Instant::now());
                         match outcome {
@@ -1153,7 +1140,6 @@ fn run_http(
             last_answer = last_answer.max(log.last_answer.unwrap_or(started));
         }
         result.elapsed = last_answer - started;
-        drop(client);
         if let (Some((node, stop, server)), Some(before)) = (served, before) {
             result.writer = Some(WriterDelta::read(node).since(before));
             result.memory = ProcessMemory::read();
@@ -1165,6 +1151,78 @@ fn run_http(
         }
         Ok::<_, anyhow::Error>(result)
     })
+}
+
+/// Where the http phase posts commands. Each client keeps one HTTP/1.1 connection
+/// (hyper's, without a pool or redirects: the load generator shares the node's cores).
+struct PostTarget {
+    /// `host:port`, to connect to and for the `Host` header.
+    address: String,
+    path: String,
+}
+
+/// A client's connection: requests go out one at a time, each after the last answer.
+type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+impl PostTarget {
+    fn parse(url: &str) -> Result<Self> {
+        let parsed: reqwest::Url = url.parse().context("the node's address")?;
+        if parsed.scheme() != "http" {
+            bail!("{url}: the load generator speaks plain http:// only");
+        }
+        let host = parsed
+            .host_str()
+            .context("the node's address has no host")?;
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        Ok(Self {
+            address: format!("{host}:{port}"),
+            path: parsed.path().to_string(),
+        })
+    }
+
+    async fn connect(&self) -> Result<Connection, String> {
+        let stream = tokio::net::TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| error_kind(&format!("connecting: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| error_kind(&format!("connecting: {e}")))?;
+        // Drives the connection until the sender is dropped or the server closes it.
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    /// Posts one envelope on the client's connection (opened again after an error) and
+    /// classifies the answer: accepted (201), or the problem or error that refused it.
+    async fn post(&self, connection: &mut Option<Connection>, body: Bytes) -> Result<(), String> {
+        let sender = match connection {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => connection.insert(self.connect().await?),
+        };
+        let request = hyper::Request::post(self.path.as_str())
+            .header(hyper::header::HOST, self.address.as_str())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .expect("a valid request");
+        let answer = async {
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, body))
+        }
+        .await;
+        match answer {
+            Ok((status, _)) if status == hyper::StatusCode::CREATED => Ok(()),
+            Ok((status, body)) => Err(problem_kind(status, &body)),
+            Err(e) => {
+                *connection = None;
+                Err(error_kind(&format!("request: {e}")))
+            }
+        }
+    }
 }
 
 /// The command endpoint of a node's base URL.
@@ -1688,5 +1746,51 @@ fn duration(d: Duration) -> String {
         format!("{:.1} ms", us / 1e3)
     } else {
         format!("{:.2} s", us / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+
+    /// A server that accepts a body `ok`, refuses anything else with a problem document, and
+    /// closes the connection after every answer.
+    async fn serve_answers() -> String {
+        let app = axum::Router::new().route(
+            "/v1/commands",
+            post(|body: Bytes| async move {
+                let close = [(axum::http::header::CONNECTION, "close")];
+                if &body[..] == b"ok" {
+                    (StatusCode::CREATED, close, String::new())
+                } else {
+                    let problem = r#"{"code":"invalid-envelope"}"#.to_string();
+                    (StatusCode::BAD_REQUEST, close, problem)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn each_answer_is_classified_and_a_closed_connection_is_opened_again() {
+        let target = PostTarget::parse(&commands_url(&serve_answers().await)).unwrap();
+        let mut connection = None;
+        for _ in 0..3 {
+            assert_eq!(
+                target.post(&mut connection, Bytes::from("ok")).await,
+                Ok(())
+            );
+            let refused = target.post(&mut connection, Bytes::from("no")).await;
+            assert_eq!(refused, Err("HTTP 400 invalid-envelope".to_string()));
+        }
+        let nobody = PostTarget::parse("http://127.0.0.1:1/v1/commands").unwrap();
+        let error = nobody.post(&mut None, Bytes::from("ok")).await.unwrap_err();
+        assert!(error.starts_with("connecting:"), "{error}");
+        assert!(PostTarget::parse("https://node.example/v1/commands").is_err());
     }
 }
