@@ -19,7 +19,7 @@ pub struct Signer {
     #[arg(long, env = "VLEDGER_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Idempotency nonce; a fresh random one when not given. Repeating a command with the same
-    /// nonce returns the original receipt instead of acting twice.
+    /// nonce returns a receipt of the original entry instead of acting twice.
     #[arg(long)]
     nonce: Option<String>,
     /// Print the node's full JSON answer instead of a sentence.
@@ -327,7 +327,7 @@ pub fn print_accepted(accepted: &CommandAccepted, sentence: &str, json: bool) ->
         println!("{}", serde_json::to_string_pretty(accepted)?);
     } else if accepted.replayed {
         println!(
-            "{sentence} (already recorded as entry {}; this is its original receipt)",
+            "{sentence} (already recorded as entry {}; this is that entry's receipt)",
             accepted.receipt.index
         );
     } else {

@@ -21,7 +21,7 @@ pub struct SubmitArgs {
     #[arg(long, env = "VLEDGER_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
     /// The idempotency nonce; a fresh random one when not given. Resubmitting the same command
-    /// with the same nonce returns the original receipt.
+    /// with the same nonce returns a receipt of the original entry.
     #[arg(long)]
     nonce: Option<String>,
 }

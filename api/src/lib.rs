@@ -225,13 +225,14 @@ pub struct CommandAccepted {
 /// The body is a DSSE envelope (`payloadType` `application/vnd.vledger.command+json`) whose
 /// payload is `{"v":1,"type":...,"region":...,"signer":...,"nonce":...,"body":...}`, signed by
 /// `signer`; `type` and `body` are one of the `Command` schemas. The answer comes once the
-/// command is durable: 201 with a signed receipt, or 200 with the original receipt when the same
-/// command was already accepted under the same (signer, nonce).
+/// command is durable: 201 with a signed receipt, or 200 with a receipt of the original entry
+/// (the same index, leaf hash, time and command hash) when the same command was already
+/// accepted under the same (signer, nonce).
 #[utoipa::path(post, path = "/v1/commands", tag = "commands",
     request_body(content = DsseEnvelope, content_type = "application/json"),
     responses(
         (status = 201, description = "Accepted and durable", body = CommandAccepted),
-        (status = 200, description = "A repeat of an accepted command: its original receipt", body = CommandAccepted),
+        (status = 200, description = "A repeat of an accepted command: a receipt of its original entry", body = CommandAccepted),
         (status = 400, description = "Malformed envelope, payload or body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "The signature does not verify", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The signer is unknown, revoked, suspended or not allowed", body = Problem, content_type = "application/problem+json"),

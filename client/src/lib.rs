@@ -160,8 +160,8 @@ impl Client {
     }
 
     /// Like [`Client::submit`] with a chosen nonce: submitting the same command with the same
-    /// nonce again returns the original receipt (`replayed: true`), so a retry after a lost
-    /// answer is safe.
+    /// nonce again returns a receipt of the original entry (`replayed: true`), so a retry after
+    /// a lost answer is safe.
     pub fn submit_with_nonce(
         &self,
         key: &SigningKey,
