@@ -1076,24 +1076,18 @@ fn run_http(
             (None, None) => unreachable!("a node is opened when there is no target"),
         };
         let target = Arc::new(PostTarget::parse(&url)?);
-        let bodies: Arc<Vec<Bytes>> = Arc::new(
-            envelopes
-                .iter()
-                .map(|e| Bytes::copy_from_slice(e))
-                .collect(),
-        );
         let next = Arc::new(AtomicUsize::new(0));
         let before = served.as_ref().map(|(node, _, _)| WriterDelta::read(node));
         let started = Instant::now();
         let tasks: Vec<_> = (0..clients)
             .map(|_| {
-                let (target, next, bodies) = (target.clone(), next.clone(), bodies.clone());
+                let (target, next, envelopes) = (target.clone(), next.clone(), envelopes.clone());
                 tokio::spawn(async move {
                     let mut log = ClientLog::default();
                     let mut connection = None;
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= bodies.len() || started.elapsed() >= max_seconds {
+                        if i >= envelopes.len() || started.elapsed() >= max_seconds {
                             break;
                         }
                         log.sent += 1;
@@ -1105,7 +1099,8 @@ fn run_http(
                                 due
                             }
                         };
-                        let outcome = target.post(&mut connection, bodies[i].clone()).await;
+                        let body = Bytes::copy_from_slice(&envelopes[i]);
+                        let outcome = target.post(&mut connection, body).await;
                         log.latencies.record(taken.elapsed().as_nanos() as u64);
                         log.last_answer = Some(Instant::now());
                         match outcome {

@@ -119,7 +119,7 @@ impl HttpMetrics {
                 "vledger_writer_queue_depth",
                 "gauge",
                 "Commands waiting for the writer.",
-                load(&stats.queue_depth),
+                node.queue_depth(),
             ),
             (
                 "vledger_writer_commit_microseconds_total",

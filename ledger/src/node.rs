@@ -290,17 +290,11 @@ impl Node {
         let Some(sender) = queue.as_ref() else {
             return reply(Err(SubmitError::ShuttingDown));
         };
-        // Counted before the send so that the writer's decrement never precedes it.
-        let depth = &self.published.stats.queue_depth;
-        depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sent = sender.try_send(Submission {
             envelope,
             command,
             reply,
         });
-        if sent.is_err() {
-            depth.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
         match sent {
             Ok(()) => {}
             Err(crossbeam_channel::TrySendError::Full(s)) => (s.reply)(Err(SubmitError::QueueFull)),
@@ -308,6 +302,12 @@ impl Node {
                 (s.reply)(Err(SubmitError::ShuttingDown))
             }
         }
+    }
+
+    /// Commands queued for the writer and not yet taken into a batch.
+    pub fn queue_depth(&self) -> u64 {
+        let queue = self.queue.read().expect("queue lock");
+        queue.as_ref().map_or(0, |sender| sender.len() as u64)
     }
 
     /// Submits and blocks until the writer answers. For the CLI, tests and genesis.

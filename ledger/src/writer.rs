@@ -90,8 +90,6 @@ pub struct WriterStats {
     /// The longest synced batch write so far.
     pub longest_commit_micros: AtomicU64,
     pub last_batch_size: AtomicU64,
-    /// Commands queued for the writer and not yet taken into a batch.
-    pub queue_depth: AtomicU64,
 }
 
 impl Published {
@@ -383,7 +381,6 @@ impl Writer {
             .expect("spawn commit thread");
         while let Ok(first) = queue.recv() {
             let before = (self.frontier.clone(), self.last_leaf);
-            let published = self.published.clone();
             let waiting_on_write = self.in_flight.is_some();
             let mut outcome = None;
             let mut first = Some(first);
@@ -405,7 +402,6 @@ impl Writer {
                     }
                 })?;
                 taken += 1;
-                published.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
                 Some(next)
             });
             self.in_flight_outcome = outcome;
@@ -483,16 +479,16 @@ impl Writer {
         result
     }
 
-    /// Decides one batch on top of the batch in flight (if any): applies each command, appends
-    /// its entry to the tree and signs the batch's checkpoint. Nothing is written here.
+    /// Decides a batch of exactly these commands (see [`Writer::decide`]).
     #[cfg(test)]
     fn decide_batch(&mut self, batch: Vec<Submission>) -> DecidedBatch {
         let mut batch = batch.into_iter();
         self.decide(|| batch.next())
     }
 
-    /// Decides one batch of the commands `next` gives until it gives none (see
-    /// [`Writer::decide_batch`]).
+    /// Decides one batch, of the commands `next` gives until it gives none, on top of the batch
+    /// in flight (if any): applies each command, appends its entry to the tree and signs the
+    /// batch's checkpoint and receipts. Nothing is written here.
     fn decide(&mut self, mut next: impl FnMut() -> Option<Submission>) -> DecidedBatch {
         let node_time_ms = wall_clock_ms().max(self.last_time_ms);
         let frontier_before = self.frontier.clone();
@@ -804,7 +800,7 @@ mod tests {
         // Waits (a bounded time) until the writer has taken every queued command.
         let taken = || {
             for _ in 0..200 {
-                if published.stats.queue_depth.load(Ordering::SeqCst) == 0 {
+                if queue.is_empty() {
                     return;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
@@ -812,7 +808,6 @@ mod tests {
         };
         let mut answers = Vec::new();
         for (i, (submission, answer)) in commands.drain(..).enumerate() {
-            published.stats.queue_depth.fetch_add(1, Ordering::SeqCst);
             queue.send(submission).unwrap();
             answers.push(answer);
             if i == 0 {
