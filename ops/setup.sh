@@ -18,6 +18,21 @@ vledger_apt_install() {
   vledger_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# True when libclang's C library (what bindgen loads: libclang.so, libclang-14.so.1, ...) is
+# installed. libclang-cpp (the C++ interface, which LLVM's packages bring along) does not count.
+# VLEDGER_LIBCLANG_DIRS replaces the directories searched (the tests use it).
+vledger_has_libclang() {
+  local dir file
+  local dirs="${VLEDGER_LIBCLANG_DIRS:-${LIBCLANG_PATH:-} /usr/lib/llvm-*/lib /usr/lib/x86_64-linux-gnu
+    /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib /usr/local/lib}"
+  for dir in $dirs; do
+    for file in "$dir"/libclang.so* "$dir"/libclang-[0-9]*.so*; do
+      [ -e "$file" ] && return 0
+    done
+  done
+  return 1
+}
+
 vledger_ensure_build_deps() {
   if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -25,9 +40,7 @@ vledger_ensure_build_deps() {
   command -v cargo >/dev/null 2>&1 || { vledger_log "cargo is missing: install the Rust toolchain (https://rustup.rs) first"; return 1; }
   local missing=()
   # The rocksdb crate generates its bindings with bindgen, which loads libclang at build time.
-  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; then
-    missing+=(libclang-dev)
-  fi
+  vledger_has_libclang || missing+=(libclang-dev)
   command -v g++ >/dev/null 2>&1 || missing+=(g++)
   command -v make >/dev/null 2>&1 || missing+=(make)
   if [ ${#missing[@]} -gt 0 ]; then vledger_apt_install "${missing[@]}"; fi
