@@ -1061,7 +1061,7 @@ fn run_http(
     runtime.block_on(async move {
         let (url, served) = match (&local, &args.target) {
             (Some((node, _, _)), _) => {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                let listener = vledger_api::listen("127.0.0.1:0")
                     .await
                     .context("cannot listen on 127.0.0.1")?;
                 let url = format!("http://{}/v1/commands", listener.local_addr()?);

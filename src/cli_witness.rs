@@ -53,7 +53,7 @@ pub fn run(args: WitnessArgs) -> Result<()> {
         .with_context(|| format!("cannot open the witness state in {}", args.data.display()))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let listener = vledger_api::listen(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         eprintln!("witness {} on http://{}", args.name, listener.local_addr()?);

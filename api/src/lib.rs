@@ -161,6 +161,39 @@ pub async fn serve(
     Ok(())
 }
 
+/// Connections the kernel holds for the node before it accepts them (capped by the kernel's
+/// `net.core.somaxconn`). The standard library's and tokio's 128 overflow when a few hundred
+/// clients connect at once: the overflowing connections' SYNs are dropped and retried a second
+/// later.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listens on `address` (`host:port`; the first of its addresses that can be bound) with a
+/// backlog of [`LISTEN_BACKLOG`] connections.
+pub async fn listen(address: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(address).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("`{address}` names no address to listen on"),
+        )
+    }))
+}
+
 /// A listener whose connections send each answer as soon as it is written (`TCP_NODELAY`):
 /// axum's `serve` leaves Nagle's algorithm on, which can hold a small write back until the
 /// client acknowledges the one before.

@@ -589,3 +589,43 @@ async fn the_server_sends_answers_without_nagle_delay() {
         "TCP_NODELAY on accepted connections"
     );
 }
+
+#[tokio::test]
+async fn a_burst_of_connections_waits_in_the_backlog_instead_of_being_dropped() {
+    // More connections at once than the usual backlog of 128, none accepted yet: each must
+    // still connect at once, not after a dropped SYN's retry a second later.
+    const CONNECTIONS: usize = 400;
+    let listener = vledger_api::listen("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connects: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            tokio::spawn(async move {
+                tokio::time::timeout(
+                    std::time::Duration::from_millis(700),
+                    tokio::net::TcpStream::connect(address),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut connected = Vec::new();
+    for connect in connects {
+        if let Ok(Ok(stream)) = connect.await.unwrap() {
+            connected.push(stream);
+        }
+    }
+    assert_eq!(
+        connected.len(),
+        CONNECTIONS,
+        "connections held for accept within 0.7 s"
+    );
+    drop(listener);
+}
+
+#[tokio::test]
+async fn listening_on_a_port_in_use_is_refused() {
+    let first = vledger_api::listen("127.0.0.1:0").await.unwrap();
+    let address = first.local_addr().unwrap().to_string();
+    let error = vledger_api::listen(&address).await.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse, "{error}");
+}
