@@ -70,7 +70,9 @@ pub struct BenchArgs {
     mix: String,
     /// Phases to run, in this order: limits, writer, inproc, http, http-half (HTTP again at
     /// half the rate the http phase reached, sent on a fixed schedule: its latencies count from
-    /// when each command was due, so a slow answer cannot hide the commands queued behind it).
+    /// when each command was due, so a slow answer cannot hide the commands queued behind it;
+    /// a client that was idle until then counts from when its timer woke it, less up to the
+    /// timer's 1 ms resolution).
     #[arg(
         long,
         value_delimiter = ',',
@@ -1095,8 +1097,11 @@ fn run_http(
                             None => Instant::now(),
                             Some(rate) => {
                                 let due = started + Duration::from_secs_f64(i as f64 / rate);
-                                tokio::time::sleep_until(due.into()).await;
-                                due
+                                let before = Instant::now();
+                                if before < due {
+                                    tokio::time::sleep_until(due.into()).await;
+                                }
+                                scheduled_start(due, before, Instant::now())
                             }
                         };
                         let body = Bytes::copy_from_slice(&envelopes[i]);
@@ -1146,6 +1151,22 @@ fn run_http(
         }
         Ok::<_, anyhow::Error>(result)
     })
+}
+
+/// How late tokio's timer may wake a sleeping task: it keeps time in whole milliseconds.
+const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+
+/// When a command sent on a fixed schedule counts as sent, for its latency: `due` if its client
+/// was already behind schedule at `before` (an earlier answer was slow, and that wait counts);
+/// otherwise when the client woke from its sleep until `due`, less any lateness beyond the
+/// timer's resolution (up to a millisecond late is the load generator's own timer, not the
+/// node; later than that, the cores were busy and it counts).
+fn scheduled_start(due: Instant, before: Instant, woke: Instant) -> Instant {
+    if before >= due {
+        due
+    } else {
+        woke.clamp(due, due + TIMER_RESOLUTION)
+    }
 }
 
 /// Where the http phase posts commands. Each client keeps one HTTP/1.1 connection
@@ -1749,6 +1770,20 @@ mod tests {
     use super::*;
     use axum::http::StatusCode;
     use axum::routing::post;
+
+    #[test]
+    fn a_scheduled_command_counts_from_when_it_was_due_or_sent() {
+        let due = Instant::now() + Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        // Behind schedule: the wait for earlier answers counts, however late the send.
+        assert_eq!(scheduled_start(due, due, due + ms(40)), due);
+        assert_eq!(scheduled_start(due, due + ms(3), due + ms(40)), due);
+        // Idle until due, woken within the timer's resolution: counts from the wake-up.
+        assert_eq!(scheduled_start(due, due - ms(5), due), due);
+        assert_eq!(scheduled_start(due, due - ms(5), due + ms(1)), due + ms(1));
+        // Woken later than that: the lateness beyond the resolution counts.
+        assert_eq!(scheduled_start(due, due - ms(5), due + ms(7)), due + ms(1));
+    }
 
     /// A server that accepts a body `ok`, refuses anything else with a problem document, and
     /// closes the connection after every answer.
