@@ -539,12 +539,6 @@ impl Latencies {
         self.0.saturating_record(nanos);
     }
 
-    fn add(&mut self, other: &Latencies) {
-        self.0
-            .add(&other.0)
-            .expect("histograms with the same bounds add up");
-    }
-
     /// The latency at quantile `q` (the maximum at 1.0), or None when nothing was recorded.
     fn percentile(&self, q: f64) -> Option<Duration> {
         if self.0.is_empty() {
@@ -1021,7 +1015,6 @@ fn run_in_process(
 struct ClientLog {
     sent: usize,
     accepted: usize,
-    latencies: Latencies,
     errors: BTreeMap<String, usize>,
     last_answer: Option<Instant>,
 }
@@ -1079,11 +1072,15 @@ fn run_http(
         };
         let target = Arc::new(PostTarget::parse(&url)?);
         let next = Arc::new(AtomicUsize::new(0));
+        // One histogram for all clients, made before the clock starts: one per client would
+        // be a quarter of a megabyte each, zeroed on the shared cores while the phase runs.
+        let latencies = Arc::new(std::sync::Mutex::new(Latencies::new()));
         let before = served.as_ref().map(|(node, _, _)| WriterDelta::read(node));
         let started = Instant::now();
         let tasks: Vec<_> = (0..clients)
             .map(|_| {
                 let (target, next, envelopes) = (target.clone(), next.clone(), envelopes.clone());
+                let latencies = latencies.clone();
                 tokio::spawn(async move {
                     let mut log = ClientLog::default();
                     let mut connection = None;
@@ -1106,7 +1103,8 @@ fn run_http(
                         };
                         let body = Bytes::copy_from_slice(&envelopes[i]);
                         let outcome = target.post(&mut connection, body).await;
-                        log.latencies.record(taken.elapsed().as_nanos() as u64);
+                        let latency_ns = taken.elapsed().as_nanos() as u64;
+                        latencies.lock().expect("latencies lock").record(latency_ns);
                         log.last_answer = Some(Instant::now());
                         match outcome {
                             Ok(()) => log.accepted += 1,
@@ -1117,29 +1115,29 @@ fn run_http(
                 })
             })
             .collect();
-        let mut result = PhaseResult {
-            name,
-            label,
-            sent: 0,
-            accepted: 0,
-            errors: BTreeMap::new(),
-            elapsed: Duration::ZERO,
-            latencies: Latencies::new(),
-            writer: None,
-            memory: None,
-        };
+        let (mut sent, mut accepted, mut errors) = (0, 0, BTreeMap::new());
         let mut last_answer = started;
         for task in tasks {
             let log = task.await.context("client task")?;
-            result.sent += log.sent;
-            result.accepted += log.accepted;
-            result.latencies.add(&log.latencies);
+            sent += log.sent;
+            accepted += log.accepted;
             for (kind, n) in log.errors {
-                *result.errors.entry(kind).or_insert(0) += n;
+                *errors.entry(kind).or_insert(0) += n;
             }
             last_answer = last_answer.max(log.last_answer.unwrap_or(started));
         }
-        result.elapsed = last_answer - started;
+        let latencies = std::mem::take(&mut *latencies.lock().expect("latencies lock"));
+        let mut result = PhaseResult {
+            name,
+            label,
+            sent,
+            accepted,
+            errors,
+            elapsed: last_answer - started,
+            latencies,
+            writer: None,
+            memory: None,
+        };
         if let (Some((node, stop, server)), Some(before)) = (served, before) {
             result.writer = Some(WriterDelta::read(node).since(before));
             result.memory = ProcessMemory::read();
