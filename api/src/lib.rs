@@ -49,8 +49,21 @@ pub use problem::Problem;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Shared state of every handler.
+///
+/// Every request clones it (axum hands each handler and middleware its own copy), so it is one
+/// shared allocation: a clone is one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct SharedState {
     pub node: Arc<Node>,
     pub metrics: Arc<HttpMetrics>,
     /// The tree size after each committed batch: wakes event subscribers.
@@ -73,12 +86,12 @@ pub fn router_with_witnesses(node: Arc<Node>, cosigned: Arc<witnessing::Cosigned
     node.published().on_commit(Box::new(move |size| {
         commit_sender.send_replace(size);
     }));
-    let state = AppState {
+    let state = AppState(Arc::new(SharedState {
         node,
         metrics: Arc::new(HttpMetrics::default()),
         commits,
         cosigned,
-    };
+    }));
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
     Router::new()
         .route("/v1/commands", post(post_command))
