@@ -126,6 +126,7 @@ impl Node {
             records: Default::default(),
             in_flight: None,
             in_flight_outcome: None,
+            spare_nonces: Default::default(),
         };
         let (sender, receiver) = crossbeam_channel::bounded(WRITER_QUEUE_CAPACITY);
         let handle = std::thread::Builder::new()

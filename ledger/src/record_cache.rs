@@ -34,7 +34,11 @@ impl RecordCache {
 
     fn insert(&mut self, key: Vec<u8>, record: Record) {
         if self.current.len() >= RECORD_CACHE_GENERATION && !self.current.contains_key(&key) {
-            self.previous = std::mem::take(&mut self.current);
+            // The full generation becomes the previous one, and the table of the one before,
+            // emptied, takes the new records: a table of a generation's size (megabytes) is not
+            // given back and grown again from nothing, page by fresh page, at every turnover.
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
         }
         self.previous.remove(&key);
         self.current.insert(key, record);
@@ -127,6 +131,25 @@ mod tests {
         }
         assert!(cache.len() <= 2 * RECORD_CACHE_GENERATION);
         assert_eq!(cache.get(b"k1"), None);
+    }
+
+    #[test]
+    fn a_new_generation_reuses_the_table_of_the_one_it_drops() {
+        let mut cache = RecordCache::default();
+        for i in 0..3 * RECORD_CACHE_GENERATION {
+            cache.insert(format!("k{i}").into_bytes(), Some(vec![1]));
+        }
+        // Two turnovers later, the generation being filled holds a few records in a table
+        // already sized for a whole generation.
+        cache.insert(b"new".to_vec(), None);
+        assert!(cache.current.len() < RECORD_CACHE_GENERATION);
+        assert!(
+            cache.current.capacity() >= RECORD_CACHE_GENERATION,
+            "capacity {}",
+            cache.current.capacity()
+        );
+        assert_eq!(cache.get(b"new"), Some(None));
+        assert_eq!(cache.get(b"k0"), None);
     }
 
     /// The writer's view through the cache sees committed changes, including deletions.

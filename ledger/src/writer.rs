@@ -143,7 +143,13 @@ pub struct Writer {
     pub(crate) in_flight: Option<InFlight>,
     /// The outcome of that write, when it came while the writer was deciding the next batch.
     pub(crate) in_flight_outcome: Option<Result<(), String>>,
+    /// The (signer ‖ nonce) table of the last batch written, emptied and used again for the
+    /// next one rather than grown from nothing for every batch.
+    pub(crate) spare_nonces: BatchNonces,
 }
+
+/// A batch's (signer ‖ nonce) pairs, for the retries and reuses within it and the next batch.
+pub(crate) type BatchNonces = HashMap<Vec<u8>, NonceRecord>;
 
 /// Why a batch's write has no outcome.
 const COMMIT_THREAD_GONE: &str = "the commit thread stopped";
@@ -178,6 +184,8 @@ pub fn wall_clock_ms() -> TimeMs {
 struct DecidedBatch {
     /// Everything the batch writes; no entries when every command was refused or repeated.
     commit: CommitBatch,
+    /// Its (signer ‖ nonce) pairs: the same as `commit.nonces`, as a table.
+    nonces: BatchNonces,
     replies: Vec<Reply>,
     outcomes: Vec<Outcome>,
     /// The signed receipts of the commands it applies.
@@ -198,7 +206,7 @@ pub(crate) struct InFlight {
     /// Its state changes: the next batch reads them before the committed state.
     state_changes: Arc<StateChanges>,
     /// Its (signer ‖ nonce) pairs.
-    nonces: HashMap<Vec<u8>, NonceRecord>,
+    nonces: BatchNonces,
     /// The writer's position before it, to go back to if its write fails.
     frontier_before: Frontier,
     last_leaf_before: Hash,
@@ -431,17 +439,18 @@ impl Writer {
             decided.commit = CommitBatch::default();
         }
         let (frontier_before, last_leaf_before) = before;
-        let in_flight = (!decided.commit.entries.is_empty()).then(|| InFlight {
-            state_changes: decided.commit.state_changes.clone(),
-            nonces: decided
-                .commit
-                .nonces
-                .iter()
-                .map(|(key, record)| (key.clone(), *record))
-                .collect(),
-            frontier_before,
-            last_leaf_before,
-        });
+        let nonces = std::mem::take(&mut decided.nonces);
+        let in_flight = if decided.commit.entries.is_empty() {
+            self.spare_nonces = nonces;
+            None
+        } else {
+            Some(InFlight {
+                state_changes: decided.commit.state_changes.clone(),
+                nonces,
+                frontier_before,
+                last_leaf_before,
+            })
+        };
         if to_commit.send(decided).is_err() {
             return false;
         }
@@ -456,9 +465,10 @@ impl Writer {
     /// Waits for the batch in flight, if any: on success its changes enter the record cache;
     /// on failure the writer goes back to its position before that batch.
     fn settle_in_flight(&mut self, done: &CommitOutcomes) -> Result<(), String> {
-        let Some(in_flight) = self.in_flight.take() else {
+        let Some(mut in_flight) = self.in_flight.take() else {
             return Ok(());
         };
+        self.spare_nonces = std::mem::take(&mut in_flight.nonces);
         let result = match self.in_flight_outcome.take() {
             Some(outcome) => outcome,
             None => done
@@ -496,7 +506,8 @@ impl Writer {
         let mut commit = CommitBatch::default();
         let mut outcomes = Vec::with_capacity(64);
         let mut replies = Vec::with_capacity(64);
-        let mut batch_nonces: HashMap<Vec<u8>, NonceRecord> = HashMap::new();
+        let mut batch_nonces = std::mem::take(&mut self.spare_nonces);
+        batch_nonces.clear();
         let mut storage_failure: Option<String> = None;
         let in_flight = self.in_flight.as_ref();
         let view = WriterView {
@@ -635,6 +646,7 @@ impl Writer {
         }
         DecidedBatch {
             commit,
+            nonces: batch_nonces,
             replies,
             outcomes,
             receipts,
@@ -691,6 +703,7 @@ mod tests {
                     records: Default::default(),
                     in_flight: None,
                     in_flight_outcome: None,
+                    spare_nonces: Default::default(),
                 },
                 admin: SigningKey::generate(&mut rand::rngs::OsRng),
                 to_commit,
