@@ -184,7 +184,8 @@ pub fn wall_clock_ms() -> TimeMs {
 struct DecidedBatch {
     /// Everything the batch writes; no entries when every command was refused or repeated.
     commit: CommitBatch,
-    /// Its (signer ‖ nonce) pairs: the same as `commit.nonces`, as a table.
+    /// The (signer ‖ nonce) pairs of the commands it applied, as a table (`commit.nonces` is
+    /// the same pairs as a list, and empty when the batch is refused as a whole).
     nonces: BatchNonces,
     replies: Vec<Reply>,
     outcomes: Vec<Outcome>,
