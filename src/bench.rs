@@ -1126,7 +1126,11 @@ fn run_http(
             }
             last_answer = last_answer.max(log.last_answer.unwrap_or(started));
         }
-        let latencies = std::mem::take(&mut *latencies.lock().expect("latencies lock"));
+        // Every client has ended, and with it its share of the histogram.
+        let latencies = Arc::try_unwrap(latencies)
+            .map_err(|_| anyhow::anyhow!("a client outlived the phase"))?
+            .into_inner()
+            .expect("latencies lock");
         let mut result = PhaseResult {
             name,
             label,
