@@ -45,6 +45,7 @@ use vledger_ledger::envelope::{
 use vledger_ledger::keys::SigningKey;
 use vledger_ledger::node::{Node, NodeConfig};
 use vledger_ledger::types::RegionId;
+use vledger_ledger::writer::{COMMIT_THREAD_NAME, WRITER_THREAD_NAME};
 
 const REGION: &str = "cq";
 const ORIGIN: &str = "vledger.bench/cq";
@@ -587,6 +588,10 @@ struct WriterDelta {
     commit_micros: u64,
     /// The node's longest synced write (each phase's node is a fresh one).
     longest_commit_micros: u64,
+    /// CPU time the writer thread ran, and the commit thread (`None` where the kernel does not
+    /// tell a thread's CPU time).
+    writer_cpu_nanos: Option<u64>,
+    commit_cpu_nanos: Option<u64>,
 }
 
 impl WriterDelta {
@@ -597,17 +602,53 @@ impl WriterDelta {
             accepted: stats.commands_accepted.load(Ordering::Relaxed),
             commit_micros: stats.commit_micros_total.load(Ordering::Relaxed),
             longest_commit_micros: stats.longest_commit_micros.load(Ordering::Relaxed),
+            writer_cpu_nanos: threads_cpu_nanos(WRITER_THREAD_NAME),
+            commit_cpu_nanos: threads_cpu_nanos(COMMIT_THREAD_NAME),
         }
     }
 
     fn since(self, before: Self) -> Self {
+        let delta = |now: Option<u64>, then: Option<u64>| Some(now?.saturating_sub(then?));
         Self {
             batches: self.batches - before.batches,
             accepted: self.accepted - before.accepted,
             commit_micros: self.commit_micros - before.commit_micros,
             longest_commit_micros: self.longest_commit_micros,
+            writer_cpu_nanos: delta(self.writer_cpu_nanos, before.writer_cpu_nanos),
+            commit_cpu_nanos: delta(self.commit_cpu_nanos, before.commit_cpu_nanos),
         }
     }
+
+    /// CPU microseconds per accepted command of the writer thread and of the commit thread.
+    fn cpu_micros_per_command(&self) -> Option<(f64, f64)> {
+        let per_command =
+            |nanos: Option<u64>| Some(nanos? as f64 / 1e3 / self.accepted.max(1) as f64);
+        Some((
+            per_command(self.writer_cpu_nanos)?,
+            per_command(self.commit_cpu_nanos)?,
+        ))
+    }
+}
+
+/// The CPU time (ns) the threads of this process named `name` have run so far, from Linux's
+/// `/proc/self/task/*/schedstat`; `None` if no such thread reports it. The node's writer and
+/// commit threads are each one thread per node, and each phase's node is a fresh one: the
+/// difference over a phase is that node's, whatever older nodes' threads are still counted.
+fn threads_cpu_nanos(name: &str) -> Option<u64> {
+    let mut total = None;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let path = task.path();
+        let named = std::fs::read_to_string(path.join("comm"))
+            .is_ok_and(|comm| comm.trim_end() == name);
+        let ran = named
+            .then(|| std::fs::read_to_string(path.join("schedstat")).ok())
+            .flatten()
+            .and_then(|stat| stat.split_whitespace().next()?.parse::<u64>().ok());
+        if let Some(nanos) = ran {
+            total = Some(total.unwrap_or(0) + nanos);
+        }
+    }
+    total
 }
 
 impl PhaseResult {
@@ -656,6 +697,8 @@ impl PhaseResult {
                 "mean_commit_ms": self.mean_commit().map(|d| d.as_secs_f64() * 1e3),
                 "commit_share_of_wall_time": self.commit_share(),
                 "longest_commit_ms": w.longest_commit_micros as f64 / 1e3,
+                "writer_thread_cpu_us_per_command": w.cpu_micros_per_command().map(|c| c.0),
+                "commit_thread_cpu_us_per_command": w.cpu_micros_per_command().map(|c| c.1),
             })),
         })
     }
@@ -1657,6 +1700,16 @@ impl Report {
                         r.accepted, r.sent, r.errors
                     );
                 }
+                if let Some((writer, commit)) =
+                    r.writer.and_then(|w| w.cpu_micros_per_command())
+                {
+                    let _ = writeln!(
+                        t,
+                        "    CPU per command: writer thread {writer:.2} µs, commit thread \
+                         {commit:.2} µs (the writer thread alone could decide {:.0}/s)",
+                        1e6 / writer.max(f64::MIN_POSITIVE)
+                    );
+                }
                 if let Some(m) = r.memory {
                     let _ = writeln!(
                         t,
@@ -1772,6 +1825,33 @@ mod tests {
     use super::*;
     use axum::http::StatusCode;
     use axum::routing::post;
+
+    #[test]
+    fn the_cpu_time_of_named_threads_is_read_from_the_kernel() {
+        let name = "bench-cpu-probe";
+        assert_eq!(threads_cpu_nanos(name), None, "no such thread yet");
+        let (spun, has_spun) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let spinner = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let started = Instant::now();
+                let mut spins = 0u64;
+                while started.elapsed() < Duration::from_millis(50) {
+                    spins = std::hint::black_box(spins + 1);
+                }
+                spun.send(()).unwrap();
+                stopped.recv().unwrap();
+            })
+            .unwrap();
+        has_spun.recv().unwrap();
+        let nanos = threads_cpu_nanos(name).expect("the spinning thread is counted");
+        // It ran for about 50 ms of wall time, most of it on a core.
+        assert!(nanos >= 10_000_000, "{nanos} ns");
+        assert!(nanos < 10_000_000_000, "{nanos} ns");
+        stop.send(()).unwrap();
+        spinner.join().unwrap();
+    }
 
     #[test]
     fn a_scheduled_command_counts_from_when_it_was_due_or_sent() {

@@ -130,7 +130,7 @@ impl Node {
         };
         let (sender, receiver) = crossbeam_channel::bounded(WRITER_QUEUE_CAPACITY);
         let handle = std::thread::Builder::new()
-            .name("vledger-writer".into())
+            .name(crate::writer::WRITER_THREAD_NAME.into())
             .spawn(move || writer.run(receiver))
             .expect("spawn writer thread");
         let node = Arc::new(Self {

@@ -28,6 +28,11 @@ use crate::record_cache::{CachedStore, RecordCache};
 use crate::store::{CommitBatch, NonceRecord, StateChanges, Store};
 use crate::types::{LogIndex, RegionId, TimeMs};
 
+/// The name of the writer's thread (the one that decides batches).
+pub const WRITER_THREAD_NAME: &str = "vledger-writer";
+/// The name of the thread that writes each decided batch in its synced write and answers it.
+pub const COMMIT_THREAD_NAME: &str = "vledger-commit";
+
 /// What the submitter hears back.
 pub type Reply = Box<dyn FnOnce(Result<Accepted, SubmitError>) + Send>;
 
@@ -385,7 +390,7 @@ impl Writer {
             published: self.published.clone(),
         };
         let commit_thread = std::thread::Builder::new()
-            .name("vledger-commit".into())
+            .name(COMMIT_THREAD_NAME.into())
             .spawn(move || committer.run(batches, done_sender))
             .expect("spawn commit thread");
         while let Ok(first) = queue.recv() {
