@@ -8,7 +8,9 @@
 #      batches of PG_BATCH, one transaction each, and (2) by PG_CLIENTS clients with one entry
 #      per transaction under SELECT ... FOR UPDATE of the chain head;
 #   3. runs `vledger bench` (limits, writer, in process, HTTP with PG_CLIENTS clients) with
-#      --baseline, so that its table ends with vledger's ratios against both forms;
+#      --baseline, so that its table ends with vledger's ratios against both forms, and with
+#      --max-batch PG_BATCH: its nodes' batches (synced writes) hold at most as many commands
+#      as PostgreSQL's COPY transactions;
 #   4. stops PostgreSQL and removes its directory.
 #
 #   benches/pg_baseline.sh [extra vledger bench arguments]
@@ -66,6 +68,7 @@ nice -n -10 "$target_dir/release/pg_baseline" --url "$url" --entries "$pg_entrie
 
 echo "== vledger bench"
 nice -n -10 "$target_dir/release/vledger" bench --commands "$commands" --clients "$pg_clients" \
+  --max-batch "$pg_batch" \
   --baseline "$out/pg.json" --json "$@" >"$out/vledger.json"
 echo "== load: $(uptime)"
 echo "results: $out/pg.json $out/vledger.json"

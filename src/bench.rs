@@ -65,6 +65,12 @@ pub struct BenchArgs {
     /// Commands in flight at once on the in-process phases (the writer queue holds 16384).
     #[arg(long, default_value_t = 8192)]
     window: usize,
+    /// Most commands in one batch, that is in one synced write, of the bench's nodes (default:
+    /// a node's own limit). benches/pg_baseline.sh sets it to PostgreSQL's COPY batch size, so
+    /// that the writer phase and PostgreSQL form 1 are compared at the same batch size.
+    #[arg(long, default_value_t = vledger_ledger::limits::MAX_BATCH_COMMANDS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_batch: usize,
     /// The command mix, `type=weight,...`. Types: voucher.lifecycle (issue, order with escrow,
     /// fund, deliver, confirm, claim, approve; not mixable), party.register.
     #[arg(long, default_value = "voucher.lifecycle")]
@@ -472,6 +478,7 @@ impl Fixture {
         &self,
         parent: &Path,
         mix: &Mix,
+        max_batch_commands: usize,
     ) -> Result<(Arc<Node>, tempfile::TempDir, SigningKey)> {
         let dir = tempfile::Builder::new()
             .prefix("vledger-bench-")
@@ -483,6 +490,7 @@ impl Fixture {
             region: self.region.clone(),
             origin: ORIGIN.into(),
             node_key: node_key.clone(),
+            max_batch_commands,
             genesis: Some(self.genesis()),
         })
         .map_err(|e| anyhow::anyhow!("cannot open the node: {e}"))?;
@@ -638,8 +646,8 @@ fn threads_cpu_nanos(name: &str) -> Option<u64> {
     let mut total = None;
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let path = task.path();
-        let named = std::fs::read_to_string(path.join("comm"))
-            .is_ok_and(|comm| comm.trim_end() == name);
+        let named =
+            std::fs::read_to_string(path.join("comm")).is_ok_and(|comm| comm.trim_end() == name);
         let ran = named
             .then(|| std::fs::read_to_string(path.join("schedstat")).ok())
             .flatten()
@@ -938,7 +946,7 @@ fn run_in_process(
         label.push_str(&format!(", signed in chunks of {chunk} during the phase"));
     }
     eprintln!("{label}: {total} commands ...");
-    let (node, dir, node_key) = fixture.open_node(parent, mix)?;
+    let (node, dir, node_key) = fixture.open_node(parent, mix, args.max_batch)?;
     let window = Arc::new(Window::new(args.window));
     let deadline = Duration::from_secs(args.max_seconds);
     let before = WriterDelta::read(&node);
@@ -1083,7 +1091,7 @@ fn run_http(
     };
     // A fresh node served in process, or none: the target was set up before the phases.
     let local = match &args.target {
-        None => Some(fixture.open_node(parent, mix)?),
+        None => Some(fixture.open_node(parent, mix, args.max_batch)?),
         Some(target) => {
             label.push_str(&format!(" to {target}"));
             None
@@ -1489,6 +1497,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         mix: mix.describe(),
         clients: args.clients,
         window: args.window,
+        max_batch: args.max_batch,
         cores,
         dir: parent,
         limits,
@@ -1529,6 +1538,7 @@ struct Report {
     mix: String,
     clients: usize,
     window: usize,
+    max_batch: usize,
     cores: usize,
     dir: PathBuf,
     limits: Option<Limits>,
@@ -1579,8 +1589,8 @@ impl Report {
             out.push((
                 "writer",
                 format!(
-                    "{} / PostgreSQL COPY batches of {} ({:.0}/s)",
-                    r.label, batch["batch_size"], rate
+                    "{}, batches of at most {} / PostgreSQL COPY batches of {} ({:.0}/s)",
+                    r.label, self.max_batch, batch["batch_size"], rate
                 ),
                 r.rate() / rate,
             ));
@@ -1604,11 +1614,13 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "vledger bench: {} commands ({}), {} cores, durable (synced) stores under {}",
+            "vledger bench: {} commands ({}), {} cores, durable (synced) stores under {}, \
+             batches of at most {} commands",
             self.commands,
             self.mix,
             self.cores,
-            self.dir.display()
+            self.dir.display(),
+            self.max_batch
         );
         if let Some(l) = &self.limits {
             let _ = writeln!(t, "\nmachine limits (this run)");
@@ -1700,9 +1712,7 @@ impl Report {
                         r.accepted, r.sent, r.errors
                     );
                 }
-                if let Some((writer, commit)) =
-                    r.writer.and_then(|w| w.cpu_micros_per_command())
-                {
+                if let Some((writer, commit)) = r.writer.and_then(|w| w.cpu_micros_per_command()) {
                     let _ = writeln!(
                         t,
                         "    CPU per command: writer thread {writer:.2} µs, commit thread \
@@ -1784,6 +1794,7 @@ impl Report {
             "mix": self.mix,
             "clients": self.clients,
             "window": self.window,
+            "max_batch_commands": self.max_batch,
             "cores": self.cores,
             "limits": self.limits.as_ref().map(Limits::to_json),
             "phases": phases,

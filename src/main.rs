@@ -336,6 +336,7 @@ fn serve(args: config::ServeSettings) -> Result<()> {
         region: region.clone(),
         origin,
         node_key,
+        max_batch_commands: vledger_ledger::limits::MAX_BATCH_COMMANDS,
         genesis,
     })
     .map_err(|e| match e {

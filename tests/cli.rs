@@ -302,6 +302,8 @@ fn bench_drives_the_mixes_signed_ahead_or_in_chunks() {
             if chunked {
                 // A window of 3 makes the submitting threads wait for answers.
                 command.args(["--sign-chunk", "32", "--window", "3"]);
+            } else {
+                command.args(["--max-batch", "7"]);
             }
             let out = command.output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -328,9 +330,32 @@ fn bench_drives_the_mixes_signed_ahead_or_in_chunks() {
                 );
                 let label = result["label"].as_str().unwrap();
                 assert_eq!(label.contains("signed in chunks of 32"), chunked, "{what}");
+                let writer = &result["writer"];
+                if !chunked {
+                    // 140 commands in batches of at most 7 (and the set-up's before them).
+                    assert_eq!(report["max_batch_commands"], 7, "{what}");
+                    assert!(writer["batches"].as_u64().unwrap() >= 20, "{what}");
+                    assert!(
+                        writer["mean_batch_commands"].as_f64().unwrap() <= 7.0,
+                        "{what}"
+                    );
+                }
+                for thread in ["writer", "commit"] {
+                    let cpu = writer[format!("{thread}_thread_cpu_us_per_command")]
+                        .as_f64()
+                        .unwrap();
+                    assert!(cpu > 0.0 && cpu < 1e6, "{what}");
+                }
             }
         }
     }
+    let out = Command::new(BIN)
+        .args(["bench", "--phases", "writer", "--max-batch", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--max-batch"), "{stderr}");
     let out = Command::new(BIN)
         .args([
             "bench",

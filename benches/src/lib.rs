@@ -124,6 +124,7 @@ pub fn open_node(dir: &Path, admin: &SigningKey) -> Arc<Node> {
         region: REGION.try_into().expect("valid region id"),
         origin: ORIGIN.into(),
         node_key: node_key(),
+        max_batch_commands: vledger_ledger::limits::MAX_BATCH_COMMANDS,
         genesis: Some(genesis(admin)),
     })
     .expect("open the benchmark node")

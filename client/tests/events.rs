@@ -26,6 +26,7 @@ fn serve_node(admin: &SigningKey) -> Served {
         region: "cq".try_into().unwrap(),
         origin: "vledger.test/cq".into(),
         node_key: fresh_key(),
+        max_batch_commands: vledger_ledger::limits::MAX_BATCH_COMMANDS,
         genesis: Some(GenesisBody {
             region_name: "重庆市科学技术局".into(),
             admin_key: admin.public_key(),

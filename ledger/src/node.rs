@@ -35,6 +35,9 @@ pub struct NodeConfig {
     pub node_key: SigningKey,
     /// Founds the region if the store is empty.
     pub genesis: Option<GenesisBody>,
+    /// Most commands in one batch, that is in one synced write: [`crate::limits::MAX_BATCH_COMMANDS`] unless
+    /// a benchmark compares at another batch size. At least 1.
+    pub max_batch_commands: usize,
 }
 
 /// Why a node refused to open. The message names what is wrong.
@@ -97,6 +100,11 @@ impl Node {
     /// Opens the store, checks that it is consistent, founds the region if the store is empty,
     /// and starts the writer.
     pub fn open(config: NodeConfig) -> Result<Arc<Self>, OpenError> {
+        if config.max_batch_commands == 0 {
+            return Err(OpenError::Config(
+                "a batch must hold at least one command (max_batch_commands 0)".into(),
+            ));
+        }
         let store = Arc::new(Store::open(&config.data_dir)?);
         let node_key = config.node_key.public_key();
         let checkpoint_signer =
@@ -127,6 +135,7 @@ impl Node {
             in_flight: None,
             in_flight_outcome: None,
             spare_nonces: Default::default(),
+            max_batch_commands: config.max_batch_commands,
         };
         let (sender, receiver) = crossbeam_channel::bounded(WRITER_QUEUE_CAPACITY);
         let handle = std::thread::Builder::new()

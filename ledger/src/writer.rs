@@ -20,7 +20,6 @@ use crate::domain::{
 use crate::entry::Entry;
 use crate::envelope::VerifiedEnvelope;
 use crate::keys::PublicKey;
-use crate::limits::MAX_BATCH_COMMANDS;
 use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::{Checkpoint, NoteSigner};
 use crate::receipt::{BatchReceipts, ReceiptData};
@@ -151,6 +150,8 @@ pub struct Writer {
     /// The (signer ‖ nonce) table of the last batch written, emptied and used again for the
     /// next one rather than grown from nothing for every batch.
     pub(crate) spare_nonces: BatchNonces,
+    /// Most commands in one batch (see [`crate::node::NodeConfig::max_batch_commands`]).
+    pub(crate) max_batch_commands: usize,
 }
 
 /// A batch's (signer ‖ nonce) pairs, for the retries and reuses within it and the next batch.
@@ -393,6 +394,7 @@ impl Writer {
             .name(COMMIT_THREAD_NAME.into())
             .spawn(move || committer.run(batches, done_sender))
             .expect("spawn commit thread");
+        let max_batch_commands = self.max_batch_commands;
         while let Ok(first) = queue.recv() {
             let before = (self.frontier.clone(), self.last_leaf);
             let waiting_on_write = self.in_flight.is_some();
@@ -400,7 +402,7 @@ impl Writer {
             let mut first = Some(first);
             let mut taken = 0;
             let decided = self.decide(|| {
-                if taken == MAX_BATCH_COMMANDS {
+                if taken == max_batch_commands {
                     return None;
                 }
                 let next = first.take().or_else(|| queue.try_recv().ok()).or_else(|| {
@@ -710,6 +712,7 @@ mod tests {
                     in_flight: None,
                     in_flight_outcome: None,
                     spare_nonces: Default::default(),
+                    max_batch_commands: crate::limits::MAX_BATCH_COMMANDS,
                 },
                 admin: SigningKey::generate(&mut rand::rngs::OsRng),
                 to_commit,
@@ -870,6 +873,65 @@ mod tests {
         drop(queue);
         running.join().unwrap();
         assert_eq!(published.stats.batches.load(Ordering::SeqCst), 3);
+    }
+
+    /// A batch holds at most `max_batch_commands` commands: those queued beyond it wait for
+    /// the next batch.
+    #[test]
+    fn a_batch_holds_at_most_the_batch_limit() {
+        let mut f = Fixture::new();
+        f.writer.max_batch_commands = 2;
+        let (permit, permits) = channel::<()>();
+        let (arrived_sender, arrived) = channel();
+        *f.writer.store.commit_gate.lock().unwrap() = Some(crate::store::CommitGate {
+            arrived: arrived_sender,
+            permits,
+        });
+        let keys: Vec<SigningKey> = (0..4)
+            .map(|_| SigningKey::generate(&mut rand::rngs::OsRng))
+            .collect();
+        let commands: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| f.register(key, &format!("n{i}")))
+            .collect();
+        let (queue, queued) = crossbeam_channel::bounded(16);
+        let writer = f.writer;
+        let running = std::thread::spawn(move || writer.run(queued));
+        let mut answers = Vec::new();
+        for (i, (submission, answer)) in commands.into_iter().enumerate() {
+            queue.send(submission).unwrap();
+            answers.push(answer);
+            if i == 0 {
+                // The first command's write waits at the gate; the others queue meanwhile.
+                arrived.recv().unwrap();
+            }
+        }
+        // The writer takes two of the three into the next batch and leaves the last queued.
+        for _ in 0..200 {
+            if queue.len() <= 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(
+            queue.len(),
+            1,
+            "the batch is full: the fourth command waits"
+        );
+        drop(permit);
+        let sizes: Vec<u64> = answers
+            .iter()
+            .map(|answer| {
+                let accepted = answer.recv().unwrap().unwrap();
+                let note = SignedNote::parse(&accepted.checkpoint).unwrap();
+                Checkpoint::parse(&note.text).unwrap().size
+            })
+            .collect();
+        assert_eq!(sizes, [2, 4, 4, 5]);
+        drop(queue);
+        running.join().unwrap();
     }
 
     /// The batch decided while another is in its synced write sees that batch's records and

@@ -43,6 +43,7 @@ fn an_expired_voucher_is_expired_by_the_node_and_its_value_returns() {
         region: "cq".try_into().unwrap(),
         origin: "vledger.test/cq".into(),
         node_key: node_key.clone(),
+        max_batch_commands: vledger_ledger::limits::MAX_BATCH_COMMANDS,
         genesis: Some(GenesisBody {
             region_name: "CQ".into(),
             admin_key: admin.public_key(),

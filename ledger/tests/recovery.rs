@@ -30,6 +30,7 @@ impl Fixture {
             region: "cq".try_into().unwrap(),
             origin: "vledger.test/cq".into(),
             node_key: self.node_key.clone(),
+            max_batch_commands: vledger_ledger::limits::MAX_BATCH_COMMANDS,
             genesis: Some(GenesisBody {
                 region_name: "Chongqing".into(),
                 admin_key: self.admin.public_key(),
@@ -175,6 +176,15 @@ fn refuses_another_node_key() {
     config.node_key = SigningKey::generate(&mut rand::rngs::OsRng);
     let error = Node::open(config).err().expect("must refuse").to_string();
     assert!(error.contains("not signed by this node's key"), "{error}");
+}
+
+#[test]
+fn a_batch_limit_of_zero_is_refused() {
+    let f = Fixture::new();
+    let mut config = f.config();
+    config.max_batch_commands = 0;
+    let error = Node::open(config).err().expect("must refuse").to_string();
+    assert!(error.contains("at least one command"), "{error}");
 }
 
 #[test]
