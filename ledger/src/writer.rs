@@ -750,6 +750,28 @@ mod tests {
             self.writer.settle_in_flight(&self.done)
         }
 
+        /// Holds every commit back at a gate: each arrival there is told on the receiver, and
+        /// each message on the sender lets one commit through (dropping it lets all through).
+        fn gate_commits(&self) -> (std::sync::mpsc::Sender<()>, Receiver<()>) {
+            let (permit, permits) = channel::<()>();
+            let (arrived_sender, arrived) = channel();
+            *self.writer.store.commit_gate.lock().unwrap() = Some(crate::store::CommitGate {
+                arrived: arrived_sender,
+                permits,
+            });
+            (permit, arrived)
+        }
+
+        /// Commands registering `count` new parties, each with its own fresh key.
+        fn register_new_parties(&self, count: usize) -> Vec<(Submission, Answer)> {
+            (0..count)
+                .map(|i| {
+                    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+                    self.register(&key, &format!("n{i}"))
+                })
+                .collect()
+        }
+
         fn register(&self, key: &SigningKey, nonce: &str) -> (Submission, Answer) {
             let body = json!({ "key": key.public_key().to_base64(), "role": "agency",
                                "home_region": "cq", "name": "agency" });
@@ -797,20 +819,8 @@ mod tests {
     #[test]
     fn commands_arriving_during_a_write_join_the_next_batch() {
         let f = Fixture::new();
-        let (permit, permits) = channel::<()>();
-        let (arrived_sender, arrived) = channel();
-        *f.writer.store.commit_gate.lock().unwrap() = Some(crate::store::CommitGate {
-            arrived: arrived_sender,
-            permits,
-        });
-        let keys: Vec<SigningKey> = (0..3)
-            .map(|_| SigningKey::generate(&mut rand::rngs::OsRng))
-            .collect();
-        let mut commands: Vec<_> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, key)| f.register(key, &format!("n{i}")))
-            .collect();
+        let (permit, arrived) = f.gate_commits();
+        let mut commands = f.register_new_parties(3);
         let published = f.writer.published.clone();
         let (verifier, origin) = (
             f.writer.checkpoint_signer.verifier(),
@@ -881,20 +891,8 @@ mod tests {
     fn a_batch_holds_at_most_the_batch_limit() {
         let mut f = Fixture::new();
         f.writer.max_batch_commands = 2;
-        let (permit, permits) = channel::<()>();
-        let (arrived_sender, arrived) = channel();
-        *f.writer.store.commit_gate.lock().unwrap() = Some(crate::store::CommitGate {
-            arrived: arrived_sender,
-            permits,
-        });
-        let keys: Vec<SigningKey> = (0..4)
-            .map(|_| SigningKey::generate(&mut rand::rngs::OsRng))
-            .collect();
-        let commands: Vec<_> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, key)| f.register(key, &format!("n{i}")))
-            .collect();
+        let (permit, arrived) = f.gate_commits();
+        let commands = f.register_new_parties(4);
         let (queue, queued) = crossbeam_channel::bounded(16);
         let writer = f.writer;
         let running = std::thread::spawn(move || writer.run(queued));
