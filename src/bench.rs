@@ -1716,8 +1716,8 @@ impl Report {
                     let _ = writeln!(
                         t,
                         "    CPU per command: writer thread {writer:.2} µs, commit thread \
-                         {commit:.2} µs (the writer thread alone could decide {:.0}/s)",
-                        1e6 / writer.max(f64::MIN_POSITIVE)
+                         {commit:.2} µs (the writer thread alone could decide {}/s)",
+                        count(1e6 / writer.max(f64::MIN_POSITIVE))
                     );
                 }
                 if let Some(m) = r.memory {
