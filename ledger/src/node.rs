@@ -35,8 +35,8 @@ pub struct NodeConfig {
     pub node_key: SigningKey,
     /// Founds the region if the store is empty.
     pub genesis: Option<GenesisBody>,
-    /// Most commands in one batch, that is in one synced write: [`crate::limits::MAX_BATCH_COMMANDS`] unless
-    /// a benchmark compares at another batch size. At least 1.
+    /// Most commands in one batch, that is in one synced write: at least 1, and
+    /// [`crate::limits::MAX_BATCH_COMMANDS`] unless a benchmark compares at another batch size.
     pub max_batch_commands: usize,
 }
 
