@@ -639,18 +639,18 @@ impl WriterDelta {
 }
 
 /// The CPU time (ns) the threads of this process named `name` have run so far, from Linux's
-/// `/proc/self/task/*/schedstat`; `None` if no such thread reports it. The node's writer and
-/// commit threads are each one thread per node, and each phase's node is a fresh one: the
-/// difference over a phase is that node's, whatever older nodes' threads are still counted.
+/// `/proc/self/task/*/schedstat`; `None` if no such thread reports it. A node has one writer
+/// and one commit thread, and each phase's node is a fresh one: the difference over a phase
+/// is that node's (threads of earlier nodes that still exist add the same to both readings).
 fn threads_cpu_nanos(name: &str) -> Option<u64> {
     let mut total = None;
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let path = task.path();
-        let named =
-            std::fs::read_to_string(path.join("comm")).is_ok_and(|comm| comm.trim_end() == name);
-        let ran = named
-            .then(|| std::fs::read_to_string(path.join("schedstat")).ok())
-            .flatten()
+        if !std::fs::read_to_string(path.join("comm")).is_ok_and(|comm| comm.trim_end() == name) {
+            continue;
+        }
+        let ran = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
             .and_then(|stat| stat.split_whitespace().next()?.parse::<u64>().ok());
         if let Some(nanos) = ran {
             total = Some(total.unwrap_or(0) + nanos);
