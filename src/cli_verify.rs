@@ -1,5 +1,7 @@
 //! `vledger verify`: checks an archive (or a running node) offline and reports each failure by
-//! entry index and reason. Exit code 0: verified; 1: verification failed; 2: usage or I/O error.
+//! entry index and reason. Exit code 0: verified; 1: verification failed; 2: usage or I/O error;
+//! 3: with `--accept-uncovered-tail`, nothing failed but entries after the last checkpoint are
+//! unverified.
 //! Also `vledger verify-evidence`, which checks an equivocation evidence document on its own.
 
 use std::collections::BTreeSet;
@@ -55,7 +57,15 @@ pub struct VerifyArgs {
     /// Signature-checking threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Accept entries after the archive's last checkpoint as an unverified tail: they are
+    /// checked and replayed but reported as UNVERIFIED (exit code 3), not as a failure. Without
+    /// this flag such entries fail verification (rule `uncovered`).
+    #[arg(long)]
+    accept_uncovered_tail: bool,
 }
+
+/// Exit code when nothing failed but an uncovered tail was accepted.
+const EXIT_UNCOVERED_TAIL: i32 = 3;
 
 /// A temporary directory for the replayed state, in `parent` or the system's temporary directory.
 pub fn work_dir(parent: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
@@ -74,7 +84,9 @@ pub fn work_dir(parent: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
 /// Runs `verify`; returns the process exit code.
 pub fn run(args: VerifyArgs) -> i32 {
     match run_inner(&args) {
-        Ok(passed) => i32::from(!passed),
+        Ok(report) if report.passed() => 0,
+        Ok(report) if report.passed_with_uncovered_tail() => EXIT_UNCOVERED_TAIL,
+        Ok(_) => 1,
         Err(e) => {
             eprintln!("error: {e:#}");
             2
@@ -97,7 +109,10 @@ fn open_source(source: &str) -> Result<(ArchiveHeader, Source)> {
     Ok((header, Box::new(items)))
 }
 
-/// A running node as a source: its entries up to its latest checkpoint, then that checkpoint.
+/// A running node as a source: its entries up to its latest checkpoint, that checkpoint right
+/// after the entry that completes its size (as in an archive), and an end line. Entries a node
+/// sends beyond what was asked for are passed on, after the checkpoint, so that the verifier
+/// names them as not covered.
 fn url_source(url: &str) -> Result<(ArchiveHeader, Source)> {
     let client = Client::new(url);
     let info = client.node()?;
@@ -105,45 +120,41 @@ fn url_source(url: &str) -> Result<(ArchiveHeader, Source)> {
     let size = Checkpoint::parse(&SignedNote::parse(&note)?.text)?.size;
     let header = ArchiveHeader::new(&info.origin, &info.region, &info.verifier_key, size, 0);
     let mut next = 0u64;
-    let mut page: std::vec::IntoIter<(u64, Vec<u8>)> = Vec::new().into_iter();
-    let mut tail = vec![
-        ArchiveLine::End {
-            entries: size,
-            checkpoints: 1,
-            state_digest: None,
-        },
-        ArchiveLine::Checkpoint { size, note },
-    ];
+    let mut sent_entries = 0u64;
+    let mut checkpoint = Some(ArchiveLine::Checkpoint { size, note });
+    let mut ended = false;
+    let mut ready: std::collections::VecDeque<ArchiveLine> = std::collections::VecDeque::new();
     let items = std::iter::from_fn(move || {
-        if let Some((index, bytes)) = page.next() {
-            return Some(Ok(SourceItem::Line {
-                line: 0,
-                item: ArchiveLine::Entry {
-                    index,
-                    entry: B64.encode(bytes),
-                },
-            }));
-        }
-        if next < size {
+        if ready.is_empty() && next < size {
             let end = size.min(next + URL_PAGE);
-            return match fetch_entries(&client, next, end) {
+            match fetch_entries(&client, next, end) {
                 Ok(rows) => {
                     next = rows.last().map_or(end, |(i, _)| i + 1);
-                    page = rows.into_iter();
-                    page.next().map(|(index, bytes)| {
-                        Ok(SourceItem::Line {
-                            line: 0,
-                            item: ArchiveLine::Entry {
-                                index,
-                                entry: B64.encode(bytes),
-                            },
-                        })
-                    })
+                    for (index, bytes) in rows {
+                        ready.push_back(ArchiveLine::Entry {
+                            index,
+                            entry: B64.encode(bytes),
+                        });
+                        sent_entries += 1;
+                        if index + 1 == size {
+                            ready.extend(checkpoint.take());
+                        }
+                    }
                 }
-                Err(e) => Some(Err(format!("{e:#}"))),
-            };
+                Err(e) => return Some(Err(format!("{e:#}"))),
+            }
         }
-        tail.pop()
+        if ready.is_empty() && !ended {
+            ended = true;
+            ready.extend(checkpoint.take());
+            ready.push_back(ArchiveLine::End {
+                entries: sent_entries,
+                checkpoints: 1,
+                state_digest: None,
+            });
+        }
+        ready
+            .pop_front()
             .map(|item| Ok(SourceItem::Line { line: 0, item }))
     });
     Ok((header, Box::new(items)))
@@ -167,7 +178,7 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
     bar
 }
 
-fn run_inner(args: &VerifyArgs) -> Result<bool> {
+fn run_inner(args: &VerifyArgs) -> Result<vledger_ledger::verify::VerifyReport> {
     let (header, source) = open_source(&args.source)?;
     if let Some(expected) = &args.node_key {
         NoteVerifier::parse(expected).map_err(|e| anyhow::anyhow!("--node-key: {e}"))?;
@@ -202,6 +213,7 @@ fn run_inner(args: &VerifyArgs) -> Result<bool> {
         threads: args.threads,
         start,
         roots_at: served_size.into_iter().collect::<BTreeSet<_>>(),
+        accept_uncovered_tail: args.accept_uncovered_tail,
     };
     let bar = progress_bar(header.tree_size);
     let started = std::time::Instant::now();
@@ -234,6 +246,12 @@ fn run_inner(args: &VerifyArgs) -> Result<bool> {
             args.against.as_deref().unwrap_or(""),
         )?;
     }
+    if report.passed_with_uncovered_tail() && args.save_state.is_some() {
+        eprintln!(
+            "note: state not saved: entries after the last checkpoint (size {}) are unverified",
+            report.covered_size
+        );
+    }
     if report.passed() {
         if let (Some(path), Some(replayer), Some(checkpoint)) = (
             &args.save_state,
@@ -262,7 +280,8 @@ fn run_inner(args: &VerifyArgs) -> Result<bool> {
             println!("equivocation evidence written to {}", path.display());
         }
     }
-    Ok(report.passed())
+    report.replayer = None;
+    Ok(report)
 }
 
 fn print_human(
@@ -289,6 +308,18 @@ fn print_human(
     }
     if report.passed() {
         println!("VERIFIED: every signature, the chain, every checkpoint and the replay agree");
+        return;
+    }
+    if let (true, Some((from, to))) = (report.passed_with_uncovered_tail(), report.uncovered) {
+        let tail = if to - from == 1 {
+            format!("entry {from} follows")
+        } else {
+            format!("entries {from} to {} follow", to - 1)
+        };
+        println!(
+            "NOT VERIFIED: {tail} the last checkpoint (size {from}); no signature of the node \
+             covers them. Everything up to that checkpoint verified."
+        );
         return;
     }
     println!("FAILED: {} problem(s)", report.failure_count);
@@ -386,6 +417,21 @@ fn compare_served(
         return Ok(());
     }
     let checkpoint = Checkpoint::parse(&signed.text)?;
+    if report.tree_size > size {
+        report.failure_count += 1;
+        report.failures.push(vledger_ledger::verify::Failure {
+            index: Some(size),
+            checkpoint_size: Some(size),
+            line: None,
+            rule: "beyond-served".into(),
+            reason: format!(
+                "the archive holds {} entries; {url} serves a tree of {size}: entries {size} to {} \
+                 are not in the log it serves",
+                report.tree_size,
+                report.tree_size - 1
+            ),
+        });
+    }
     let Some(archive_note) = report.last_good_checkpoint.clone() else {
         return Ok(());
     };

@@ -491,3 +491,242 @@ fn incremental_verification_resumes_from_a_saved_state() {
         "{report}"
     );
 }
+
+/// `dir/data` copied to `to` (the node stopped): the same log and keys, frozen at this size.
+fn copy_data(dir: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(dir.join("data"))
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// An archive's lines with the header's `tree_size` and the end line's counts set to what the
+/// lines hold, and no state digest: what someone who edits an archive would write.
+fn with_counts_fixed(lines: &[String]) -> Vec<String> {
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |kind: &str| parsed.iter().filter(|v| v["type"] == kind).count();
+    let (entries, checkpoints) = (count("entry"), count("checkpoint"));
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, mut value) in parsed.into_iter().enumerate() {
+        if i == 0 {
+            value["tree_size"] = entries.into();
+        } else if value["type"] == "end" {
+            value =
+                serde_json::json!({"type": "end", "entries": entries, "checkpoints": checkpoints});
+        }
+        out.push(value.to_string());
+    }
+    out
+}
+
+/// Lines without the checkpoint of `size` and without the entries from `from` on.
+fn without(lines: &[String], checkpoints: &[u64], entries_from: u64) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            let dropped_checkpoint = value["type"] == "checkpoint"
+                && checkpoints.contains(&value["size"].as_u64().unwrap());
+            let dropped_entry =
+                value["type"] == "entry" && value["index"].as_u64().unwrap() >= entries_from;
+            !dropped_checkpoint && !dropped_entry
+        })
+        .cloned()
+        .collect()
+}
+
+/// A loopback HTTP server that answers every GET with what `upstream` answers, and appends
+/// `extra` to the entries of every `/v1/entries` page: a node serving an entry that no
+/// checkpoint of its signs. Serves until the process ends.
+fn entry_injecting_proxy(upstream: String, extra: serde_json::Value) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut header = String::new();
+            while reader.read_line(&mut header).unwrap() > 2 {
+                header.clear();
+            }
+            let path = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+            let answer = reqwest::blocking::get(format!("{upstream}{path}")).unwrap();
+            let status = answer.status().as_u16();
+            let content_type = answer
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let mut body = answer.text().unwrap();
+            if path.starts_with("/v1/entries?") && status == 200 {
+                let mut page: serde_json::Value = serde_json::from_str(&body).unwrap();
+                page["entries"].as_array_mut().unwrap().push(extra.clone());
+                body = page.to_string();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// Nothing the node did not sign verifies: entries after the last checkpoint (appended,
+/// left after a dropped checkpoint, or cut mid-way with a new trailer) fail `uncovered` in
+/// every path of the verifier (archive, URL, incremental); `--accept-uncovered-tail` reports
+/// them as unverified (exit 3), never as VERIFIED; and with `--against`, entries beyond the
+/// size the node serves fail `beyond-served`.
+#[test]
+fn entries_no_checkpoint_covers_never_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let before = dir.join("before");
+    let mut node = DemoNode::start(dir);
+    node.register(PARTIES);
+    let small = node.export(&dir.join("small.jsonl"), false);
+    drop(node);
+    copy_data(dir, &before);
+    // The same node signs one more registration by its admin: a genuine entry, with the right
+    // previous leaf hash, node time and events, that the frozen copy never had.
+    let mut node = DemoNode::start(dir);
+    node.registered = PARTIES;
+    node.register(1);
+    let all = node.export(&dir.join("all.jsonl"), true);
+    let extra_view: serde_json::Value = reqwest::blocking::get(format!(
+        "{}/v1/entries?start={}&end={}",
+        node.url,
+        PARTIES + 1,
+        PARTIES + 2
+    ))
+    .unwrap()
+    .json()
+    .unwrap();
+    drop(node);
+    let tail_index = PARTIES + 1;
+    let extra_line = all[find_entry_line(&all, tail_index)].clone();
+
+    // The small archive with that entry appended after its last checkpoint, the counts raised.
+    let mut appended = small.clone();
+    appended.insert(appended.len() - 1, extra_line);
+    let appended = with_counts_fixed(&appended);
+    assert_fails(dir, &appended, "uncovered", tail_index, "an appended entry");
+    let (code, report) = verify(dir, &appended);
+    assert_eq!(code, 1);
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["covered_size"], tail_index, "{report}");
+
+    // Accepted explicitly: exit 3, reported as not verified, the tail named.
+    let accept = [std::ffi::OsStr::new("--accept-uncovered-tail")];
+    let (code, report) = verify_with(dir, &appended, &accept);
+    assert_eq!(code, 3, "{report}");
+    assert_eq!(report["passed"], false, "{report}");
+    assert_eq!(
+        report["uncovered"],
+        serde_json::json!({"from": tail_index, "to": tail_index + 1})
+    );
+    let human = Command::new(BIN)
+        .arg("verify")
+        .arg(dir.join("tampered.jsonl"))
+        .arg("--accept-uncovered-tail")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        !said.lines().any(|l| l.starts_with("VERIFIED")) && said.contains("NOT VERIFIED"),
+        "{said}"
+    );
+
+    // `--save-state` saves nothing and still fails.
+    let state = dir.join("state-of-forged");
+    let save = [std::ffi::OsStr::new("--save-state"), state.as_os_str()];
+    assert_eq!(verify_with(dir, &appended, &save).0, 1);
+    assert!(!state.exists(), "no state is saved for an unsigned tail");
+
+    // Every checkpoint kept but the last one: its entry is uncovered.
+    let dropped = with_counts_fixed(&without(&all, &[tail_index + 1], u64::MAX));
+    assert_fails(
+        dir,
+        &dropped,
+        "uncovered",
+        tail_index,
+        "last checkpoint dropped",
+    );
+
+    // Cut in the middle, with a new trailer: entries 0..=3 and the checkpoints up to size 3.
+    let cut = with_counts_fixed(&without(&all, &[4, 5, 6], 4));
+    assert_fails(dir, &cut, "uncovered", 3, "cut with a new trailer");
+
+    // Against the frozen copy (tree size 5): the forged entry is not in the log it serves,
+    // and neither is the genuine sixth entry of a complete archive.
+    let frozen = DemoNode::start(&before);
+    let against = [
+        std::ffi::OsStr::new("--against"),
+        std::ffi::OsStr::new(&frozen.url),
+    ];
+    let (code, report) = verify_with(dir, &appended, &accept_and(&accept, &against));
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        has_failure(&report, "beyond-served", Some(tail_index), None),
+        "{}",
+        failures(&report)
+    );
+    let (code, report) = verify_with(dir, &all, &against);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        has_failure(&report, "beyond-served", Some(tail_index), None),
+        "{}",
+        failures(&report)
+    );
+    assert_eq!(
+        verify_with(dir, &small, &against).0,
+        0,
+        "the genuine small archive"
+    );
+
+    // Incremental: a state saved from the small archive, then the forged one from there.
+    let saved = dir.join("saved");
+    let save = [std::ffi::OsStr::new("--save-state"), saved.as_os_str()];
+    assert_eq!(verify_with(dir, &small, &save).0, 0);
+    let resume = [std::ffi::OsStr::new("--from-checkpoint"), saved.as_os_str()];
+    let (code, report) = verify_with(dir, &appended, &resume);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        has_failure(&report, "uncovered", Some(tail_index), None),
+        "{}",
+        failures(&report)
+    );
+
+    // A URL whose entry pages carry one entry more than its checkpoint signs.
+    let proxy = entry_injecting_proxy(frozen.url.clone(), extra_view["entries"][0].clone());
+    let out = Command::new(BIN)
+        .args(["verify", "--json", &proxy])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        has_failure(&report, "uncovered", Some(tail_index), None),
+        "{}",
+        failures(&report)
+    );
+}
+
+/// Two sets of extra arguments, one after the other.
+fn accept_and<'a>(
+    a: &[&'a std::ffi::OsStr],
+    b: &[&'a std::ffi::OsStr],
+) -> Vec<&'a std::ffi::OsStr> {
+    a.iter().chain(b).copied().collect()
+}

@@ -204,6 +204,29 @@ fn witness_cosigns_refuses_and_remembers_over_http() {
     assert_eq!(status, 200, "a consistent extension is cosigned: {body}");
     assert!(evidence_files(&state).is_empty(), "no fork seen yet");
 
+    // A forged tail: a sixth leaf the log never signed, its tree's root and size in the
+    // checkpoint text, the log's signature of size 5 kept. The proof from 5 to 6 is valid, but
+    // no signature of the log's key covers the text: 403, nothing cosigned.
+    let six = tree(6, false);
+    let signed_five = checkpoint(&five);
+    let signature_lines = &signed_five[signed_five.find("\n\n").unwrap() + 1..];
+    let forged_tail = format!(
+        "{}{signature_lines}",
+        Checkpoint {
+            origin: ORIGIN.into(),
+            size: 6,
+            root_hash: six.root(),
+            extensions: Vec::new(),
+        }
+        .to_text()
+    );
+    let tail_proof = consistency_proof(&six, 5, 6).unwrap();
+    let (status, _, body) = witness.add(5, &tail_proof, &forged_tail);
+    assert_eq!(
+        status, 403,
+        "a checkpoint the log did not sign is refused: {body}"
+    );
+
     // A fork: the log's key signs another tree of the same size. Refused, with evidence.
     let forked = tree(5, true);
     assert_ne!(forked.root(), five.root());
@@ -232,7 +255,6 @@ fn witness_cosigns_refuses_and_remembers_over_http() {
     // After a restart the witness still knows it cosigned size 5.
     witness.stop();
     let witness = WitnessServer::start(&state, logs);
-    let six = tree(6, false);
     let (status, _, body) = witness.add(3, &[], &checkpoint(&six));
     assert_eq!(status, 409, "{body}");
     assert_eq!(body, "5\n", "the restarted witness remembers its view");

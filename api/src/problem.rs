@@ -70,6 +70,7 @@ impl From<EnvelopeError> for Problem {
             }
             EnvelopeError::BadSignerKey(_) => (StatusCode::BAD_REQUEST, "bad-signer-key"),
             EnvelopeError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad-signature"),
+            EnvelopeError::DuplicateKey { .. } => (StatusCode::BAD_REQUEST, "duplicate-key"),
         };
         Problem::new(status, code, e.to_string())
     }

@@ -352,6 +352,32 @@ async fn every_kind_of_bad_input_has_its_own_problem_and_writes_nothing() {
     let response = app.submit(&app.admin, "party.register", "weak", body).await;
     app.expect_problem(response, 422, "weak-key").await;
 
+    // Two `signer` members: the first another key, the last the key that signed. A parser
+    // that keeps the first would read another signer than one that keeps the last.
+    let other = fresh_key().public_key().to_base64();
+    let signer = app.admin.public_key().to_base64();
+    let body = register_body(&fresh_key(), "agency");
+    let text = format!(
+        r#"{{"v":1,"type":"party.register","region":"cq","signer":"{other}","nonce":"dup","body":{body},"signer":"{signer}"}}"#
+    );
+    let sig = app.admin.sign(&vledger_ledger::envelope::pae(
+        vledger_ledger::envelope::COMMAND_PAYLOAD_TYPE,
+        text.as_bytes(),
+    ));
+    let envelope = json!({
+        "payloadType": vledger_ledger::envelope::COMMAND_PAYLOAD_TYPE,
+        "payload": B64.encode(&text),
+        "signatures": [{ "sig": B64.encode(sig) }],
+    });
+    let problem = app
+        .expect_problem(
+            app.post_raw(serde_json::to_vec(&envelope).unwrap()).await,
+            400,
+            "duplicate-key",
+        )
+        .await;
+    assert!(problem.detail.contains("`signer`"), "{problem:?}");
+
     assert_eq!(
         app.tree_size().await,
         before,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::MAX_ENTRY_BYTES;
 use crate::note::MAX_NOTE_BYTES;
+use crate::unique_keys::find_duplicate_key;
 
 /// The `format` field of an archive header.
 pub const ARCHIVE_FORMAT: &str = "vledger-archive";
@@ -174,6 +175,12 @@ impl<R: BufRead> ArchiveReader<R> {
         if !reader.read_line()? {
             return Err(ArchiveError::Empty);
         }
+        if let Some(duplicate) = find_duplicate_key(&reader.buf) {
+            return Err(ArchiveError::Malformed {
+                line: 1,
+                reason: format!("the header repeats a key: {duplicate}"),
+            });
+        }
         let value: serde_json::Value =
             serde_json::from_slice(&reader.buf).map_err(|e| ArchiveError::Malformed {
                 line: 1,
@@ -225,8 +232,11 @@ impl<R: BufRead> Iterator for ArchiveReader<R> {
         match self.read_line() {
             Ok(false) => None,
             Ok(true) => {
-                let parsed = serde_json::from_slice::<ArchiveLine>(&self.buf)
-                    .map_err(|e| format!("not an archive line: {e}"));
+                let parsed = match find_duplicate_key(&self.buf) {
+                    Some(duplicate) => Err(format!("the line repeats a key: {duplicate}")),
+                    None => serde_json::from_slice::<ArchiveLine>(&self.buf)
+                        .map_err(|e| format!("not an archive line: {e}")),
+                };
                 Some(Ok((self.line, parsed)))
             }
             Err(e) => Some(Err(e)),
@@ -266,5 +276,25 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, ArchiveError::WrongFormat { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_header_or_line_that_repeats_a_key_is_refused() {
+        let header = ArchiveHeader::new("o/x", "x", "o/x+00000000+AQ==", 1, 5);
+        let mut text = serde_json::to_string(&header).unwrap();
+        text.pop();
+        text.push_str(",\"tree_size\":9}\n");
+        let err = ArchiveReader::open(text.as_bytes()).err().unwrap();
+        assert!(err.to_string().contains("repeats a key"), "{err}");
+
+        let mut text = serde_json::to_string(&header).unwrap();
+        text.push_str("\n{\"type\":\"end\",\"entries\":1,\"checkpoints\":0,\"entries\":2}\n");
+        let (_, reader) = ArchiveReader::open(text.as_bytes()).unwrap();
+        let lines: Vec<_> = reader.map(|l| l.unwrap().1).collect();
+        let reason = lines[0].as_ref().unwrap_err();
+        assert!(
+            reason.contains("the key `entries` appears twice"),
+            "{reason}"
+        );
     }
 }

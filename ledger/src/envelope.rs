@@ -15,6 +15,7 @@ use crate::limits::{
     MIN_NONCE_BYTES,
 };
 use crate::types::RegionId;
+use crate::unique_keys::{find_duplicate_key, DuplicateKey};
 
 /// The only DSSE payload type the ledger accepts.
 pub const COMMAND_PAYLOAD_TYPE: &str = "application/vnd.vledger.command+json";
@@ -42,6 +43,13 @@ pub enum EnvelopeError {
     BadSignerKey(KeyError),
     #[error("signature does not verify for the signer in the payload: {0}")]
     BadSignature(SignatureError),
+    /// A JSON object of the envelope or of its payload repeats a key: parsers differ on which
+    /// value counts, so the command would not mean one thing to every reader.
+    #[error("{which}: {duplicate}")]
+    DuplicateKey {
+        which: &'static str,
+        duplicate: DuplicateKey,
+    },
 }
 
 /// A DSSE envelope as it appears on the wire.
@@ -110,6 +118,12 @@ impl VerifiedEnvelope {
                 max: MAX_ENVELOPE_BYTES,
             });
         }
+        if let Some(duplicate) = find_duplicate_key(raw) {
+            return Err(EnvelopeError::DuplicateKey {
+                which: "envelope",
+                duplicate,
+            });
+        }
         let envelope: DsseEnvelope =
             serde_json::from_slice(raw).map_err(|e| EnvelopeError::MalformedJson(e.to_string()))?;
         if envelope.payload_type != COMMAND_PAYLOAD_TYPE {
@@ -118,6 +132,12 @@ impl VerifiedEnvelope {
         let payload_bytes = B64
             .decode(envelope.payload.as_bytes())
             .map_err(|_| EnvelopeError::BadBase64 { field: "payload" })?;
+        if let Some(duplicate) = find_duplicate_key(&payload_bytes) {
+            return Err(EnvelopeError::DuplicateKey {
+                which: "payload",
+                duplicate,
+            });
+        }
         if envelope.signatures.len() != 1 {
             return Err(EnvelopeError::SignatureCount(envelope.signatures.len()));
         }
@@ -244,5 +264,85 @@ mod tests {
         let verified = VerifiedEnvelope::parse_and_verify(&raw).unwrap();
         assert_eq!(full_key_checks() - before, 1);
         assert_eq!(verified.payload, payload);
+    }
+
+    /// An envelope over the payload text `payload`, signed by `key`.
+    fn sealed_bytes(payload: &str, key: &SigningKey) -> Vec<u8> {
+        let signature = key.sign(&pae(COMMAND_PAYLOAD_TYPE, payload.as_bytes()));
+        serde_json::to_vec(&DsseEnvelope {
+            payload_type: COMMAND_PAYLOAD_TYPE.into(),
+            payload: B64.encode(payload),
+            signatures: vec![DsseSignature {
+                keyid: None,
+                sig: B64.encode(signature),
+            }],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_repeated_key_anywhere_is_refused_before_the_signature_is_checked() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let admin = SigningKey::from_bytes(&[6; 32]).public_key().to_base64();
+        let signer = key.public_key().to_base64();
+        let fields = |middle: &str| {
+            format!(r#"{{"v":1,"type":"party.register","region":"cq","nonce":"n-1",{middle}}}"#)
+        };
+        let cases = [
+            (
+                fields(&format!(
+                    r#""signer":"{admin}","body":{{}},"signer":"{signer}""#
+                )),
+                "",
+                "signer",
+            ),
+            (
+                fields(&format!(
+                    r#""signer":"{signer}","body":{{"a":1}},"body":{{"b":2}}"#
+                )),
+                "",
+                "body",
+            ),
+            (
+                fields(&format!(
+                    r#""signer":"{signer}","body":{{"name":"a","name":"b"}}"#
+                )),
+                "/body",
+                "name",
+            ),
+            (
+                format!(
+                    r#"{{"v":1,"type":"x","type":"party.register","region":"cq","nonce":"n","signer":"{signer}","body":{{}}}}"#
+                ),
+                "",
+                "type",
+            ),
+        ];
+        for (payload, pointer, key_name) in cases {
+            match VerifiedEnvelope::parse_and_verify(&sealed_bytes(&payload, &key)) {
+                Err(EnvelopeError::DuplicateKey { which, duplicate }) => {
+                    assert_eq!(which, "payload");
+                    assert_eq!(
+                        (duplicate.pointer.as_str(), duplicate.key.as_str()),
+                        (pointer, key_name)
+                    );
+                }
+                other => panic!("{payload}: {other:?}"),
+            }
+        }
+        // The same payloads without the repetition are accepted (the test is not vacuous).
+        let fine = fields(&format!(r#""signer":"{signer}","body":{{"name":"a"}}"#));
+        assert!(VerifiedEnvelope::parse_and_verify(&sealed_bytes(&fine, &key)).is_ok());
+        // A repeated key of the envelope itself.
+        let mut raw = sealed_bytes(&fine, &key);
+        raw.pop();
+        raw.extend_from_slice(br#","payloadType":"text/plain"}"#);
+        assert!(matches!(
+            VerifiedEnvelope::parse_and_verify(&raw),
+            Err(EnvelopeError::DuplicateKey {
+                which: "envelope",
+                ..
+            })
+        ));
     }
 }

@@ -23,6 +23,7 @@ pub mod schema;
 pub mod scratch;
 pub mod store;
 pub mod types;
+pub mod unique_keys;
 pub mod verify;
 pub mod witness;
 pub mod writer;

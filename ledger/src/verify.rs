@@ -110,6 +110,11 @@ pub struct VerifyOptions {
     pub start: Start,
     /// Tree sizes at which to record the root, e.g. to compare with a served checkpoint.
     pub roots_at: BTreeSet<u64>,
+    /// Report entries after the last verified checkpoint as an unverified tail
+    /// ([`VerifyReport::uncovered`]) instead of an `uncovered` failure. They are still
+    /// checked and replayed, but nothing the node signed vouches for them, so a report with
+    /// such a tail never [`passed`](VerifyReport::passed).
+    pub accept_uncovered_tail: bool,
 }
 
 impl VerifyOptions {
@@ -119,6 +124,7 @@ impl VerifyOptions {
             threads: 0,
             start: Start::Fresh(state),
             roots_at: BTreeSet::new(),
+            accept_uncovered_tail: false,
         }
     }
 }
@@ -136,6 +142,12 @@ pub struct VerifyReport {
     pub root: Hash,
     /// The latest checkpoint that verified, with nothing failing before it.
     pub last_good_checkpoint: Option<String>,
+    /// The largest tree size a checkpoint in the source (or the saved state resumed from)
+    /// signs: the entries below it are what the node's signature covers.
+    pub covered_size: u64,
+    /// Entries `[from, to)` after the last verified checkpoint, when the options accepted such
+    /// a tail instead of failing it.
+    pub uncovered: Option<(u64, u64)>,
     /// Digest of the replayed state, when the whole log replayed.
     pub state_digest: Option<Hash>,
     /// Roots recorded at the sizes asked for in [`VerifyOptions::roots_at`].
@@ -149,9 +161,15 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// True when nothing failed.
+    /// True when nothing failed and a verified checkpoint covers every entry.
     pub fn passed(&self) -> bool {
-        self.failure_count == 0
+        self.failure_count == 0 && self.uncovered.is_none()
+    }
+
+    /// True when nothing failed but entries after the last verified checkpoint were accepted
+    /// as an unverified tail ([`VerifyOptions::accept_uncovered_tail`]).
+    pub fn passed_with_uncovered_tail(&self) -> bool {
+        self.failure_count == 0 && self.uncovered.is_some()
     }
 
     /// The report as JSON (without the state).
@@ -165,6 +183,8 @@ impl VerifyReport {
             "replayed": self.replayed,
             "checkpoints_verified": self.checkpoints_verified,
             "tree_size": self.tree_size,
+            "covered_size": self.covered_size,
+            "uncovered": self.uncovered.map(|(from, to)| serde_json::json!({"from": from, "to": to})),
             "root": B64.encode(self.root),
             "state_digest": self.state_digest.map(|d| B64.encode(d)),
             "failure_count": self.failure_count,
@@ -359,6 +379,8 @@ struct Checker {
     checkpoints_seen: u64,
     last_checkpoint_size: Option<u64>,
     last_good_checkpoint: Option<String>,
+    covered_size: u64,
+    accept_uncovered_tail: bool,
     end: Option<(u64, u64, Option<String>)>,
     failures: Vec<Failure>,
     failure_count: u64,
@@ -372,6 +394,10 @@ impl Checker {
                 header.node_key
             )
         });
+        let covered_size = match &options.start {
+            Start::Fresh(_) => 0,
+            Start::Resume(r) => r.position.next_index,
+        };
         let (replayer, resume, last_good) = match options.start {
             Start::Fresh(state) => (Some(Replayer::new(state)), None, None),
             Start::Resume(r) => {
@@ -403,6 +429,8 @@ impl Checker {
             checkpoints_seen: 0,
             last_checkpoint_size: None,
             last_good_checkpoint: last_good,
+            covered_size,
+            accept_uncovered_tail: options.accept_uncovered_tail,
             end: None,
             failures: Vec::new(),
             failure_count: 0,
@@ -655,6 +683,7 @@ impl Checker {
         }
         if self.failure_count == failures_before {
             self.checkpoints_verified += 1;
+            self.covered_size = self.covered_size.max(checkpoint.size);
             if self.failure_count == 0 {
                 self.last_good_checkpoint = Some(note.to_string());
             }
@@ -708,6 +737,7 @@ impl Checker {
                 "the archive holds no checkpoint: nothing signs its entries".into(),
             );
         }
+        let uncovered = self.uncovered_tail();
         let state_digest = self.replayed_digest()?;
         Ok(VerifyReport {
             entries: self.entries,
@@ -716,12 +746,38 @@ impl Checker {
             tree_size: self.frontier.size(),
             root: self.frontier.root(),
             last_good_checkpoint: self.last_good_checkpoint,
+            covered_size: self.covered_size,
+            uncovered,
             state_digest,
             roots_at: self.roots_at,
             failures: self.failures,
             failure_count: self.failure_count,
             replayer: self.replayer,
         })
+    }
+
+    /// Entries after the last verified checkpoint: an `uncovered` failure naming them, or,
+    /// when the options accept such a tail, their range. An archive without any checkpoint
+    /// has failed `no-checkpoint` already.
+    fn uncovered_tail(&mut self) -> Option<(u64, u64)> {
+        let (from, to) = (self.covered_size, self.frontier.size());
+        if to <= from || self.last_checkpoint_size.is_none() {
+            return None;
+        }
+        if self.accept_uncovered_tail {
+            return Some((from, to));
+        }
+        let entries = if to - from == 1 {
+            format!("entry {from} is")
+        } else {
+            format!("entries {from} to {} are", to - 1)
+        };
+        let reason = format!(
+            "{entries} not covered by any verified checkpoint (the last one signs {from} \
+             entries): nothing the node signed vouches for them"
+        );
+        self.fail(Some(from), None, None, "uncovered", reason);
+        None
     }
 
     /// The digest of the replayed state, if the replay went to the end.
