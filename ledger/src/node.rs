@@ -311,7 +311,7 @@ impl Node {
         price: crate::domain::money::AmountMinor,
     ) -> Result<crate::domain::orders::OrderQuote, crate::domain::ApplyError> {
         crate::domain::orders::quote_order(
-            &self.store,
+            self.store.as_ref(),
             crate::writer::wall_clock_ms(),
             voucher_id,
             listing_id,

@@ -1269,8 +1269,12 @@ fn an_unclaimed_order_releases_its_share_after_the_claim_deadline() {
     // An order never delivered is released too, and cancelling it later returns nothing twice.
     m.as_party(&node, "order.release_unclaimed", release("open"))
         .unwrap();
-    m.as_party(&enterprise, "order.cancel", release("open"))
-        .unwrap();
+    m.as_party(
+        &enterprise,
+        "order.cancel",
+        json!({ "order_id": "open", "reason": "no longer needed" }),
+    )
+    .unwrap();
     let b = m.buckets();
     assert_eq!(b.total(), Some(1_000_000));
     // Only the share of the claim in review is still committed, and nothing is left to sweep.
