@@ -45,7 +45,8 @@ async fn market(valid_for_ms: u64, claim_for_ms: u64) -> (Api, SigningKey, Signi
         "use_mode": "multi", "review_levels": 1, "notice_period_ms": 0
     });
     api.ok(&admin, "program.create", program).await;
-    let qualify = json!({ "program_id": "p", "enterprise": b64(&sme), "expires_at_ms": now + 365 * DAY_MS });
+    let qualify =
+        json!({ "program_id": "p", "enterprise": b64(&sme), "expires_at_ms": now + 365 * DAY_MS });
     api.ok(&admin, "enterprise.qualify", qualify).await;
     let issue = json!({ "voucher_id": "V", "program_id": "p", "holder": b64(&sme), "face_value_minor": 400_000 });
     api.ok(&admin, "voucher.issue", issue).await;
@@ -98,9 +99,21 @@ async fn a_quote_answers_the_share_placement_then_gives() {
     );
     // Refusals are placement's, as problems.
     for (query, status, code) in [
-        ("voucher=V&listing=lab&price=1000001", 422, "price-above-listing"),
-        ("voucher=nope&listing=lab&price=1000", 404, "voucher-not-found"),
-        ("voucher=V&listing=nope&price=1000", 404, "listing-not-found"),
+        (
+            "voucher=V&listing=lab&price=1000001",
+            422,
+            "price-above-listing",
+        ),
+        (
+            "voucher=nope&listing=lab&price=1000",
+            404,
+            "voucher-not-found",
+        ),
+        (
+            "voucher=V&listing=nope&price=1000",
+            404,
+            "listing-not-found",
+        ),
         ("voucher=V&listing=lab", 400, "invalid-query"),
         ("voucher=V&listing=lab&price=-1", 400, "invalid-query"),
     ] {

@@ -267,10 +267,10 @@ impl Node {
     pub fn sweep_unclaimed(&self) {
         use crate::domain::orders::CLAIM_DEADLINE_INDEX_PREFIX;
         let now = crate::writer::wall_clock_ms();
-        let due = match self
-            .store
-            .scan_state(CLAIM_DEADLINE_INDEX_PREFIX, MAX_UNCLAIMED_RELEASES_PER_SWEEP)
-        {
+        let due = match self.store.scan_state(
+            CLAIM_DEADLINE_INDEX_PREFIX,
+            MAX_UNCLAIMED_RELEASES_PER_SWEEP,
+        ) {
             Ok(due) => due,
             Err(e) => {
                 return tracing::error!(error = %e, "claim-deadline sweep could not read the index")
@@ -278,8 +278,11 @@ impl Node {
         };
         for (key, _) in due {
             let rest = &key[CLAIM_DEADLINE_INDEX_PREFIX.len()..];
-            let deadline =
-                u64::from_be_bytes(rest[..8].try_into().expect("claim-deadline keys hold a time"));
+            let deadline = u64::from_be_bytes(
+                rest[..8]
+                    .try_into()
+                    .expect("claim-deadline keys hold a time"),
+            );
             // Claims are taken until the deadline itself; the share is released after it.
             if deadline >= now {
                 break;

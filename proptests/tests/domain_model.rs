@@ -495,7 +495,8 @@ impl World {
             let claim =
                 vledger_ledger::domain::claims::load_claim(state, &id.as_str().try_into().unwrap())
                     .unwrap();
-            if claim.is_some_and(|c| matches!(c.status, ClaimStatus::InReview | ClaimStatus::InNotice))
+            if claim
+                .is_some_and(|c| matches!(c.status, ClaimStatus::InReview | ClaimStatus::InNotice))
             {
                 *in_flight.entry(voucher_id).or_default() += share;
             }

@@ -196,7 +196,8 @@ pub(super) fn decide_submit<S: StateRead>(
         return Err(Rejection::EnterpriseShareUnpaid.into());
     }
     let program = require_program(state, &order.program_id)?;
-    if ctx.node_time_ms > program.terms.claim_deadline_ms || order.unclaimed_released_at_ms.is_some()
+    if ctx.node_time_ms > program.terms.claim_deadline_ms
+        || order.unclaimed_released_at_ms.is_some()
     {
         return Err(Rejection::ClaimDeadlinePassed {
             deadline_ms: program.terms.claim_deadline_ms,

@@ -1078,9 +1078,7 @@ fn an_order_above_the_listing_price_is_refused() {
 fn a_direct_plan_without_installments_is_one_installment_of_the_enterprise_share() {
     let mut m = Market::new();
     // Per-order cap 200,000 binds: the enterprise pays 500,000 - 200,000.
-    let events = m
-        .place("o1", 500_000, json!({ "mode": "direct" }))
-        .unwrap();
+    let events = m.place("o1", 500_000, json!({ "mode": "direct" })).unwrap();
     let Event::OrderPlaced {
         payment: orders::PaymentPlan::Direct { installments },
         enterprise_share_minor,
@@ -1092,7 +1090,10 @@ fn a_direct_plan_without_installments_is_one_installment_of_the_enterprise_share
     assert_eq!(*enterprise_share_minor, 300_000);
     assert_eq!(installments.len(), 1);
     assert_eq!(
-        (installments[0].amount_minor.get(), installments[0].due_at_ms),
+        (
+            installments[0].amount_minor.get(),
+            installments[0].due_at_ms
+        ),
         (300_000, NOW)
     );
     let order = m.order("o1");

@@ -177,7 +177,10 @@ pub enum Rejection {
     #[error("the order's voucher share was already released")]
     ShareAlreadyReleased,
     #[error("the receivable still owed is {owed_minor}; {requested_minor} cannot be recovered")]
-    RecoveryExceedsReceivable { owed_minor: u64, requested_minor: u64 },
+    RecoveryExceedsReceivable {
+        owed_minor: u64,
+        requested_minor: u64,
+    },
 }
 
 impl Rejection {
