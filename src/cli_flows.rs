@@ -50,8 +50,9 @@ pub enum Flow {
         signer: Signer,
     },
     /// Order a listed service with a voucher (signed by the enterprise). Give either --escrow
-    /// (the enterprise's share goes through a licensed escrow provider) or one or more
-    /// --installment (paid directly to the agency).
+    /// (the enterprise's share goes through a licensed escrow provider), one or more
+    /// --installment (paid directly to the agency), or --single-installment (paid directly, in
+    /// one installment of the share the node computes).
     Order {
         #[arg(long)]
         listing: String,
@@ -64,7 +65,7 @@ pub enum Flow {
         #[arg(
             long,
             conflicts_with = "installment",
-            required_unless_present = "installment"
+            required_unless_present_any = ["installment", "single_installment"]
         )]
         escrow: Option<String>,
         /// The escrow provider's fee, in minor units.
@@ -73,6 +74,10 @@ pub enum Flow {
         /// A direct installment `AMOUNT_MINOR@DUE_MS`; repeat for several.
         #[arg(long)]
         installment: Vec<String>,
+        /// Pay directly in one installment of the whole enterprise share, due at once, which
+        /// the node derives.
+        #[arg(long, conflicts_with_all = ["escrow", "installment"])]
+        single_installment: bool,
         /// After delivery, the order confirms itself if the enterprise does nothing for this long.
         #[arg(long, default_value_t = 7 * 24 * 3600 * 1000)]
         auto_confirm_after_ms: u64,
@@ -217,6 +222,7 @@ fn command_of(flow: &Flow) -> Result<(&'static str, Value, String)> {
             escrow,
             fee_minor,
             installment,
+            single_installment,
             auto_confirm_after_ms,
             order,
             ..
@@ -226,6 +232,7 @@ fn command_of(flow: &Flow) -> Result<(&'static str, Value, String)> {
                 Some(provider) => {
                     json!({ "mode": "escrow", "escrow_provider": provider, "fee_minor": fee_minor })
                 }
+                None if *single_installment => json!({ "mode": "direct" }),
                 None => json!({
                     "mode": "direct",
                     "installments": installment.iter().map(|s| installment_item(s)).collect::<Result<Vec<_>>>()?,

@@ -31,7 +31,10 @@ use vledger_ledger::domain::claims::{
     load_claim, ClaimRecord, SettlementPosition, SETTLEMENT_PREFIX,
 };
 use vledger_ledger::domain::decode_record;
-use vledger_ledger::domain::orders::{load_order, FraudFlagRecord, OrderRecord, FRAUD_FLAG_PREFIX};
+use vledger_ledger::domain::money::AmountMinor;
+use vledger_ledger::domain::orders::{
+    load_order, FraudFlagRecord, OrderQuote, OrderRecord, FRAUD_FLAG_PREFIX,
+};
 use vledger_ledger::domain::programs::{load_program, ProgramRecord};
 use vledger_ledger::domain::vouchers::{load_voucher, VoucherRecord};
 use vledger_ledger::entry::Entry;
@@ -123,6 +126,7 @@ pub fn router_with_witnesses(node: Arc<Node>, cosigned: Arc<witnessing::Cosigned
             get(catalog::get_demand_matches),
         )
         .route("/v1/orders/{order_id}", get(get_order))
+        .route("/v1/order-quote", get(get_order_quote))
         .route("/v1/claims/{order_id}", get(get_claim))
         .route("/v1/fraud-flags", get(get_fraud_flags))
         .route("/v1/settlement/positions", get(get_settlement_positions))
@@ -799,6 +803,47 @@ async fn get_order(
     Path(id): Path<String>,
 ) -> Result<Json<OrderRecord>, Problem> {
     read_record(&state, id, "order", "order-not-found", load_order)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct QuoteQuery {
+    /// The voucher that would pay the subsidised share.
+    voucher: RecordId,
+    /// The listing ordered.
+    listing: RecordId,
+    /// The order's price in minor units (at most the listing's price).
+    price: AmountMinor,
+}
+
+/// The voucher share an order would get now, and the limit that binds.
+///
+/// Computed by the same rules as `order.place`, for the voucher's holder, on the node's clock
+/// and its latest state: an order placed next with the same voucher, listing and price gets
+/// this share unless something changes in between. A refusal is the problem `order.place`
+/// would answer.
+#[utoipa::path(get, path = "/v1/order-quote", tag = "records", params(QuoteQuery),
+    responses(
+        (status = 200, description = "The share, the enterprise's part and the binding limit", body = OrderQuote),
+        (status = 400, description = "A parameter is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such voucher or listing", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An order at this price would be refused (the problem names the rule)", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_order_quote(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<QuoteQuery>,
+) -> Result<Json<OrderQuote>, Problem> {
+    state
+        .node
+        .quote_order(&q.voucher, &q.listing, q.price)
+        .map(Json)
+        .map_err(|e| match e {
+            vledger_ledger::domain::ApplyError::Rejected(r) => {
+                Problem::from(vledger_ledger::writer::SubmitError::Rejected(r))
+            }
+            vledger_ledger::domain::ApplyError::State(e) => read_failure(e),
+        })
 }
 
 /// The claim of the order with its reviews.

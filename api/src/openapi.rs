@@ -35,6 +35,7 @@ use utoipa::OpenApi;
         super::get_voucher,
         super::records::list_orders,
         super::get_order,
+        super::get_order_quote,
         super::records::list_claims,
         super::get_claim,
         super::records::get_party,

@@ -95,6 +95,10 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         Rejection::NotListingOwner | Rejection::NotDemandOwner => StatusCode::FORBIDDEN,
         Rejection::ListingNotFound(_) | Rejection::DemandNotFound(_) => StatusCode::NOT_FOUND,
         Rejection::ListingExists(_) | Rejection::DemandExists(_) => StatusCode::CONFLICT,
+        Rejection::ShareAlreadyReleased => StatusCode::CONFLICT,
+        Rejection::PriceAboveListing { .. } | Rejection::RecoveryExceedsReceivable { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

@@ -50,6 +50,8 @@ pub const SPLIT_ORDER_WINDOW_MS: u64 = 30 * 86_400_000;
 pub const MAX_RECENT_PAIR_ORDERS: usize = 64;
 /// Most orders the node auto-confirms in one sweep.
 pub const MAX_AUTO_CONFIRMS_PER_SWEEP: usize = 1000;
+/// Most `order.release_unclaimed` commands the node's clock issues in one sweep.
+pub const MAX_UNCLAIMED_RELEASES_PER_SWEEP: usize = 1000;
 /// Longest title of a catalog listing or demand, in bytes of UTF-8.
 pub const MAX_CATALOG_TITLE_BYTES: usize = 256;
 /// Longest description of a catalog listing or demand, in bytes of UTF-8.

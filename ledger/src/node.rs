@@ -9,7 +9,10 @@ use crate::domain::{Command, GenesisBody, STATE_RECORD_ENCODING};
 use crate::entry::Entry;
 use crate::envelope::{seal, CommandPayload, VerifiedEnvelope, COMMAND_FORMAT_VERSION};
 use crate::keys::{PublicKey, SigningKey};
-use crate::limits::{MAX_AUTO_CONFIRMS_PER_SWEEP, MAX_EXPIRIES_PER_SWEEP, WRITER_QUEUE_CAPACITY};
+use crate::limits::{
+    MAX_AUTO_CONFIRMS_PER_SWEEP, MAX_EXPIRIES_PER_SWEEP, MAX_UNCLAIMED_RELEASES_PER_SWEEP,
+    WRITER_QUEUE_CAPACITY,
+};
 use crate::merkle::{self, leaf_hash, Frontier, Hash};
 use crate::note::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 use crate::receipt::{BatchReceipts, Receipt};
@@ -17,7 +20,8 @@ use crate::store::{Store, TreeReadError};
 use crate::types::{LogIndex, RegionId};
 use crate::writer::{Accepted, Published, Reply, Submission, SubmitError, Writer};
 
-/// How often the node looks for time-driven work (expired vouchers).
+/// How often the node looks for time-driven work (expired vouchers, orders to auto-confirm,
+/// voucher shares left unclaimed past the claim deadline).
 pub const CLOCK_TICK: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The nonce of the genesis command the node signs itself.
@@ -177,6 +181,7 @@ impl Node {
                 let Some(node) = weak.upgrade() else { return };
                 node.sweep_expired_vouchers();
                 node.sweep_auto_confirms();
+                node.sweep_unclaimed();
             })
             .expect("spawn clock thread");
         *self.clock_stop.lock().expect("clock lock") = Some(stop);
@@ -254,6 +259,67 @@ impl Node {
                 }),
             );
         }
+    }
+
+    /// Submits `order.release_unclaimed` for every order whose program's claim deadline has
+    /// passed with no claim on it (up to a bound per sweep); the nonce is derived from the order,
+    /// so a repeated sweep is idempotent.
+    pub fn sweep_unclaimed(&self) {
+        use crate::domain::orders::CLAIM_DEADLINE_INDEX_PREFIX;
+        let now = crate::writer::wall_clock_ms();
+        let due = match self.store.scan_state(
+            CLAIM_DEADLINE_INDEX_PREFIX,
+            MAX_UNCLAIMED_RELEASES_PER_SWEEP,
+        ) {
+            Ok(due) => due,
+            Err(e) => {
+                return tracing::error!(error = %e, "claim-deadline sweep could not read the index")
+            }
+        };
+        for (key, _) in due {
+            let rest = &key[CLAIM_DEADLINE_INDEX_PREFIX.len()..];
+            let deadline = u64::from_be_bytes(
+                rest[..8]
+                    .try_into()
+                    .expect("claim-deadline keys hold a time"),
+            );
+            // Claims are taken until the deadline itself; the share is released after it.
+            if deadline >= now {
+                break;
+            }
+            let order_id = String::from_utf8_lossy(&rest[8..]).into_owned();
+            let body = serde_json::json!({ "order_id": order_id });
+            let envelope = self.seal_own(
+                "order.release_unclaimed",
+                &format!("release-unclaimed/{order_id}"),
+                body,
+            );
+            self.submit(
+                envelope,
+                Box::new(move |answer| {
+                    if let Err(e) = answer {
+                        tracing::warn!(order = %order_id, error = %e, "unclaimed share release not recorded");
+                    }
+                }),
+            );
+        }
+    }
+
+    /// The voucher share an order would get now (on the node's clock), with the limit that
+    /// binds, computed by the placement rules themselves.
+    pub fn quote_order(
+        &self,
+        voucher_id: &crate::types::RecordId,
+        listing_id: &crate::types::RecordId,
+        price: crate::domain::money::AmountMinor,
+    ) -> Result<crate::domain::orders::OrderQuote, crate::domain::ApplyError> {
+        crate::domain::orders::quote_order(
+            self.store.as_ref(),
+            crate::writer::wall_clock_ms(),
+            voucher_id,
+            listing_id,
+            price,
+        )
     }
 
     /// Signs a command with the node's own key.

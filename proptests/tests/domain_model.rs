@@ -2,15 +2,19 @@
 //! machine, each step checked against a small reference model of the money (program buckets,
 //! voucher balances, order shares) and the invariants of the design: value conserved per program,
 //! no negative balance, every cap, escrow funded = held + released + refunded, settlement nets to
-//! zero. Every accepted command is written as a real signed entry; at the end, replaying those
-//! entries from nothing must give exactly the same state.
+//! zero, clawed-back value a receivable until recovered. Every order's share matches the quote
+//! taken just before it is placed. Each sequence ends past the claim deadline, after the node's
+//! release of unclaimed shares: no value may stay committed except to claims under way. Every
+//! accepted command is written as a real signed entry; at the end, replaying those entries from
+//! nothing must give exactly the same state.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use vledger_ledger::domain::claims::{ClaimStatus, SettlementPosition, SETTLEMENT_PREFIX};
-use vledger_ledger::domain::orders::{EscrowStatus, OrderRecord, OrderStatus};
+use vledger_ledger::domain::money::AmountMinor;
+use vledger_ledger::domain::orders::{quote_order, EscrowStatus, OrderRecord, OrderStatus};
 use vledger_ledger::domain::programs::{load_program, BudgetBuckets};
 use vledger_ledger::domain::vouchers::{load_voucher, VoucherStatus};
 use vledger_ledger::domain::{
@@ -30,6 +34,8 @@ const PER_ORDER: u64 = 100_000;
 const PER_ENTERPRISE_YEAR: u64 = 250_000;
 const PER_GROUP_YEAR: u64 = 400_000;
 const RATIO_BPS: u64 = 6000;
+const LISTING_PRICE: u64 = 100_000;
+const CLAIM_DEADLINE_MS: u64 = START_MS + 360 * DAY_MS;
 
 /// A ledger held in memory that writes real entries, as the writer does.
 #[derive(Clone)]
@@ -97,6 +103,8 @@ struct Model {
     vouchers: BTreeMap<String, (usize, u64, bool)>,
     /// order id -> (voucher id, share, enterprise index)
     orders: BTreeMap<String, (String, u64, usize)>,
+    /// Orders whose share the node released at the claim deadline.
+    released: std::collections::BTreeSet<String>,
     settled_claims: u64,
 }
 
@@ -168,7 +176,7 @@ impl World {
             "caps": { "per_voucher_minor": PER_VOUCHER, "per_order_minor": PER_ORDER,
                       "per_enterprise_year_minor": PER_ENTERPRISE_YEAR, "per_group_year_minor": PER_GROUP_YEAR },
             "eligible_categories": ["testing"], "valid_from_ms": START_MS, "valid_until_ms": START_MS + 300 * DAY_MS,
-            "claim_deadline_ms": START_MS + 360 * DAY_MS, "spend_regions": ["cq"], "cross_region_payer": "agency_region",
+            "claim_deadline_ms": CLAIM_DEADLINE_MS, "spend_regions": ["cq"], "cross_region_payer": "agency_region",
             "use_mode": "multi", "review_levels": 2, "notice_period_ms": 2 * DAY_MS
         });
         w.ledger.submit(&admin, "program.create", program).unwrap();
@@ -179,7 +187,7 @@ impl World {
         }
         for (i, a) in w.agencies.clone().iter().enumerate() {
             let body = json!({ "listing_id": format!("l{i}"), "pool": "instruments_equipment", "category": "testing",
-                "title": "检测", "description": "testing", "price_minor": 100_000, "currency": "CNY" });
+                "title": "检测", "description": "testing", "price_minor": LISTING_PRICE, "currency": "CNY" });
             w.ledger.submit(a, "catalog.list", body).unwrap();
         }
         w
@@ -237,24 +245,40 @@ impl World {
                 };
                 let (holder, balance, _) = self.model.vouchers[&voucher_id];
                 let id = self.fresh_id("o");
-                let payment = if escrow {
-                    json!({ "mode": "escrow", "escrow_provider": b64(&self.escrow), "fee_minor": 10 })
-                } else {
-                    json!({ "mode": "direct", "installments": [] })
+                let listing_id = format!("l{agency}");
+                // A client asks for the share first; placement must give exactly the quote.
+                let quote = quote_order(
+                    &self.ledger.state,
+                    self.ledger.time_ms,
+                    &voucher_id.as_str().try_into().unwrap(),
+                    &listing_id.as_str().try_into().unwrap(),
+                    AmountMinor::new(price).unwrap(),
+                );
+                let payment = match (escrow, &quote) {
+                    (true, _) => {
+                        json!({ "mode": "escrow", "escrow_provider": b64(&self.escrow), "fee_minor": 10 })
+                    }
+                    // The enterprise's share from the quote, in one explicit installment.
+                    (false, Ok(q)) if price % 2 == 0 && q.enterprise_share_minor > 0 => {
+                        json!({ "mode": "direct", "installments": [{ "amount_minor": q.enterprise_share_minor, "due_at_ms": self.ledger.time_ms + DAY_MS }] })
+                    }
+                    // Or the single installment the node derives.
+                    (false, _) => json!({ "mode": "direct" }),
                 };
-                let body = json!({ "order_id": id, "listing_id": format!("l{agency}"), "voucher_id": voucher_id,
+                let body = json!({ "order_id": id, "listing_id": listing_id, "voucher_id": voucher_id,
                     "price_minor": price, "payment": payment, "auto_confirm_after_ms": 3 * DAY_MS });
                 let enterprise = self.enterprises[holder].clone();
-                let mut result = self.ledger.submit(&enterprise, "order.place", body.clone());
-                if let Err(Rejection::PaymentPlanMismatch {
-                    enterprise_share_minor,
-                    ..
-                }) = result
-                {
-                    // A client learns its share from the refusal and pays it in one installment.
-                    let mut body = body;
-                    body["payment"]["installments"] = json!([{ "amount_minor": enterprise_share_minor, "due_at_ms": self.ledger.time_ms + DAY_MS }]);
-                    result = self.ledger.submit(&enterprise, "order.place", body);
+                let result = self.ledger.submit(&enterprise, "order.place", body.clone());
+                match (&quote, &result) {
+                    (Ok(q), Ok(events)) => assert!(
+                        matches!(events[0], Event::OrderPlaced { voucher_share_minor, enterprise_share_minor, .. }
+                            if voucher_share_minor == q.voucher_share_minor && enterprise_share_minor == q.enterprise_share_minor),
+                        "placement differs from its quote {q:?}: {events:?}"
+                    ),
+                    (Err(ApplyError::Rejected(q)), Err(r)) => {
+                        assert_eq!(q, r, "the quote and placement refuse differently")
+                    }
+                    (q, r) => panic!("quote {q:?} and placement {r:?} disagree"),
                 }
                 match result {
                     Ok(events) => {
@@ -275,6 +299,7 @@ impl World {
                             "share {share} over the ratio of {price}"
                         );
                         assert_eq!(share + rest, price);
+                        assert!(price <= LISTING_PRICE, "price {price} above the listing's");
                         self.model.vouchers.get_mut(&voucher_id).unwrap().1 -= share;
                         self.model.orders.insert(id, (voucher_id, share, holder));
                     }
@@ -285,9 +310,8 @@ impl World {
                                 | Rejection::VoucherNotActive { .. }
                                 | Rejection::VoucherFrozen
                                 | Rejection::ProgramNotOpen { .. }
-                                | Rejection::PaymentPlanMismatch { .. }
                                 | Rejection::InvalidField { .. }
-                        ),
+                        ) || matches!(r, Rejection::PriceAboveListing { .. } if price > LISTING_PRICE),
                         "{r:?}"
                     ),
                 }
@@ -356,6 +380,22 @@ impl World {
                             json!({ "order_id": order_id, "reference": "T" }),
                         )
                     }
+                    Action::Clawback => {
+                        let regulator = self.regulator.clone();
+                        self.ledger.submit(
+                            &regulator,
+                            "claim.clawback",
+                            json!({ "order_id": order_id, "reason": "forged invoice" }),
+                        )
+                    }
+                    Action::Recover(amount) => {
+                        let admin = self.admins[1].clone();
+                        self.ledger.submit(
+                            &admin,
+                            "claim.recover",
+                            json!({ "order_id": order_id, "amount_minor": amount, "reference": "B" }),
+                        )
+                    }
                 };
                 if let Ok(events) = result {
                     for event in events {
@@ -411,7 +451,81 @@ impl World {
                 }
             }
             Op::Advance { ms } => self.ledger.time_ms += ms,
+            Op::Sweep => self.sweep_unclaimed(),
         }
+    }
+
+    /// The node's claim-deadline sweep: `order.release_unclaimed` for every order. Accepted
+    /// exactly for the orders past the deadline that no claim took, whose share is not yet back.
+    fn sweep_unclaimed(&mut self) {
+        let node = self.ledger.node.clone();
+        for order_id in self.model.orders.keys().cloned().collect::<Vec<_>>() {
+            let order = self.order(&order_id);
+            let claimed = vledger_ledger::domain::claims::load_claim(
+                &self.ledger.state,
+                &order_id.as_str().try_into().unwrap(),
+            )
+            .unwrap()
+            .is_some();
+            let due = self.ledger.time_ms > CLAIM_DEADLINE_MS
+                && order.status != OrderStatus::Cancelled
+                && !claimed
+                && !self.model.released.contains(&order_id);
+            let result = self.ledger.submit(
+                &node,
+                "order.release_unclaimed",
+                json!({ "order_id": order_id }),
+            );
+            assert_eq!(result.is_ok(), due, "release of {order_id}: {result:?}");
+            if let Ok(events) = result {
+                for event in events {
+                    self.model_order_event(&order_id, &event);
+                }
+            }
+        }
+    }
+
+    /// Past the claim deadline and the node's sweep, value stays committed only to claims under
+    /// way (in review or in notice): every other order's share is spent or returned.
+    fn check_nothing_stuck(&self) {
+        assert!(self.ledger.time_ms > CLAIM_DEADLINE_MS);
+        let state = &self.ledger.state;
+        let mut in_flight: BTreeMap<&str, u64> = BTreeMap::new();
+        for (id, (voucher_id, share, _)) in &self.model.orders {
+            let claim =
+                vledger_ledger::domain::claims::load_claim(state, &id.as_str().try_into().unwrap())
+                    .unwrap();
+            if claim
+                .is_some_and(|c| matches!(c.status, ClaimStatus::InReview | ClaimStatus::InNotice))
+            {
+                *in_flight.entry(voucher_id).or_default() += share;
+            }
+        }
+        let mut committed_total = 0;
+        for id in self.model.vouchers.keys() {
+            let v = load_voucher(state, &id.as_str().try_into().unwrap())
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                v.committed_minor,
+                in_flight.get(id.as_str()).copied().unwrap_or(0),
+                "voucher {id} keeps value committed past the claim deadline"
+            );
+            committed_total += v.committed_minor;
+            if v.status != VoucherStatus::Active {
+                assert_eq!(v.balance_minor, 0);
+            }
+        }
+        let buckets = load_program(state, &"p".try_into().unwrap())
+            .unwrap()
+            .unwrap()
+            .buckets;
+        let balances: u64 = self.model.vouchers.values().map(|(_, b, _)| b).sum();
+        assert_eq!(
+            buckets.outstanding_minor,
+            committed_total + balances,
+            "outstanding is more than balances and claims under way"
+        );
     }
 
     fn enterprise_of(&self, order: &OrderRecord) -> SigningKey {
@@ -428,6 +542,13 @@ impl World {
             .find(|k| k.public_key() == order.agency)
             .unwrap()
             .clone()
+    }
+
+    fn voucher_of(&self, order_id: &str) -> vledger_ledger::domain::vouchers::VoucherRecord {
+        let voucher_id = &self.model.orders[order_id].0;
+        load_voucher(&self.ledger.state, &voucher_id.as_str().try_into().unwrap())
+            .unwrap()
+            .unwrap()
     }
 
     /// Moves a voucher share back: to the voucher if it is active, else to the bucket of its end.
@@ -452,8 +573,30 @@ impl World {
 
     fn model_order_event(&mut self, order_id: &str, event: &Event) {
         match event {
+            Event::OrderCancelled { .. } if self.model.released.contains(order_id) => {}
             Event::OrderCancelled { .. } | Event::ClaimRejected { .. } => {
                 self.model_return_share(order_id)
+            }
+            Event::UnclaimedShareReleased { amount_minor, .. } => {
+                assert_eq!(*amount_minor, self.model.orders[order_id].1);
+                self.model_return_share(order_id);
+                self.model.released.insert(order_id.to_string());
+            }
+            Event::ClaimApproved { .. } | Event::ClaimPaid { .. }
+                if self.voucher_of(order_id).frozen =>
+            {
+                panic!("a claim on a frozen voucher was approved or paid: {event:?}")
+            }
+            Event::ClaimClawedBack {
+                receivable_minor, ..
+            } => {
+                assert_eq!(*receivable_minor, self.model.orders[order_id].1);
+                self.model.buckets.spent_minor -= receivable_minor;
+                self.model.buckets.clawed_back_minor += receivable_minor;
+            }
+            Event::ClaimRecovered { amount_minor, .. } => {
+                self.model.buckets.clawed_back_minor -= amount_minor;
+                self.model.buckets.recovered_minor += amount_minor;
             }
             Event::ClaimPaid { amount_minor, .. } => {
                 assert_eq!(*amount_minor, self.model.orders[order_id].1);
@@ -502,6 +645,7 @@ impl World {
                 vledger_ledger::domain::claims::load_claim(state, &id.as_str().try_into().unwrap())
                     .unwrap();
             let counted = order.status != OrderStatus::Cancelled
+                && order.unclaimed_released_at_ms.is_none()
                 && claim.is_none_or(|c| c.status != ClaimStatus::Rejected);
             if counted {
                 per_enterprise[*holder] += share;
@@ -554,6 +698,8 @@ enum Action {
     },
     Acknowledge(u32),
     Pay,
+    Clawback,
+    Recover(u64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -587,6 +733,8 @@ enum Op {
     Advance {
         ms: u64,
     },
+    /// The node's clock sweep of orders past the claim deadline.
+    Sweep,
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -603,6 +751,8 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(level, approve, reviewer)| Action::Review { level, approve, reviewer }),
         2 => (0u32..2).prop_map(Action::Acknowledge),
         3 => Just(Action::Pay),
+        1 => Just(Action::Clawback),
+        1 => (1u64..=60_000).prop_map(Action::Recover),
     ]
 }
 
@@ -616,6 +766,8 @@ fn op() -> impl Strategy<Value = Op> {
                 Just(VoucherAction::Unfreeze), Just(VoucherAction::Expire)])
             .prop_map(|(voucher, action)| Op::VoucherStep { voucher, action }),
         2 => (0u64..=40 * DAY_MS).prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::Advance { ms: 200 * DAY_MS }),
+        1 => Just(Op::Sweep),
     ]
 }
 
@@ -652,6 +804,11 @@ proptest! {
             world.step(op);
             world.check();
         }
+        // Past the claim deadline, the node's sweep leaves nothing committed but claims under way.
+        world.ledger.time_ms = world.ledger.time_ms.max(CLAIM_DEADLINE_MS + 1);
+        world.sweep_unclaimed();
+        world.check();
+        world.check_nothing_stuck();
         let mut replayer = replayed_setup.clone();
         for (i, entry) in world.ledger.entries.iter().enumerate().skip(template.ledger.entries.len()) {
             replayer.apply_entry(entry).unwrap_or_else(|e| panic!("replay of entry {i}: {e}"));

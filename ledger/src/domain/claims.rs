@@ -5,11 +5,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::orders::{release_voucher_share, require_order, require_order_party, OrderStatus};
+use super::money::AmountMinor;
+use super::orders::{
+    clear_claim_deadline, release_voucher_share, require_order, require_order_party, OrderStatus,
+};
 use super::parties::{require_role, PartyRecord, Role};
 use super::programs::{load_program, require_program, save_program, CrossRegionPayer};
 use super::state::{StateError, StateRead, StateWrite};
-use super::vouchers::{corrupt, voucher_key};
+use super::vouchers::{corrupt, load_voucher, voucher_key};
 use super::{ApplyContext, ApplyError, Event, Rejection};
 use crate::keys::PublicKey;
 use crate::limits::{MAX_REASON_BYTES, MAX_REFERENCE_BYTES};
@@ -51,6 +54,17 @@ pub struct PayClaimBody {
     pub reference: String,
 }
 
+/// Body of `claim.recover`: money paid back by the agency against a clawback receivable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverClaimBody {
+    pub order_id: RecordId,
+    /// At most what is still owed; recoveries may come in several parts.
+    pub amount_minor: AmountMinor,
+    /// The repayment's bank or treasury reference.
+    pub reference: String,
+}
+
 /// Body of `claim.clawback`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +85,8 @@ pub enum ClaimStatus {
     Rejected,
     /// Paid, then found fraudulent: the amount is a receivable from the agency.
     ClawedBack,
+    /// Clawed back and paid back in full.
+    Recovered,
 }
 
 /// One review.
@@ -100,6 +116,8 @@ pub struct ClaimRecord {
     pub paid_at_ms: Option<TimeMs>,
     pub payout_reference: Option<String>,
     pub clawback_reason: Option<String>,
+    /// Paid back so far against the clawback receivable (`amount_minor` in all when recovered).
+    pub recovered_minor: u64,
 }
 
 /// What one region owes another from advanced cross-region payouts.
@@ -130,6 +148,20 @@ pub fn load_claim<S: StateRead>(
     order: &RecordId,
 ) -> Result<Option<ClaimRecord>, StateError> {
     state.get(&claim_key(order))
+}
+
+/// A payout is held while the claim's voucher is frozen: no approval, no payment.
+fn require_voucher_not_frozen<S: StateRead>(
+    state: &S,
+    claim: &ClaimRecord,
+) -> Result<(), ApplyError> {
+    let order = require_order(state, &claim.order_id)?;
+    let voucher = load_voucher(state, &order.voucher_id)?
+        .ok_or_else(|| corrupt(format!("voucher/{}", order.voucher_id)))?;
+    if voucher.frozen {
+        return Err(Rejection::VoucherFrozen.into());
+    }
+    Ok(())
 }
 
 fn require_claim<S: StateRead>(state: &S, order: &RecordId) -> Result<ClaimRecord, ApplyError> {
@@ -164,7 +196,9 @@ pub(super) fn decide_submit<S: StateRead>(
         return Err(Rejection::EnterpriseShareUnpaid.into());
     }
     let program = require_program(state, &order.program_id)?;
-    if ctx.node_time_ms > program.terms.claim_deadline_ms {
+    if ctx.node_time_ms > program.terms.claim_deadline_ms
+        || order.unclaimed_released_at_ms.is_some()
+    {
         return Err(Rejection::ClaimDeadlinePassed {
             deadline_ms: program.terms.claim_deadline_ms,
         }
@@ -200,6 +234,9 @@ pub(super) fn decide_review<S: StateRead>(
     }
     if claim.reviews.iter().any(|r| r.reviewer == actor.key) {
         return Err(Rejection::SameReviewer.into());
+    }
+    if body.decision == ReviewDecision::Approve {
+        require_voucher_not_frozen(state, &claim)?;
     }
     let program = require_program(state, &claim.program_id)?;
     let event = match body.decision {
@@ -244,6 +281,7 @@ pub(super) fn decide_pay<S: StateRead>(
     if ctx.node_time_ms < ends {
         return Err(Rejection::NoticePeriodRunning { ends_at_ms: ends }.into());
     }
+    require_voucher_not_frozen(state, &claim)?;
     let program = require_program(state, &claim.program_id)?;
     let advanced_by = (claim.agency_region != claim.funding_region
         && program.terms.cross_region_payer == CrossRegionPayer::AgencyRegion)
@@ -276,6 +314,61 @@ pub(super) fn decide_clawback<S: StateRead>(
         receivable_minor: claim.amount_minor,
         reason: body.reason.clone(),
     }])
+}
+
+pub(super) fn decide_recover<S: StateRead>(
+    state: &S,
+    actor: &PartyRecord,
+    body: &RecoverClaimBody,
+) -> Result<Vec<Event>, ApplyError> {
+    require_role(actor, Role::Admin)?;
+    super::parties::check_text("reference", &body.reference, MAX_REFERENCE_BYTES)?;
+    let claim = require_claim(state, &body.order_id)?;
+    require_claim_status(&claim, ClaimStatus::ClawedBack)?;
+    let owed = claim.amount_minor.saturating_sub(claim.recovered_minor);
+    let amount = body.amount_minor.get();
+    if amount == 0 {
+        return Err(Rejection::InvalidField {
+            field: "amount_minor",
+            reason: "must be positive".into(),
+        }
+        .into());
+    }
+    if amount > owed {
+        return Err(Rejection::RecoveryExceedsReceivable {
+            owed_minor: owed,
+            requested_minor: amount,
+        }
+        .into());
+    }
+    Ok(vec![Event::ClaimRecovered {
+        order_id: body.order_id.clone(),
+        amount_minor: amount,
+        reference: body.reference.clone(),
+        owed_minor: owed - amount,
+    }])
+}
+
+/// Moves `amount` of a program's budget from one bucket to another.
+fn move_between_buckets<S: StateRead + StateWrite>(
+    state: &mut S,
+    program_id: &RecordId,
+    amount: u64,
+    from: fn(&mut super::programs::BudgetBuckets) -> &mut u64,
+    to: fn(&mut super::programs::BudgetBuckets) -> &mut u64,
+) -> Result<(), StateError> {
+    let mut program =
+        load_program(state, program_id)?.ok_or_else(|| corrupt(format!("program/{program_id}")))?;
+    let source = from(&mut program.buckets);
+    *source = source
+        .checked_sub(amount)
+        .ok_or_else(|| corrupt(format!("program/{program_id}")))?;
+    let target = to(&mut program.buckets);
+    *target = target
+        .checked_add(amount)
+        .ok_or_else(|| corrupt(format!("program/{program_id}")))?;
+    save_program(state, &program);
+    Ok(())
 }
 
 fn update_claim<S: StateRead + StateWrite>(
@@ -316,8 +409,10 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
                 paid_at_ms: None,
                 payout_reference: None,
                 clawback_reason: None,
+                recovered_minor: 0,
             };
             state.put(claim_key(order_id), &claim);
+            clear_claim_deadline(state, &order)?;
         }
         Event::ClaimReviewed {
             order_id,
@@ -411,12 +506,41 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
             }
         }
         Event::ClaimClawedBack {
-            order_id, reason, ..
+            order_id,
+            receivable_minor,
+            reason,
         } => {
-            update_claim(state, order_id, |c| {
+            let claim = update_claim(state, order_id, |c| {
                 c.status = ClaimStatus::ClawedBack;
                 c.clawback_reason = Some(reason.clone());
             })?;
+            move_between_buckets(
+                state,
+                &claim.program_id,
+                *receivable_minor,
+                |b| &mut b.spent_minor,
+                |b| &mut b.clawed_back_minor,
+            )?;
+        }
+        Event::ClaimRecovered {
+            order_id,
+            amount_minor,
+            owed_minor,
+            ..
+        } => {
+            let claim = update_claim(state, order_id, |c| {
+                c.recovered_minor += amount_minor;
+                if *owed_minor == 0 {
+                    c.status = ClaimStatus::Recovered;
+                }
+            })?;
+            move_between_buckets(
+                state,
+                &claim.program_id,
+                *amount_minor,
+                |b| &mut b.clawed_back_minor,
+                |b| &mut b.recovered_minor,
+            )?;
         }
         _ => unreachable!("claims::evolve is called only for claim events"),
     }

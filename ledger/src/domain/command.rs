@@ -5,10 +5,12 @@ use serde::{Deserialize, Serialize};
 use super::catalog::{
     CloseDemandBody, DemandBody, ListingBody, UpdateListingBody, WithdrawListingBody,
 };
-use super::claims::{ClawbackBody, PayClaimBody, ReviewClaimBody, SubmitClaimBody};
+use super::claims::{
+    ClawbackBody, PayClaimBody, RecoverClaimBody, ReviewClaimBody, SubmitClaimBody,
+};
 use super::orders::{
     AcknowledgePaymentBody, DeliverBody, FundEscrowBody, OrderActionBody, PlaceOrderBody,
-    ResolveDisputeBody,
+    ReleaseUnclaimedBody, ResolveDisputeBody,
 };
 use super::parties::Role;
 use super::programs::{ProgramTerms, QualifyBody};
@@ -40,7 +42,8 @@ pub enum Command {
     /// A region admin issues a voucher to a qualified enterprise against a program's budget.
     #[serde(rename = "voucher.issue")]
     IssueVoucher(IssueVoucherBody),
-    /// An admin or regulator freezes a voucher: it cannot be spent until unfrozen.
+    /// An admin or regulator freezes a voucher: it cannot be spent, and no claim on its orders
+    /// approved or paid, until unfrozen.
     #[serde(rename = "voucher.freeze")]
     FreezeVoucher(VoucherActionBody),
     /// An admin or regulator lifts a freeze.
@@ -118,6 +121,13 @@ pub enum Command {
     /// An admin or regulator turns a paid claim found fraudulent into a clawback receivable.
     #[serde(rename = "claim.clawback")]
     ClawbackClaim(ClawbackBody),
+    /// The node releases the voucher share of an order left unclaimed past the program's claim
+    /// deadline: to the voucher, or to the program budget if the voucher has ended.
+    #[serde(rename = "order.release_unclaimed")]
+    ReleaseUnclaimed(ReleaseUnclaimedBody),
+    /// A region admin records money recovered from a clawed-back claim's receivable.
+    #[serde(rename = "claim.recover")]
+    RecoverClaim(RecoverClaimBody),
 }
 
 /// Body of `region.genesis`.
@@ -210,6 +220,8 @@ impl Command {
         "claim.review",
         "claim.pay",
         "claim.clawback",
+        "order.release_unclaimed",
+        "claim.recover",
     ];
 }
 

@@ -203,6 +203,23 @@ pub enum Event {
         receivable_minor: u64,
         reason: String,
     },
+    /// A confirmed payment of `amount_minor` against a clawback receivable; `owed_minor` is what
+    /// is still owed after it.
+    #[serde(rename = "claim.recovered")]
+    ClaimRecovered {
+        order_id: RecordId,
+        amount_minor: u64,
+        reference: String,
+        owed_minor: u64,
+    },
+    /// The program's claim deadline passed with no claim on the order: its voucher share goes
+    /// back to the voucher, or to the program budget if the voucher has ended.
+    #[serde(rename = "order.unclaimed_released")]
+    UnclaimedShareReleased {
+        order_id: RecordId,
+        voucher_id: RecordId,
+        amount_minor: u64,
+    },
     #[serde(rename = "fraud.flagged")]
     FraudFlagged {
         rule: FraudRule,

@@ -131,6 +131,10 @@ pub fn decide<S: StateRead>(
                 Command::ReviewClaim(body) => claims::decide_review(state, ctx, &actor, body),
                 Command::PayClaim(body) => claims::decide_pay(state, ctx, &actor, body),
                 Command::ClawbackClaim(body) => claims::decide_clawback(state, &actor, body),
+                Command::RecoverClaim(body) => claims::decide_recover(state, &actor, body),
+                Command::ReleaseUnclaimed(body) => {
+                    orders::decide_release_unclaimed(state, ctx, &actor, body)
+                }
             }
         }
     }
@@ -170,13 +174,15 @@ pub fn evolve<S: StateRead + StateWrite>(
         | Event::OrderDisputed { .. }
         | Event::OrderConfirmed { .. }
         | Event::OrderCancelled { .. }
+        | Event::UnclaimedShareReleased { .. }
         | Event::FraudFlagged { .. } => orders::evolve(state, ctx, event),
         Event::ClaimSubmitted { .. }
         | Event::ClaimReviewed { .. }
         | Event::ClaimApproved { .. }
         | Event::ClaimRejected { .. }
         | Event::ClaimPaid { .. }
-        | Event::ClaimClawedBack { .. } => claims::evolve(state, ctx, event),
+        | Event::ClaimClawedBack { .. }
+        | Event::ClaimRecovered { .. } => claims::evolve(state, ctx, event),
     }
 }
 

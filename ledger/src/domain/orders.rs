@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{load_listing, ListingStatus};
+use super::catalog::{load_listing, ListingRecord, ListingStatus};
 
 use super::money::AmountMinor;
 use super::parties::{load_party, require_role, PartyRecord, Role};
@@ -45,6 +45,56 @@ pub enum PaymentPlan {
     },
 }
 
+/// How the enterprise will pay its own share, as `order.place` asks for it. A direct plan
+/// without `installments` is one installment of the whole enterprise share, due at placement,
+/// which the node derives (the share depends on caps the client may not see).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PaymentRequest {
+    /// Paid to the agency offline; `installments` omitted means a single installment.
+    Direct {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        installments: Option<Vec<InstallmentPlan>>,
+    },
+    /// Paid into a licensed third-party escrow that holds it until delivery is confirmed.
+    Escrow {
+        escrow_provider: PublicKey,
+        fee_minor: AmountMinor,
+    },
+}
+
+impl PaymentRequest {
+    /// The plan the order records: a direct plan without installments becomes one installment
+    /// of `enterprise_share`, due at `now` (none when the share is zero).
+    fn resolve(&self, enterprise_share: u64, now: TimeMs) -> PaymentPlan {
+        match self {
+            Self::Direct {
+                installments: Some(installments),
+            } => PaymentPlan::Direct {
+                installments: installments.clone(),
+            },
+            Self::Direct { installments: None } => PaymentPlan::Direct {
+                installments: AmountMinor::new(enterprise_share)
+                    .ok()
+                    .filter(|a| !a.is_zero())
+                    .map(|amount_minor| InstallmentPlan {
+                        amount_minor,
+                        due_at_ms: now,
+                    })
+                    .into_iter()
+                    .collect(),
+            },
+            Self::Escrow {
+                escrow_provider,
+                fee_minor,
+            } => PaymentPlan::Escrow {
+                escrow_provider: *escrow_provider,
+                fee_minor: *fee_minor,
+            },
+        }
+    }
+}
+
 /// Body of `order.place`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -52,9 +102,9 @@ pub struct PlaceOrderBody {
     pub order_id: RecordId,
     pub listing_id: RecordId,
     pub voucher_id: RecordId,
-    /// The agreed price of the whole order.
+    /// The agreed price of the whole order: at most the listing's price.
     pub price_minor: AmountMinor,
-    pub payment: PaymentPlan,
+    pub payment: PaymentRequest,
     /// After delivery, the order confirms itself if the enterprise neither confirms nor disputes.
     pub auto_confirm_after_ms: u64,
 }
@@ -66,6 +116,13 @@ pub struct OrderActionBody {
     pub order_id: RecordId,
     #[serde(default)]
     pub reason: String,
+}
+
+/// Body of `order.release_unclaimed` (signed by the node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseUnclaimedBody {
+    pub order_id: RecordId,
 }
 
 /// Body of `escrow.fund`: the escrow provider attests that it received the enterprise's share.
@@ -206,6 +263,8 @@ pub struct OrderRecord {
     pub delivered_at_ms: Option<TimeMs>,
     pub confirmed_at_ms: Option<TimeMs>,
     pub evidence: Vec<Evidence>,
+    /// When the node released the voucher share because the claim deadline passed unclaimed.
+    pub unclaimed_released_at_ms: Option<TimeMs>,
 }
 
 impl OrderRecord {
@@ -264,6 +323,32 @@ fn auto_confirm_key(deadline_ms: TimeMs, id: &RecordId) -> Vec<u8> {
     key.extend_from_slice(&deadline_ms.to_be_bytes());
     key.extend_from_slice(id.as_str().as_bytes());
     key
+}
+
+/// Prefix of the claim-deadline index: `cdead/` ‖ the program's claim deadline (u64 BE) ‖ order
+/// id, for every order whose voucher share no claim has taken yet. The node scans it to issue
+/// `order.release_unclaimed`; it is not part of any rule.
+pub const CLAIM_DEADLINE_INDEX_PREFIX: &[u8] = b"cdead/";
+
+fn claim_deadline_key(deadline_ms: TimeMs, id: &RecordId) -> Vec<u8> {
+    let mut key = CLAIM_DEADLINE_INDEX_PREFIX.to_vec();
+    key.extend_from_slice(&deadline_ms.to_be_bytes());
+    key.extend_from_slice(id.as_str().as_bytes());
+    key
+}
+
+/// Drops an order from the claim-deadline index (a claim took its share, or it was returned).
+pub(super) fn clear_claim_deadline<S: StateRead + StateWrite>(
+    state: &mut S,
+    order: &OrderRecord,
+) -> Result<(), StateError> {
+    let program = load_program(state, &order.program_id)?
+        .ok_or_else(|| corrupt(format!("program/{}", order.program_id)))?;
+    state.delete(claim_deadline_key(
+        program.terms.claim_deadline_ms,
+        &order.order_id,
+    ));
+    Ok(())
 }
 
 /// Prefix of fraud flag records: `fraud/` ‖ entry index (u64 BE) ‖ position in the entry (u8).
@@ -376,7 +461,7 @@ fn require_status(order: &OrderRecord, allowed: &[OrderStatus]) -> Result<(), Re
 /// The agency an order may be placed with: registered, not revoked or suspended, accredited now.
 fn require_serving_agency<S: StateRead>(
     state: &S,
-    ctx: &ApplyContext,
+    now: TimeMs,
     agency: &PublicKey,
 ) -> Result<PartyRecord, ApplyError> {
     let party = load_party(state, agency)?.ok_or(Rejection::PartyNotFound)?;
@@ -394,7 +479,7 @@ fn require_serving_agency<S: StateRead>(
         return Err(Rejection::PartySuspended.into());
     }
     match party.accredited_until_ms {
-        Some(until) if until > ctx.node_time_ms => Ok(party),
+        Some(until) if until > now => Ok(party),
         _ => Err(Rejection::AgencyNotAccredited.into()),
     }
 }
@@ -447,21 +532,47 @@ fn voucher_share<S: StateRead>(
     Ok((share, binding))
 }
 
-pub(super) fn decide_place<S: StateRead>(
+/// What an order at a price would get from a voucher: the voucher's share, the enterprise's
+/// part, and the limit that sets the share. `order.place` and the quote both read it from
+/// [`quote_order`]'s checks, so a quote is the share placement would give at that moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OrderQuote {
+    pub voucher_id: RecordId,
+    pub listing_id: RecordId,
+    pub program_id: RecordId,
+    pub price_minor: u64,
+    pub listing_price_minor: u64,
+    pub voucher_share_minor: u64,
+    pub enterprise_share_minor: u64,
+    /// The limit that sets the share: `subsidy_ratio`, `per_order`, `voucher_balance`,
+    /// `per_enterprise_year` or `per_group_year`.
+    pub binding_limit: String,
+    /// The calendar year, in the program's time zone, that the per-year caps count.
+    pub year: i32,
+}
+
+/// An order priced against its voucher, listing and program, every placement rule checked.
+struct Pricing {
+    program: ProgramRecord,
+    voucher: VoucherRecord,
+    listing: ListingRecord,
+    agency: PartyRecord,
+    year: i32,
+    share: u64,
+    binding: &'static str,
+}
+
+/// Checks everything placing an order of `price` on `listing_id` with `voucher` by `enterprise`
+/// depends on, except the order's own id and payment plan, and computes the voucher's share.
+fn price_order<S: StateRead>(
     state: &S,
-    ctx: &ApplyContext,
-    actor: &PartyRecord,
-    body: &PlaceOrderBody,
-) -> Result<Vec<Event>, ApplyError> {
-    require_role(actor, Role::Enterprise)?;
-    if load_order(state, &body.order_id)?.is_some() {
-        return Err(Rejection::OrderExists(body.order_id.to_string()).into());
-    }
-    let voucher = require_voucher(state, &body.voucher_id)?;
-    if voucher.holder != actor.key {
-        return Err(Rejection::NotVoucherHolder.into());
-    }
-    if voucher.status != VoucherStatus::Active || ctx.node_time_ms >= voucher.expires_at_ms {
+    now: TimeMs,
+    enterprise: &PartyRecord,
+    voucher: VoucherRecord,
+    listing_id: &RecordId,
+    price: AmountMinor,
+) -> Result<Pricing, ApplyError> {
+    if voucher.status != VoucherStatus::Active || now >= voucher.expires_at_ms {
         return Err(Rejection::VoucherNotActive {
             voucher_id: voucher.voucher_id.to_string(),
             status: if voucher.status == VoucherStatus::Active {
@@ -477,7 +588,7 @@ pub(super) fn decide_place<S: StateRead>(
     }
     let program = require_program(state, &voucher.program_id)?;
     let terms = &program.terms;
-    if ctx.node_time_ms < terms.valid_from_ms || ctx.node_time_ms >= terms.valid_until_ms {
+    if now < terms.valid_from_ms || now >= terms.valid_until_ms {
         return Err(Rejection::ProgramNotOpen {
             program_id: terms.program_id.to_string(),
         }
@@ -486,10 +597,10 @@ pub(super) fn decide_place<S: StateRead>(
     if terms.use_mode == UseMode::Single && voucher.uses > 0 {
         return Err(Rejection::VoucherAlreadyUsed.into());
     }
-    let listing = load_listing(state, &body.listing_id)?
-        .ok_or_else(|| Rejection::ListingNotFound(body.listing_id.to_string()))?;
+    let listing = load_listing(state, listing_id)?
+        .ok_or_else(|| Rejection::ListingNotFound(listing_id.to_string()))?;
     if listing.status != ListingStatus::Active {
-        return Err(Rejection::ListingWithdrawn(body.listing_id.to_string()).into());
+        return Err(Rejection::ListingWithdrawn(listing_id.to_string()).into());
     }
     if !terms.eligible_categories.contains(&listing.category) {
         return Err(Rejection::CategoryNotEligible {
@@ -504,27 +615,102 @@ pub(super) fn decide_place<S: StateRead>(
         }
         .into());
     }
-    let agency = require_serving_agency(state, ctx, &listing.agency)?;
+    let agency = require_serving_agency(state, now, &listing.agency)?;
     if !terms.spend_regions.contains(&agency.home_region) {
         return Err(Rejection::RegionNotAllowed {
             region: agency.home_region.to_string(),
         }
         .into());
     }
-    if actor.is_related_to(&agency) {
+    if enterprise.is_related_to(&agency) {
         return Err(Rejection::RelatedParties.into());
     }
-    let price = body.price_minor;
     if price.is_zero() {
         return Err(invalid("price_minor", "must be positive").into());
     }
-    let year = terms.calendar_year(ctx.node_time_ms);
-    let (share, binding) = voucher_share(state, &program, &voucher, actor, year, price)?;
+    if price.get() > listing.price_minor {
+        return Err(Rejection::PriceAboveListing {
+            price_minor: price.get(),
+            listing_price_minor: listing.price_minor,
+        }
+        .into());
+    }
+    let year = terms.calendar_year(now);
+    let (share, binding) = voucher_share(state, &program, &voucher, enterprise, year, price)?;
     if share == 0 {
         return Err(Rejection::NoSubsidyLeft { limit: binding }.into());
     }
+    Ok(Pricing {
+        program,
+        voucher,
+        listing,
+        agency,
+        year,
+        share,
+        binding,
+    })
+}
+
+/// The share an order of `price` on `listing_id` would get from `voucher_id` at `now`, for its
+/// holder, and the limit that binds; refused as `order.place` would refuse it.
+pub fn quote_order<S: StateRead>(
+    state: &S,
+    now: TimeMs,
+    voucher_id: &RecordId,
+    listing_id: &RecordId,
+    price: AmountMinor,
+) -> Result<OrderQuote, ApplyError> {
+    let voucher = require_voucher(state, voucher_id)?;
+    let holder = load_party(state, &voucher.holder)?.ok_or(Rejection::PartyNotFound)?;
+    let pricing = price_order(state, now, &holder, voucher, listing_id, price)?;
+    Ok(OrderQuote {
+        voucher_id: voucher_id.clone(),
+        listing_id: listing_id.clone(),
+        program_id: pricing.program.terms.program_id.clone(),
+        price_minor: price.get(),
+        listing_price_minor: pricing.listing.price_minor,
+        voucher_share_minor: pricing.share,
+        enterprise_share_minor: price.get() - pricing.share,
+        binding_limit: pricing.binding.into(),
+        year: pricing.year,
+    })
+}
+
+pub(super) fn decide_place<S: StateRead>(
+    state: &S,
+    ctx: &ApplyContext,
+    actor: &PartyRecord,
+    body: &PlaceOrderBody,
+) -> Result<Vec<Event>, ApplyError> {
+    require_role(actor, Role::Enterprise)?;
+    if load_order(state, &body.order_id)?.is_some() {
+        return Err(Rejection::OrderExists(body.order_id.to_string()).into());
+    }
+    let voucher = require_voucher(state, &body.voucher_id)?;
+    if voucher.holder != actor.key {
+        return Err(Rejection::NotVoucherHolder.into());
+    }
+    let price = body.price_minor;
+    let Pricing {
+        program,
+        voucher,
+        listing,
+        agency,
+        year,
+        share,
+        ..
+    } = price_order(
+        state,
+        ctx.node_time_ms,
+        actor,
+        voucher,
+        &body.listing_id,
+        price,
+    )?;
+    let terms = &program.terms;
     let enterprise_share = price.get() - share;
-    check_payment_plan(state, ctx, &body.payment, enterprise_share)?;
+    let payment = body.payment.resolve(enterprise_share, ctx.node_time_ms);
+    check_payment_plan(state, ctx, &payment, enterprise_share)?;
 
     let mut events = vec![Event::OrderPlaced {
         order_id: body.order_id.clone(),
@@ -539,7 +725,7 @@ pub(super) fn decide_place<S: StateRead>(
         voucher_share_minor: share,
         enterprise_share_minor: enterprise_share,
         year,
-        payment: body.payment.clone(),
+        payment,
         auto_confirm_after_ms: body.auto_confirm_after_ms,
     }];
     if price.get() == voucher.face_value_minor {
@@ -837,6 +1023,44 @@ pub(super) fn decide_auto_confirm<S: StateRead>(
     }])
 }
 
+pub(super) fn decide_release_unclaimed<S: StateRead>(
+    state: &S,
+    ctx: &ApplyContext,
+    actor: &PartyRecord,
+    body: &ReleaseUnclaimedBody,
+) -> Result<Vec<Event>, ApplyError> {
+    require_role(actor, Role::Node)?;
+    let order = require_order(state, &body.order_id)?;
+    require_status(
+        &order,
+        &[
+            OrderStatus::Placed,
+            OrderStatus::Delivered,
+            OrderStatus::Disputed,
+            OrderStatus::Confirmed,
+        ],
+    )?;
+    if order.unclaimed_released_at_ms.is_some() {
+        return Err(Rejection::ShareAlreadyReleased.into());
+    }
+    if super::claims::load_claim(state, &order.order_id)?.is_some() {
+        return Err(Rejection::ClaimExists(order.order_id.to_string()).into());
+    }
+    let program = require_program(state, &order.program_id)?;
+    let deadline = program.terms.claim_deadline_ms;
+    if ctx.node_time_ms <= deadline {
+        return Err(Rejection::NotYetDue {
+            due_at_ms: deadline.saturating_add(1),
+        }
+        .into());
+    }
+    Ok(vec![Event::UnclaimedShareReleased {
+        order_id: order.order_id,
+        voucher_id: order.voucher_id,
+        amount_minor: order.voucher_share_minor,
+    }])
+}
+
 pub(super) fn decide_dispute<S: StateRead>(
     state: &S,
     actor: &PartyRecord,
@@ -1011,7 +1235,14 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
                 delivered_at_ms: None,
                 confirmed_at_ms: None,
                 evidence: Vec::new(),
+                unclaimed_released_at_ms: None,
             };
+            let program = load_program(state, program_id)?
+                .ok_or_else(|| corrupt(format!("program/{program_id}")))?;
+            state.put_raw(
+                claim_deadline_key(program.terms.claim_deadline_ms, order_id),
+                Vec::new(),
+            );
             add_u64(
                 state,
                 enterprise_spend_key(&order),
@@ -1122,7 +1353,18 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
                 Ok(())
             })?;
             clear_auto_confirm(state, &order);
+            clear_claim_deadline(state, &order)?;
             release_voucher_share(state, &order)?;
+        }
+        Event::UnclaimedShareReleased { order_id, .. } => {
+            let order =
+                load_order(state, order_id)?.ok_or_else(|| corrupt(format!("order/{order_id}")))?;
+            release_voucher_share(state, &order)?;
+            clear_claim_deadline(state, &order)?;
+            update_order(state, order_id, |o| {
+                o.unclaimed_released_at_ms = Some(ctx.node_time_ms);
+                Ok(())
+            })?;
         }
         Event::FraudFlagged {
             rule,
@@ -1165,11 +1407,15 @@ fn clear_auto_confirm<S: StateWrite>(state: &mut S, order: &OrderRecord) {
 }
 
 /// Gives an order's voucher share back: to the voucher if it is still active, else to the
-/// program bucket that says why the voucher ended; and undoes its count against the caps.
+/// program bucket that says why the voucher ended; and undoes its count against the caps. A
+/// share already released at the claim deadline is not released again.
 pub(super) fn release_voucher_share<S: StateRead + StateWrite>(
     state: &mut S,
     order: &OrderRecord,
 ) -> Result<(), StateError> {
+    if order.unclaimed_released_at_ms.is_some() {
+        return Ok(());
+    }
     let share = order.voucher_share_minor;
     let id = &order.voucher_id;
     let mut voucher = super::vouchers::load_voucher(state, id)?

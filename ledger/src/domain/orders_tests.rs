@@ -31,7 +31,7 @@ fn b64(k: &SigningKey) -> String {
 impl Market {
     /// A program (50%, per-order cap 200,000, per voucher 300,000, per enterprise-year 500,000),
     /// a qualified enterprise with voucher `v1` of 300,000, an accredited agency with listing
-    /// `lab-1` (category testing, price 100,000), and an escrow provider.
+    /// `lab-1` (category testing, price 1,000,000), and an escrow provider.
     fn new() -> Self {
         let mut w = World::founded();
         let admin = w.admin.clone();
@@ -56,7 +56,7 @@ impl Market {
             agency,
             escrow,
         };
-        m.list("lab-1", "testing", 100_000);
+        m.list("lab-1", "testing", 1_000_000);
         m.issue("v1", 300_000);
         m
     }
@@ -1046,4 +1046,363 @@ fn the_remaining_refusals() {
         m.as_party(&admin, "claim.review", review),
         Err(Rejection::ClaimNotFound("direct".into()))
     );
+}
+
+#[test]
+fn an_order_above_the_listing_price_is_refused() {
+    let mut m = Market::new();
+    let enterprise = m.enterprise.clone();
+    m.list("lab-cheap", "testing", 50_000);
+    let mut body = m.order_body("o1", 50_001, m.escrow_plan());
+    body["listing_id"] = json!("lab-cheap");
+    assert_eq!(
+        m.w.run(&enterprise, "order.place", body.clone()),
+        Err(Rejection::PriceAboveListing {
+            price_minor: 50_001,
+            listing_price_minor: 50_000
+        })
+    );
+    // A ten times larger price, whose subsidy would grow with it, is refused the same way.
+    body["price_minor"] = json!(500_000);
+    assert!(matches!(
+        m.w.run(&enterprise, "order.place", body.clone()),
+        Err(Rejection::PriceAboveListing { .. })
+    ));
+    // At or below the listing's price the order stands.
+    body["price_minor"] = json!(50_000);
+    m.w.run(&enterprise, "order.place", body).unwrap();
+    assert_eq!(m.order("o1").voucher_share_minor, 25_000);
+}
+
+#[test]
+fn a_direct_plan_without_installments_is_one_installment_of_the_enterprise_share() {
+    let mut m = Market::new();
+    // Per-order cap 200,000 binds: the enterprise pays 500,000 - 200,000.
+    let events = m.place("o1", 500_000, json!({ "mode": "direct" })).unwrap();
+    let Event::OrderPlaced {
+        payment: orders::PaymentPlan::Direct { installments },
+        enterprise_share_minor,
+        ..
+    } = &events[0]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*enterprise_share_minor, 300_000);
+    assert_eq!(installments.len(), 1);
+    assert_eq!(
+        (
+            installments[0].amount_minor.get(),
+            installments[0].due_at_ms
+        ),
+        (300_000, NOW)
+    );
+    let order = m.order("o1");
+    assert_eq!(order.installments.len(), 1);
+    assert_eq!(order.installments[0].amount_minor, 300_000);
+    // An explicit plan is still checked against the share.
+    assert!(matches!(
+        m.place(
+            "o2",
+            100_000,
+            json!({ "mode": "direct", "installments": [{ "amount_minor": 1, "due_at_ms": NOW }] })
+        ),
+        Err(Rejection::PaymentPlanMismatch { .. })
+    ));
+}
+
+#[test]
+fn the_quote_is_the_share_placement_gives_and_names_the_binding_limit() {
+    let mut m = Market::new();
+    let (v1, lab) = ("v1".try_into().unwrap(), "lab-1".try_into().unwrap());
+    let quote = |m: &Market, price: u64| {
+        orders::quote_order(
+            &m.w.state,
+            m.w.time_ms,
+            &v1,
+            &lab,
+            money::AmountMinor::new(price).unwrap(),
+        )
+    };
+    let q = quote(&m, 100_000).unwrap();
+    assert_eq!(
+        (
+            q.voucher_share_minor,
+            q.enterprise_share_minor,
+            q.binding_limit.as_str(),
+            q.listing_price_minor
+        ),
+        (50_000, 50_000, "subsidy_ratio", 1_000_000)
+    );
+    let q = quote(&m, 600_000).unwrap();
+    assert_eq!(
+        (q.voucher_share_minor, q.binding_limit.as_str()),
+        (200_000, "per_order")
+    );
+    let events = m.place("o1", 600_000, m.escrow_plan()).unwrap();
+    assert!(matches!(
+        events[0],
+        Event::OrderPlaced {
+            voucher_share_minor: 200_000,
+            enterprise_share_minor: 400_000,
+            ..
+        }
+    ));
+    // 100,000 is left on the voucher: it binds the next quote, and the next order.
+    let q = quote(&m, 400_000).unwrap();
+    assert_eq!(
+        (q.voucher_share_minor, q.binding_limit.as_str()),
+        (100_000, "voucher_balance")
+    );
+    let events = m.place("o2", 400_000, json!({ "mode": "direct" })).unwrap();
+    assert!(matches!(
+        events[0],
+        Event::OrderPlaced {
+            voucher_share_minor: 100_000,
+            ..
+        }
+    ));
+    // A quote refuses what placement refuses.
+    assert!(matches!(
+        quote(&m, 10_000),
+        Err(ApplyError::Rejected(Rejection::NoSubsidyLeft {
+            limit: "voucher_balance"
+        }))
+    ));
+    assert_eq!(
+        m.place("o3", 10_000, json!({ "mode": "direct" })),
+        Err(Rejection::NoSubsidyLeft {
+            limit: "voucher_balance"
+        })
+    );
+    assert!(matches!(
+        quote(&m, 2_000_000),
+        Err(ApplyError::Rejected(Rejection::PriceAboveListing { .. }))
+    ));
+}
+
+impl Market {
+    /// A second admin and a regulator, for reviews and freezes.
+    fn reviewers(&mut self) -> (SigningKey, SigningKey) {
+        let (second_admin, regulator) = (key(), key());
+        self.w.register(&second_admin, "admin").unwrap();
+        self.w.register(&regulator, "regulator").unwrap();
+        (second_admin, regulator)
+    }
+
+    fn review(&mut self, who: &SigningKey, id: &str, level: u8) -> Result<Vec<Event>, Rejection> {
+        let body = json!({ "order_id": id, "level": level, "decision": "approve", "note": "ok" });
+        self.as_party(who, "claim.review", body)
+    }
+
+    fn claim(&self, id: &str) -> claims::ClaimRecord {
+        claims::load_claim(&self.w.state, &id.try_into().unwrap())
+            .unwrap()
+            .unwrap()
+    }
+
+    fn voucher_committed(&self) -> u64 {
+        load_voucher(&self.w.state, &"v1".try_into().unwrap())
+            .unwrap()
+            .unwrap()
+            .committed_minor
+    }
+}
+
+#[test]
+fn an_unclaimed_order_releases_its_share_after_the_claim_deadline() {
+    let mut m = Market::new();
+    let (agency, enterprise, node) = (m.agency.clone(), m.enterprise.clone(), m.w.node.clone());
+    let share = m.confirmed_order("o1", 100_000, '5');
+    m.place("open", 100_000, m.escrow_plan()).unwrap();
+    m.confirmed_order("claimed", 100_000, '6');
+    m.as_party(&agency, "claim.submit", json!({ "order_id": "claimed" }))
+        .unwrap();
+    let release = |id: &str| json!({ "order_id": id });
+    let deadline = NOW + 60 * DAY_MS;
+    // Claims are taken until the deadline itself.
+    m.w.time_ms = deadline;
+    assert_eq!(
+        m.as_party(&node, "order.release_unclaimed", release("o1")),
+        Err(Rejection::NotYetDue {
+            due_at_ms: deadline + 1
+        })
+    );
+    m.w.time_ms = deadline + 1;
+    assert!(matches!(
+        m.as_party(&enterprise, "order.release_unclaimed", release("o1")),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+    m.as_party(&node, "voucher.expire", json!({ "voucher_id": "v1" }))
+        .unwrap();
+    let before = m.buckets();
+    let events = m
+        .as_party(&node, "order.release_unclaimed", release("o1"))
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![Event::UnclaimedShareReleased {
+            order_id: "o1".try_into().unwrap(),
+            voucher_id: "v1".try_into().unwrap(),
+            amount_minor: share
+        }]
+    );
+    // The voucher has expired: the share goes back to the program's budget, as expired value.
+    let after = m.buckets();
+    assert_eq!(
+        (after.expired_minor, after.outstanding_minor),
+        (
+            before.expired_minor + share,
+            before.outstanding_minor - share
+        )
+    );
+    assert_eq!(
+        m.as_party(&node, "order.release_unclaimed", release("o1")),
+        Err(Rejection::ShareAlreadyReleased)
+    );
+    assert!(matches!(
+        m.as_party(&agency, "claim.submit", json!({ "order_id": "o1" })),
+        Err(Rejection::ClaimDeadlinePassed { .. })
+    ));
+    assert_eq!(
+        m.as_party(&node, "order.release_unclaimed", release("claimed")),
+        Err(Rejection::ClaimExists("claimed".into()))
+    );
+    // An order never delivered is released too, and cancelling it later returns nothing twice.
+    m.as_party(&node, "order.release_unclaimed", release("open"))
+        .unwrap();
+    m.as_party(
+        &enterprise,
+        "order.cancel",
+        json!({ "order_id": "open", "reason": "no longer needed" }),
+    )
+    .unwrap();
+    let b = m.buckets();
+    assert_eq!(b.total(), Some(1_000_000));
+    // Only the share of the claim in review is still committed, and nothing is left to sweep.
+    assert_eq!(m.voucher_committed(), m.claim("claimed").amount_minor);
+    assert_eq!(b.outstanding_minor, m.voucher_committed());
+    assert!(
+        m.w.state
+            .records
+            .keys()
+            .all(|k| !k.starts_with(orders::CLAIM_DEADLINE_INDEX_PREFIX)),
+        "the claim-deadline index still lists orders"
+    );
+}
+
+#[test]
+fn a_frozen_voucher_holds_claim_approval_and_payout() {
+    let mut m = Market::new();
+    let (admin, agency, node) = (m.admin.clone(), m.agency.clone(), m.w.node.clone());
+    let (second_admin, regulator) = m.reviewers();
+    m.confirmed_order("o1", 100_000, '7');
+    m.as_party(&agency, "claim.submit", json!({ "order_id": "o1" }))
+        .unwrap();
+    // The voucher expires; while value is committed to its orders it can still be frozen.
+    m.w.time_ms = NOW + 31 * DAY_MS;
+    m.as_party(&node, "voucher.expire", json!({ "voucher_id": "v1" }))
+        .unwrap();
+    let freeze = json!({ "voucher_id": "v1", "reason": "inspection" });
+    m.as_party(&regulator, "voucher.freeze", freeze.clone())
+        .unwrap();
+    assert_eq!(m.review(&admin, "o1", 1), Err(Rejection::VoucherFrozen));
+    m.as_party(&regulator, "voucher.unfreeze", freeze.clone())
+        .unwrap();
+    m.review(&admin, "o1", 1).unwrap();
+    m.review(&second_admin, "o1", 2).unwrap();
+    m.as_party(&regulator, "voucher.freeze", freeze.clone())
+        .unwrap();
+    m.w.time_ms += 5 * DAY_MS;
+    let pay = json!({ "order_id": "o1", "reference": "TREASURY-1" });
+    assert_eq!(
+        m.as_party(&admin, "claim.pay", pay.clone()),
+        Err(Rejection::VoucherFrozen)
+    );
+    m.as_party(&admin, "voucher.unfreeze", freeze.clone())
+        .unwrap();
+    m.as_party(&admin, "claim.pay", pay).unwrap();
+    // Nothing is committed any more: an ended voucher cannot be frozen.
+    assert!(matches!(
+        m.as_party(&regulator, "voucher.freeze", freeze),
+        Err(Rejection::VoucherNotActive { .. })
+    ));
+}
+
+#[test]
+fn a_clawback_is_a_receivable_that_recoveries_pay_back() {
+    use super::claims::ClaimStatus;
+    let mut m = Market::new();
+    let (admin, agency) = (m.admin.clone(), m.agency.clone());
+    let (second_admin, regulator) = m.reviewers();
+    let share = m.confirmed_order("o1", 100_000, '8');
+    m.as_party(&agency, "claim.submit", json!({ "order_id": "o1" }))
+        .unwrap();
+    m.review(&admin, "o1", 1).unwrap();
+    m.review(&second_admin, "o1", 2).unwrap();
+    m.w.time_ms = NOW + 5 * DAY_MS;
+    let recover =
+        |amount: u64| json!({ "order_id": "o1", "amount_minor": amount, "reference": "BANK-9" });
+    m.as_party(
+        &admin,
+        "claim.pay",
+        json!({ "order_id": "o1", "reference": "T" }),
+    )
+    .unwrap();
+    assert!(matches!(
+        m.as_party(&admin, "claim.recover", recover(1)),
+        Err(Rejection::ClaimWrongState { .. })
+    ));
+    m.as_party(
+        &regulator,
+        "claim.clawback",
+        json!({ "order_id": "o1", "reason": "forged invoice" }),
+    )
+    .unwrap();
+    let b = m.buckets();
+    assert_eq!(
+        (b.spent_minor, b.clawed_back_minor, b.recovered_minor),
+        (0, share, 0)
+    );
+    assert_eq!(b.total(), Some(1_000_000));
+    assert!(matches!(
+        m.as_party(&regulator, "claim.recover", recover(1)),
+        Err(Rejection::NotAuthorized { .. })
+    ));
+    assert_eq!(
+        m.as_party(&admin, "claim.recover", recover(share + 1)),
+        Err(Rejection::RecoveryExceedsReceivable {
+            owed_minor: share,
+            requested_minor: share + 1
+        })
+    );
+    m.as_party(&admin, "claim.recover", recover(20_000))
+        .unwrap();
+    let b = m.buckets();
+    assert_eq!(
+        (b.clawed_back_minor, b.recovered_minor),
+        (share - 20_000, 20_000)
+    );
+    let claim = m.claim("o1");
+    assert_eq!(
+        (claim.status, claim.recovered_minor),
+        (ClaimStatus::ClawedBack, 20_000)
+    );
+    let events = m
+        .as_party(&admin, "claim.recover", recover(share - 20_000))
+        .unwrap();
+    assert!(matches!(
+        events[0],
+        Event::ClaimRecovered { owed_minor: 0, .. }
+    ));
+    let b = m.buckets();
+    assert_eq!(
+        (b.spent_minor, b.clawed_back_minor, b.recovered_minor),
+        (0, 0, share)
+    );
+    assert_eq!(b.total(), Some(1_000_000));
+    assert_eq!(m.claim("o1").status, ClaimStatus::Recovered);
+    assert!(matches!(
+        m.as_party(&admin, "claim.recover", recover(1)),
+        Err(Rejection::ClaimWrongState { .. })
+    ));
 }

@@ -86,14 +86,21 @@ impl ProgramTerms {
     }
 }
 
-/// Where a program's budget is: `budget = unissued + outstanding + spent + expired + revoked`.
+/// Where a program's budget is: `budget = unissued + outstanding + spent + expired + revoked +
+/// clawed_back + recovered`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BudgetBuckets {
     pub unissued_minor: u64,
+    /// Issued and not yet spent or returned: voucher balances and shares committed to orders.
     pub outstanding_minor: u64,
+    /// Paid out to agencies and kept by them.
     pub spent_minor: u64,
     pub expired_minor: u64,
     pub revoked_minor: u64,
+    /// Paid out, then clawed back: a receivable the agencies still owe.
+    pub clawed_back_minor: u64,
+    /// Clawed back and paid back by the agency.
+    pub recovered_minor: u64,
 }
 
 impl BudgetBuckets {
@@ -104,6 +111,8 @@ impl BudgetBuckets {
             self.spent_minor,
             self.expired_minor,
             self.revoked_minor,
+            self.clawed_back_minor,
+            self.recovered_minor,
         ]
         .iter()
         .try_fold(self.unissued_minor, |acc, v| acc.checked_add(*v))

@@ -169,6 +169,18 @@ pub enum Rejection {
     AlreadySuspended,
     #[error("the party is not suspended")]
     NotSuspended,
+    #[error("the price {price_minor} is above the listing's price {listing_price_minor}")]
+    PriceAboveListing {
+        price_minor: u64,
+        listing_price_minor: u64,
+    },
+    #[error("the order's voucher share was already released")]
+    ShareAlreadyReleased,
+    #[error("the receivable still owed is {owed_minor}; {requested_minor} cannot be recovered")]
+    RecoveryExceedsReceivable {
+        owed_minor: u64,
+        requested_minor: u64,
+    },
 }
 
 impl Rejection {
@@ -247,6 +259,9 @@ impl Rejection {
             Self::NoticePeriodRunning { .. } => "notice-period-running",
             Self::AlreadySuspended => "already-suspended",
             Self::NotSuspended => "not-suspended",
+            Self::PriceAboveListing { .. } => "price-above-listing",
+            Self::ShareAlreadyReleased => "share-already-released",
+            Self::RecoveryExceedsReceivable { .. } => "recovery-exceeds-receivable",
         }
     }
 }

@@ -211,7 +211,11 @@ pub(super) fn decide_freeze<S: StateRead>(
     }
     check_reason(&body.reason)?;
     let voucher = require_voucher(state, &body.voucher_id)?;
-    require_active(&voucher)?;
+    // A voucher that ended (expired or revoked) may still be frozen while value is committed
+    // to its orders: the freeze holds their claims' payouts. A freeze is always liftable.
+    if freeze && voucher.committed_minor == 0 {
+        require_active(&voucher)?;
+    }
     let event = match (freeze, voucher.frozen) {
         (true, true) => return Err(Rejection::AlreadyFrozen.into()),
         (false, false) => return Err(Rejection::NotFrozen.into()),
