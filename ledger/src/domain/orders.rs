@@ -22,14 +22,14 @@ use crate::limits::{
     MAX_EVIDENCE_ITEMS, MAX_INSTALLMENTS, MAX_REASON_BYTES, MAX_RECENT_PAIR_ORDERS,
     MAX_REFERENCE_BYTES, SPLIT_ORDER_WINDOW_MS,
 };
-use crate::types::{LogIndex, RecordId, RegionId, TimeMs};
+use crate::types::{DurationMs, LogIndex, RecordId, RegionId, TimeMs, TimestampMs};
 
 /// One planned installment of a direct payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallmentPlan {
     pub amount_minor: AmountMinor,
-    pub due_at_ms: TimeMs,
+    pub due_at_ms: TimestampMs,
 }
 
 /// How the enterprise pays its own share.
@@ -56,7 +56,7 @@ pub struct PlaceOrderBody {
     pub price_minor: AmountMinor,
     pub payment: PaymentPlan,
     /// After delivery, the order confirms itself if the enterprise neither confirms nor disputes.
-    pub auto_confirm_after_ms: u64,
+    pub auto_confirm_after_ms: DurationMs,
 }
 
 /// Body of commands that name only an order and why: cancel, confirm, dispute.
@@ -83,7 +83,8 @@ pub struct FundEscrowBody {
 #[serde(deny_unknown_fields)]
 pub struct AcknowledgePaymentBody {
     pub order_id: RecordId,
-    /// Position of the installment in the plan, from 0.
+    /// Position of the installment in the plan, from 0 (a plan has at most 24).
+    #[schema(maximum = 23)]
     pub installment: u32,
     pub reference: String,
 }
@@ -477,7 +478,9 @@ pub(super) fn decide_place<S: StateRead>(
     }
     let program = require_program(state, &voucher.program_id)?;
     let terms = &program.terms;
-    if ctx.node_time_ms < terms.valid_from_ms || ctx.node_time_ms >= terms.valid_until_ms {
+    if ctx.node_time_ms < terms.valid_from_ms.get()
+        || ctx.node_time_ms >= terms.valid_until_ms.get()
+    {
         return Err(Rejection::ProgramNotOpen {
             program_id: terms.program_id.to_string(),
         }
@@ -540,7 +543,7 @@ pub(super) fn decide_place<S: StateRead>(
         enterprise_share_minor: enterprise_share,
         year,
         payment: body.payment.clone(),
-        auto_confirm_after_ms: body.auto_confirm_after_ms,
+        auto_confirm_after_ms: body.auto_confirm_after_ms.get(),
     }];
     if price.get() == voucher.face_value_minor {
         events.push(Event::FraudFlagged {
@@ -614,14 +617,14 @@ fn check_payment_plan<S: StateRead>(
                     )
                     .into());
                 }
-                if installment.due_at_ms < previous_due {
+                if installment.due_at_ms.get() < previous_due {
                     return Err(invalid(
                         "payment.installments",
                         "due dates must not be in the past and must not go backwards",
                     )
                     .into());
                 }
-                previous_due = installment.due_at_ms;
+                previous_due = installment.due_at_ms.get();
                 total = total.saturating_add(installment.amount_minor.get());
             }
             if total != enterprise_share {
@@ -964,7 +967,7 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
                         .iter()
                         .map(|i| InstallmentRecord {
                             amount_minor: i.amount_minor.get(),
-                            due_at_ms: i.due_at_ms,
+                            due_at_ms: i.due_at_ms.get(),
                             paid_at_ms: None,
                             reference: None,
                         })

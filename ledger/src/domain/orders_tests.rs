@@ -853,6 +853,13 @@ fn a_claim_is_reviewed_twice_noticed_paid_and_clawed_back() {
         m.as_party(&agency, "claim.review", review(1, "approve")),
         Err(Rejection::NotAuthorized { .. })
     ));
+    // A note is a readable text: no bidirectional override may turn it around.
+    let misleading =
+        json!({ "order_id": "o1", "level": 1, "decision": "approve", "note": "ok\u{202E}" });
+    assert!(matches!(
+        m.as_party(&admin, "claim.review", misleading),
+        Err(Rejection::InvalidField { field: "note", .. })
+    ));
     m.as_party(&admin, "claim.review", review(1, "approve"))
         .unwrap();
     assert_eq!(
