@@ -265,6 +265,16 @@ async fn the_openapi_document_request_ids_and_queue_depth() {
     ] {
         assert!(schemas.contains_key(name), "{name} missing");
     }
+    // The document states the bounds of body values.
+    let bound = |schema: &str, side: &str| schemas[schema][side].as_f64().unwrap() as u64;
+    assert_eq!(bound("TimestampMs", "minimum"), 946_684_800_000);
+    assert_eq!(bound("TimestampMs", "maximum"), 253_402_300_799_999);
+    assert_eq!(bound("DurationMs", "maximum"), 316_224_000_000);
+    assert_eq!(bound("AmountMinor", "maximum"), (1 << 53) - 1);
+    assert_eq!(
+        schemas["RecordId"]["pattern"],
+        "^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    );
 
     let response = api
         .client
@@ -310,4 +320,80 @@ async fn the_openapi_document_request_ids_and_queue_depth() {
         .parse()
         .unwrap();
     assert!(longest > 0, "commands were committed: {metrics}");
+}
+
+/// Sends `GET <path>` byte for byte, as no URL library would (they resolve `..` first), and
+/// returns the status and the JSON body.
+async fn raw_get(base: &str, path: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_id_of_dots_cannot_be_created_nor_read_and_numbers_past_their_bound_are_refused() {
+    let admin = common::fresh_key();
+    let api = Api::start(&admin).await;
+    let enterprise = common::fresh_key();
+    api.ok(
+        &admin,
+        "party.register",
+        json!({"key": b64(&enterprise), "role": "enterprise", "home_region": "cq", "name": "重庆某科技有限公司"}),
+    )
+    .await;
+    let now = wall_clock_ms();
+    let program = |valid_until_ms: u64| {
+        json!({
+            "program_id": "p", "name": "创新券", "kind": "resource_sharing", "currency": "CNY",
+            "budget_minor": 10_000_000, "subsidy_ratio_bps": 5000,
+            "caps": { "per_voucher_minor": 1_000_000, "per_order_minor": 500_000,
+                      "per_enterprise_year_minor": 3_000_000, "per_group_year_minor": 5_000_000 },
+            "eligible_categories": ["testing"], "valid_from_ms": now - DAY_MS, "valid_until_ms": valid_until_ms,
+            "claim_deadline_ms": now + 120 * DAY_MS, "spend_regions": ["cq"], "cross_region_payer": "agency_region",
+            "use_mode": "multi", "review_levels": 1, "notice_period_ms": 0
+        })
+    };
+    let (status, problem) = api
+        .send(&admin, "program.create", program((1 << 53) + 1))
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["type"], "urn:vledger:problem:invalid-field");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("valid_until_ms") && detail.contains("9999-12-31"),
+        "{detail}"
+    );
+    api.ok(&admin, "program.create", program(now + 90 * DAY_MS))
+        .await;
+    api.ok(
+        &admin,
+        "enterprise.qualify",
+        json!({"program_id": "p", "enterprise": b64(&enterprise), "expires_at_ms": now + 90 * DAY_MS}),
+    )
+    .await;
+    let issue = |id: &str| json!({"voucher_id": id, "program_id": "p", "holder": b64(&enterprise), "face_value_minor": 100_000});
+    for id in ["..", ".", ".x"] {
+        let (status, problem) = api.send(&admin, "voucher.issue", issue(id)).await;
+        assert_eq!(status, 422, "{id}: {problem}");
+        assert_eq!(problem["type"], "urn:vledger:problem:invalid-field");
+        assert!(problem["detail"].as_str().unwrap().contains("voucher_id"));
+    }
+    api.ok(&admin, "voucher.issue", issue("v.1")).await;
+
+    // `/v1/vouchers/..` is refused as a path, not read as `/v1/` nor as a voucher.
+    let (status, problem) = raw_get(&api.base, "/v1/vouchers/..").await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["type"], "urn:vledger:problem:invalid-path");
+    let (status, voucher) = raw_get(&api.base, "/v1/vouchers/v.1").await;
+    assert_eq!((status, &voucher["voucher_id"]), (200, &json!("v.1")));
+    let (_, page) = api.get_with_status("/v1/vouchers").await;
+    assert_eq!(ids(&page, "voucher_id"), ["v.1"]);
 }

@@ -219,6 +219,9 @@ fn parse_payload(payload_bytes: &[u8]) -> Result<CommandPayload, EnvelopeError> 
             "nonce is {nonce_len} bytes; it must be {MIN_NONCE_BYTES} to {MAX_NONCE_BYTES}"
         )));
     }
+    if let Err(e) = crate::text::check_no_control_or_bidi(&payload.nonce) {
+        return Err(EnvelopeError::MalformedCommand(format!("nonce {e}")));
+    }
     if payload.command_type.is_empty() || payload.command_type.len() > MAX_COMMAND_TYPE_BYTES {
         return Err(EnvelopeError::MalformedCommand(format!(
             "type must be 1 to {MAX_COMMAND_TYPE_BYTES} bytes"
@@ -344,5 +347,38 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn nonces_carry_no_control_or_bidirectional_formatting_character() {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let sealed = |nonce: &str| {
+            let payload = CommandPayload {
+                v: u64::from(COMMAND_FORMAT_VERSION),
+                command_type: "party.register".into(),
+                region: "cq".try_into().unwrap(),
+                signer: key.public_key(),
+                nonce: nonce.into(),
+                body: serde_json::json!({}),
+            };
+            VerifiedEnvelope::parse_and_verify(&seal(&payload, &key))
+        };
+        for nonce in ["n-1", "批次-1", "2026-01-01T00:00:00Z#1"] {
+            assert!(sealed(nonce).is_ok(), "{nonce:?}");
+        }
+        for nonce in [
+            "\0",
+            "n\0",
+            "n\n1",
+            "\u{1B}[2J",
+            "n\u{202E}1",
+            "n\u{2066}",
+            "\u{200F}",
+        ] {
+            assert!(
+                matches!(sealed(nonce), Err(EnvelopeError::MalformedCommand(m)) if m.starts_with("nonce contains")),
+                "{nonce:?}"
+            );
+        }
     }
 }

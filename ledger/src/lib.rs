@@ -22,6 +22,7 @@ pub mod replay;
 pub mod schema;
 pub mod scratch;
 pub mod store;
+pub mod text;
 pub mod types;
 pub mod unique_keys;
 pub mod verify;

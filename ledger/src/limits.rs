@@ -21,6 +21,13 @@ pub const MAX_BATCH_COMMANDS: usize = 4096;
 pub const MAX_ENTRIES_PAGE: u64 = 1000;
 /// Longest party display name, in bytes of UTF-8.
 pub const MAX_NAME_BYTES: usize = 256;
+/// Earliest instant a command may name (`*_ms` fields of bodies): 2000-01-01T00:00:00Z.
+pub const MIN_TIMESTAMP_MS: u64 = 946_684_800_000;
+/// Latest instant a command may name: 9999-12-31T23:59:59.999Z, far below 2^53.
+pub const MAX_TIMESTAMP_MS: u64 = 253_402_300_799_999;
+/// Longest duration a command may name (notice and confirmation periods): ten years of 366
+/// days.
+pub const MAX_DURATION_MS: u64 = 3660 * 86_400_000;
 /// Longest region identifier, in bytes.
 pub const MAX_REGION_ID_BYTES: usize = 32;
 /// Longest command type name, in bytes.

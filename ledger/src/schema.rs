@@ -9,8 +9,10 @@ use utoipa::{PartialSchema, ToSchema};
 use crate::domain::catalog::Industry;
 use crate::domain::money::{AmountMinor, BasisPoints, MAX_AMOUNT_MINOR};
 use crate::keys::PublicKey;
-use crate::limits::{MAX_INDUSTRY_BYTES, MAX_REGION_ID_BYTES};
-use crate::types::{RecordId, RegionId, MAX_RECORD_ID_BYTES};
+use crate::limits::{
+    MAX_DURATION_MS, MAX_INDUSTRY_BYTES, MAX_REGION_ID_BYTES, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS,
+};
+use crate::types::{DurationMs, RecordId, RegionId, TimestampMs, MAX_RECORD_ID_BYTES};
 
 fn string(description: &str, pattern: &str, min: usize, max: usize) -> RefOr<Schema> {
     ObjectBuilder::new()
@@ -23,11 +25,15 @@ fn string(description: &str, pattern: &str, min: usize, max: usize) -> RefOr<Sch
 }
 
 fn integer(description: &str, max: u64) -> RefOr<Schema> {
+    integer_in(description, 0, max)
+}
+
+fn integer_in(description: &str, min: u64, max: u64) -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(Type::Integer)
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
         .description(Some(description))
-        .minimum(Some(0))
+        .minimum(Some(min as f64))
         .maximum(Some(max as f64))
         .into()
 }
@@ -47,8 +53,9 @@ impl ToSchema for PublicKey {}
 impl PartialSchema for RecordId {
     fn schema() -> RefOr<Schema> {
         string(
-            "A record identifier chosen by the command's author.",
-            "^[A-Za-z0-9._-]+$",
+            "A record identifier chosen by the command's author: ASCII letters, digits, `.`, `_` \
+             and `-`, starting with a letter or a digit (so never `.` or `..`).",
+            "^[A-Za-z0-9][A-Za-z0-9._-]*$",
             1,
             MAX_RECORD_ID_BYTES,
         )
@@ -96,3 +103,25 @@ impl PartialSchema for BasisPoints {
     }
 }
 impl ToSchema for BasisPoints {}
+
+impl PartialSchema for TimestampMs {
+    fn schema() -> RefOr<Schema> {
+        integer_in(
+            "An instant in milliseconds since the Unix epoch, from 2000-01-01T00:00:00Z to \
+             9999-12-31T23:59:59.999Z.",
+            MIN_TIMESTAMP_MS,
+            MAX_TIMESTAMP_MS,
+        )
+    }
+}
+impl ToSchema for TimestampMs {}
+
+impl PartialSchema for DurationMs {
+    fn schema() -> RefOr<Schema> {
+        integer(
+            "A duration in milliseconds, at most ten years of 366 days.",
+            MAX_DURATION_MS,
+        )
+    }
+}
+impl ToSchema for DurationMs {}

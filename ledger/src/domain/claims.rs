@@ -39,6 +39,7 @@ pub enum ReviewDecision {
 pub struct ReviewClaimBody {
     pub order_id: RecordId,
     /// 1 or 2; level 2 exists only when the program says so.
+    #[schema(minimum = 1, maximum = 2)]
     pub level: u8,
     pub decision: ReviewDecision,
     #[serde(default)]
@@ -196,11 +197,11 @@ pub(super) fn decide_submit<S: StateRead>(
         return Err(Rejection::EnterpriseShareUnpaid.into());
     }
     let program = require_program(state, &order.program_id)?;
-    if ctx.node_time_ms > program.terms.claim_deadline_ms
+    if ctx.node_time_ms > program.terms.claim_deadline_ms.get()
         || order.unclaimed_released_at_ms.is_some()
     {
         return Err(Rejection::ClaimDeadlinePassed {
-            deadline_ms: program.terms.claim_deadline_ms,
+            deadline_ms: program.terms.claim_deadline_ms.get(),
         }
         .into());
     }
@@ -217,12 +218,9 @@ pub(super) fn decide_review<S: StateRead>(
     body: &ReviewClaimBody,
 ) -> Result<Vec<Event>, ApplyError> {
     require_role(actor, Role::Admin)?;
-    if body.note.len() > MAX_REASON_BYTES {
-        return Err(Rejection::InvalidField {
-            field: "note",
-            reason: format!("at most {MAX_REASON_BYTES} bytes"),
-        }
-        .into());
+    // The note is optional; a note given is a readable text like any other.
+    if !body.note.is_empty() {
+        super::parties::check_text("note", &body.note, MAX_REASON_BYTES)?;
     }
     let claim = require_claim(state, &body.order_id)?;
     require_claim_status(&claim, ClaimStatus::InReview)?;
@@ -261,7 +259,7 @@ pub(super) fn decide_review<S: StateRead>(
             note: body.note.clone(),
             notice_ends_at_ms: ctx
                 .node_time_ms
-                .saturating_add(program.terms.notice_period_ms),
+                .saturating_add(program.terms.notice_period_ms.get()),
         },
     };
     Ok(vec![event])

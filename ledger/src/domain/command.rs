@@ -182,8 +182,8 @@ impl Command {
             body,
             given: 0,
         };
-        Command::deserialize(serde::de::value::MapAccessDeserializer::new(tagged))
-            .map_err(|e| Rejection::MalformedBody(e.to_string()))
+        serde_path_to_error::deserialize(serde::de::value::MapAccessDeserializer::new(tagged))
+            .map_err(body_rejection)
     }
 
     /// Every command type this node accepts.
@@ -223,6 +223,23 @@ impl Command {
         "order.release_unclaimed",
         "claim.recover",
     ];
+}
+
+/// A value that has the right JSON type but lies outside its type's bounds (a time before 2000,
+/// an amount over 2^53, an id of dots, a number too large for its field) is `invalid-field`,
+/// naming the field by its path in the body; anything else that does not fit is
+/// `malformed-body`.
+fn body_rejection(error: serde_path_to_error::Error<serde_json::Error>) -> Rejection {
+    let path = error.path().to_string();
+    let field = path.strip_prefix("body.").unwrap_or(&path).to_string();
+    let reason = error.into_inner().to_string();
+    if reason.starts_with("invalid value: ") && field != path {
+        Rejection::InvalidValue { field, reason }
+    } else if field != path {
+        Rejection::MalformedBody(format!("{field}: {reason}"))
+    } else {
+        Rejection::MalformedBody(reason)
+    }
 }
 
 /// A command's `type` and `body` as the map `{"type": …, "body": …}`, tag first.
@@ -267,6 +284,372 @@ impl<'a> serde::de::MapAccess<'a> for TypeThenBody<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::{MAX_DURATION_MS, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
+    use serde_json::{json, Value};
+
+    const KEY: &str = "7UkoxijRwsbq6QM4kFmVYSlZJzpcY/k2NsFGFKyHN9E=";
+    const NOW: u64 = 1_767_225_600_000;
+    const DAY_MS: u64 = 86_400_000;
+
+    fn program() -> Value {
+        json!({
+            "program_id": "p", "name": "Vouchers", "kind": "resource_sharing", "currency": "CNY",
+            "budget_minor": 1_000_000, "subsidy_ratio_bps": 5000,
+            "caps": { "per_voucher_minor": 1, "per_order_minor": 1,
+                      "per_enterprise_year_minor": 1, "per_group_year_minor": 1 },
+            "eligible_categories": ["testing"], "valid_from_ms": NOW,
+            "valid_until_ms": NOW + DAY_MS, "claim_deadline_ms": NOW + 2 * DAY_MS,
+            "spend_regions": ["cq"], "cross_region_payer": "agency_region", "use_mode": "multi",
+            "review_levels": 1, "notice_period_ms": DAY_MS
+        })
+    }
+
+    fn order() -> Value {
+        json!({
+            "order_id": "o", "listing_id": "l", "voucher_id": "v", "price_minor": 100,
+            "payment": { "mode": "direct",
+                         "installments": [{ "amount_minor": 50, "due_at_ms": NOW }] },
+            "auto_confirm_after_ms": DAY_MS
+        })
+    }
+
+    /// Every integer field of every body, with a valid body around it: (command type, body,
+    /// JSON pointer of the field, the field's path in a refusal).
+    fn integer_fields() -> Vec<(&'static str, Value, &'static str, &'static str, Bound)> {
+        use Bound::*;
+        let qualify = json!({ "program_id": "p", "enterprise": KEY, "expires_at_ms": NOW });
+        let accredit = json!({ "agency": KEY, "expires_at_ms": NOW });
+        let issue = json!({ "voucher_id": "v", "program_id": "p", "holder": KEY,
+                            "face_value_minor": 1, "expires_at_ms": NOW });
+        let listing = json!({ "listing_id": "l", "pool": "literature", "category": "testing",
+                              "title": "T", "description": "D", "price_minor": 1,
+                              "currency": "CNY" });
+        let update = json!({ "listing_id": "l", "price_minor": 1 });
+        let demand = json!({ "demand_id": "d", "pool": "literature", "category": "testing",
+                             "title": "T", "description": "D", "budget_max_minor": 1,
+                             "currency": "CNY" });
+        let escrow = json!({ "order_id": "o", "amount_minor": 1, "reference": "r" });
+        let acknowledge = json!({ "order_id": "o", "installment": 0, "reference": "r" });
+        let review = json!({ "order_id": "o", "level": 1, "decision": "approve" });
+        let escrow_order = json!({
+            "order_id": "o", "listing_id": "l", "voucher_id": "v", "price_minor": 100,
+            "payment": { "mode": "escrow", "escrow_provider": KEY, "fee_minor": 1 },
+            "auto_confirm_after_ms": 0
+        });
+        vec![
+            (
+                "program.create",
+                program(),
+                "/valid_from_ms",
+                "valid_from_ms",
+                Instant,
+            ),
+            (
+                "program.create",
+                program(),
+                "/valid_until_ms",
+                "valid_until_ms",
+                Instant,
+            ),
+            (
+                "program.create",
+                program(),
+                "/claim_deadline_ms",
+                "claim_deadline_ms",
+                Instant,
+            ),
+            (
+                "program.create",
+                program(),
+                "/notice_period_ms",
+                "notice_period_ms",
+                Duration,
+            ),
+            (
+                "program.create",
+                program(),
+                "/budget_minor",
+                "budget_minor",
+                Amount,
+            ),
+            (
+                "program.create",
+                program(),
+                "/caps/per_voucher_minor",
+                "caps.per_voucher_minor",
+                Amount,
+            ),
+            (
+                "program.create",
+                program(),
+                "/caps/per_order_minor",
+                "caps.per_order_minor",
+                Amount,
+            ),
+            (
+                "program.create",
+                program(),
+                "/caps/per_enterprise_year_minor",
+                "caps.per_enterprise_year_minor",
+                Amount,
+            ),
+            (
+                "program.create",
+                program(),
+                "/caps/per_group_year_minor",
+                "caps.per_group_year_minor",
+                Amount,
+            ),
+            (
+                "program.create",
+                program(),
+                "/subsidy_ratio_bps",
+                "subsidy_ratio_bps",
+                Max(10_000),
+            ),
+            (
+                "program.create",
+                program(),
+                "/review_levels",
+                "review_levels",
+                Max(255),
+            ),
+            (
+                "enterprise.qualify",
+                qualify,
+                "/expires_at_ms",
+                "expires_at_ms",
+                Instant,
+            ),
+            (
+                "agency.accredit",
+                accredit,
+                "/expires_at_ms",
+                "expires_at_ms",
+                Instant,
+            ),
+            (
+                "voucher.issue",
+                issue.clone(),
+                "/expires_at_ms",
+                "expires_at_ms",
+                Instant,
+            ),
+            (
+                "voucher.issue",
+                issue,
+                "/face_value_minor",
+                "face_value_minor",
+                Amount,
+            ),
+            (
+                "catalog.list",
+                listing,
+                "/price_minor",
+                "price_minor",
+                Amount,
+            ),
+            (
+                "catalog.update",
+                update,
+                "/price_minor",
+                "price_minor",
+                Amount,
+            ),
+            (
+                "demand.post",
+                demand,
+                "/budget_max_minor",
+                "budget_max_minor",
+                Amount,
+            ),
+            (
+                "order.place",
+                order(),
+                "/price_minor",
+                "price_minor",
+                Amount,
+            ),
+            (
+                "order.place",
+                order(),
+                "/auto_confirm_after_ms",
+                "auto_confirm_after_ms",
+                Duration,
+            ),
+            (
+                "order.place",
+                order(),
+                "/payment/installments/0/due_at_ms",
+                "payment",
+                Instant,
+            ),
+            (
+                "order.place",
+                order(),
+                "/payment/installments/0/amount_minor",
+                "payment",
+                Amount,
+            ),
+            (
+                "order.place",
+                escrow_order,
+                "/payment/fee_minor",
+                "payment",
+                Amount,
+            ),
+            (
+                "escrow.fund",
+                escrow,
+                "/amount_minor",
+                "amount_minor",
+                Amount,
+            ),
+            (
+                "payment.acknowledge",
+                acknowledge,
+                "/installment",
+                "installment",
+                Max(u32::MAX.into()),
+            ),
+            ("claim.review", review, "/level", "level", Max(255)),
+        ]
+    }
+
+    #[derive(Clone, Copy)]
+    enum Bound {
+        /// An instant: MIN_TIMESTAMP_MS to MAX_TIMESTAMP_MS.
+        Instant,
+        /// A duration: 0 to MAX_DURATION_MS.
+        Duration,
+        /// An amount: 0 to 2^53 - 1.
+        Amount,
+        /// 0 to this.
+        Max(u64),
+    }
+
+    fn with(body: &Value, pointer: &str, value: Value) -> Value {
+        let mut body = body.clone();
+        *body.pointer_mut(pointer).expect("the field is in the body") = value;
+        body
+    }
+
+    #[test]
+    fn every_integer_field_is_accepted_at_its_bounds_and_refused_past_them() {
+        for (command_type, body, pointer, field, bound) in integer_fields() {
+            Command::parse(command_type, &body).unwrap_or_else(|e| panic!("{command_type}: {e}"));
+            let (inside, outside): (Vec<u64>, Vec<u64>) = match bound {
+                Bound::Instant => (
+                    vec![MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS],
+                    vec![0, MIN_TIMESTAMP_MS - 1, MAX_TIMESTAMP_MS + 1],
+                ),
+                Bound::Duration => (vec![0, MAX_DURATION_MS], vec![MAX_DURATION_MS + 1]),
+                Bound::Amount => (vec![0, (1 << 53) - 1], vec![1 << 53]),
+                Bound::Max(max) => (vec![0, max], vec![max + 1]),
+            };
+            for value in inside {
+                let body = with(&body, pointer, json!(value));
+                assert!(
+                    Command::parse(command_type, &body).is_ok(),
+                    "{command_type} {pointer} = {value} is within its bound"
+                );
+            }
+            for value in outside.into_iter().chain([(1 << 53) + 1, u64::MAX]) {
+                let body = with(&body, pointer, json!(value));
+                match Command::parse(command_type, &body) {
+                    Err(Rejection::InvalidValue { field: f, reason }) => {
+                        assert_eq!(f, field, "{command_type} {pointer} = {value}");
+                        assert!(reason.contains(&value.to_string()), "{reason}");
+                    }
+                    other => panic!("{command_type} {pointer} = {value}: {other:?}"),
+                }
+            }
+            // A negative number is outside every bound too.
+            let body = with(&body, pointer, json!(-1));
+            assert!(matches!(
+                Command::parse(command_type, &body),
+                Err(Rejection::InvalidValue { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn the_fields_the_issue_names_refuse_numbers_beyond_2_pow_53() {
+        let cases = [
+            (
+                "program.create",
+                program(),
+                "/valid_until_ms",
+                (1u64 << 53) + 1,
+            ),
+            ("program.create", program(), "/claim_deadline_ms", u64::MAX),
+            ("program.create", program(), "/notice_period_ms", u64::MAX),
+            (
+                "agency.accredit",
+                json!({ "agency": KEY, "expires_at_ms": NOW }),
+                "/expires_at_ms",
+                u64::MAX,
+            ),
+            ("order.place", order(), "/auto_confirm_after_ms", u64::MAX),
+        ];
+        for (command_type, body, pointer, value) in cases {
+            let refused = Command::parse(command_type, &with(&body, pointer, json!(value)));
+            let Err(rejection) = refused else {
+                panic!("{command_type} {pointer} = {value} was accepted");
+            };
+            assert_eq!(rejection.code(), "invalid-field");
+            // The detail names the field and the bound.
+            let detail = rejection.to_string();
+            assert!(detail.contains(&pointer[1..]), "{detail}");
+            assert!(
+                detail.contains("9999-12-31") || detail.contains("316224000000"),
+                "{detail}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_that_a_url_path_would_rewrite_are_refused() {
+        let issue = |id: &str| json!({ "voucher_id": id, "program_id": "p", "holder": KEY, "face_value_minor": 1 });
+        for id in ["v1", "V-1.2_3", "2026.Q1", "a..b", "x."] {
+            assert!(Command::parse("voucher.issue", &issue(id)).is_ok(), "{id}");
+        }
+        for id in [
+            "",
+            ".",
+            "..",
+            "...",
+            ".hidden",
+            "-v",
+            "_v",
+            "a/b",
+            "a\\b",
+            "a%2e",
+            "a?b",
+            "a#b",
+            "a b",
+            "a\u{0}b",
+            "a\tb",
+            "凭证",
+            &"v".repeat(65),
+        ] {
+            match Command::parse("voucher.issue", &issue(id)) {
+                Err(Rejection::InvalidValue { field, .. }) => assert_eq!(field, "voucher_id"),
+                other => panic!("{id:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_that_does_not_fit_is_still_malformed_and_names_where() {
+        let body = with(&program(), "/valid_until_ms", json!("tomorrow"));
+        match Command::parse("program.create", &body) {
+            Err(Rejection::MalformedBody(detail)) => {
+                assert!(detail.starts_with("valid_until_ms: "), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn every_listed_type_is_a_command() {

@@ -1,6 +1,7 @@
 //! Money and ratios: integer minor units with checked arithmetic, basis points, the subsidy rule.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{Error as _, Unexpected};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Largest amount the ledger records, in minor units: below 2^53 so that every amount is
 /// exactly representable in JSON by any reader (docs/FORMAT.md, events are JCS).
@@ -9,10 +10,8 @@ pub const MAX_AMOUNT_MINOR: u64 = (1 << 53) - 1;
 pub const FULL_RATIO_BPS: u16 = 10_000;
 
 /// An amount in minor units (fen for CNY). Never a float.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(try_from = "u64", into = "u64")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[serde(into = "u64")]
 pub struct AmountMinor(u64);
 
 /// An amount over [`MAX_AMOUNT_MINOR`].
@@ -54,6 +53,20 @@ impl TryFrom<u64> for AmountMinor {
     }
 }
 
+// A number of the right type outside the bound is an invalid value (`invalid-field`), not a
+// malformed body.
+impl<'de> Deserialize<'de> for AmountMinor {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let minor = u64::deserialize(deserializer)?;
+        Self::new(minor).map_err(|_| {
+            D::Error::invalid_value(
+                Unexpected::Unsigned(minor),
+                &"an amount of at most 9007199254740991 (2^53 - 1) minor units",
+            )
+        })
+    }
+}
+
 impl From<AmountMinor> for u64 {
     fn from(a: AmountMinor) -> u64 {
         a.0
@@ -67,8 +80,8 @@ impl std::fmt::Display for AmountMinor {
 }
 
 /// A ratio in basis points, 0 to 10,000 (5000 = 50%).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "u16", into = "u16")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "u16")]
 pub struct BasisPoints(u16);
 
 /// A ratio over 100%.
@@ -98,6 +111,21 @@ impl TryFrom<u16> for BasisPoints {
     type Error = RatioTooLarge;
     fn try_from(v: u16) -> Result<Self, Self::Error> {
         Self::new(v)
+    }
+}
+
+impl<'de> Deserialize<'de> for BasisPoints {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bps = u64::deserialize(deserializer)?;
+        u16::try_from(bps)
+            .ok()
+            .and_then(|bps| Self::new(bps).ok())
+            .ok_or_else(|| {
+                D::Error::invalid_value(
+                    Unexpected::Unsigned(bps),
+                    &"a ratio of 0 to 10000 basis points",
+                )
+            })
     }
 }
 

@@ -22,14 +22,14 @@ use crate::limits::{
     MAX_EVIDENCE_ITEMS, MAX_INSTALLMENTS, MAX_REASON_BYTES, MAX_RECENT_PAIR_ORDERS,
     MAX_REFERENCE_BYTES, SPLIT_ORDER_WINDOW_MS,
 };
-use crate::types::{LogIndex, RecordId, RegionId, TimeMs};
+use crate::types::{DurationMs, LogIndex, RecordId, RegionId, TimeMs, TimestampMs};
 
 /// One planned installment of a direct payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallmentPlan {
     pub amount_minor: AmountMinor,
-    pub due_at_ms: TimeMs,
+    pub due_at_ms: TimestampMs,
 }
 
 /// How the enterprise pays its own share.
@@ -74,12 +74,15 @@ impl PaymentRequest {
                 installments: installments.clone(),
             },
             Self::Direct { installments: None } => PaymentPlan::Direct {
+                // Node time is always within the instants a body may name; were it not, the
+                // plan would hold no installment and placement would refuse it as mismatched.
                 installments: AmountMinor::new(enterprise_share)
                     .ok()
                     .filter(|a| !a.is_zero())
-                    .map(|amount_minor| InstallmentPlan {
+                    .zip(TimestampMs::new(now).ok())
+                    .map(|(amount_minor, due_at_ms)| InstallmentPlan {
                         amount_minor,
-                        due_at_ms: now,
+                        due_at_ms,
                     })
                     .into_iter()
                     .collect(),
@@ -106,7 +109,7 @@ pub struct PlaceOrderBody {
     pub price_minor: AmountMinor,
     pub payment: PaymentRequest,
     /// After delivery, the order confirms itself if the enterprise neither confirms nor disputes.
-    pub auto_confirm_after_ms: u64,
+    pub auto_confirm_after_ms: DurationMs,
 }
 
 /// Body of commands that name only an order and why: cancel, confirm, dispute.
@@ -140,7 +143,8 @@ pub struct FundEscrowBody {
 #[serde(deny_unknown_fields)]
 pub struct AcknowledgePaymentBody {
     pub order_id: RecordId,
-    /// Position of the installment in the plan, from 0.
+    /// Position of the installment in the plan, from 0 (a plan has at most 24).
+    #[schema(maximum = 23)]
     pub installment: u32,
     pub reference: String,
 }
@@ -345,7 +349,7 @@ pub(super) fn clear_claim_deadline<S: StateRead + StateWrite>(
     let program = load_program(state, &order.program_id)?
         .ok_or_else(|| corrupt(format!("program/{}", order.program_id)))?;
     state.delete(claim_deadline_key(
-        program.terms.claim_deadline_ms,
+        program.terms.claim_deadline_ms.get(),
         &order.order_id,
     ));
     Ok(())
@@ -588,7 +592,7 @@ fn price_order<S: StateRead>(
     }
     let program = require_program(state, &voucher.program_id)?;
     let terms = &program.terms;
-    if now < terms.valid_from_ms || now >= terms.valid_until_ms {
+    if now < terms.valid_from_ms.get() || now >= terms.valid_until_ms.get() {
         return Err(Rejection::ProgramNotOpen {
             program_id: terms.program_id.to_string(),
         }
@@ -726,7 +730,7 @@ pub(super) fn decide_place<S: StateRead>(
         enterprise_share_minor: enterprise_share,
         year,
         payment,
-        auto_confirm_after_ms: body.auto_confirm_after_ms,
+        auto_confirm_after_ms: body.auto_confirm_after_ms.get(),
     }];
     if price.get() == voucher.face_value_minor {
         events.push(Event::FraudFlagged {
@@ -800,14 +804,14 @@ fn check_payment_plan<S: StateRead>(
                     )
                     .into());
                 }
-                if installment.due_at_ms < previous_due {
+                if installment.due_at_ms.get() < previous_due {
                     return Err(invalid(
                         "payment.installments",
                         "due dates must not be in the past and must not go backwards",
                     )
                     .into());
                 }
-                previous_due = installment.due_at_ms;
+                previous_due = installment.due_at_ms.get();
                 total = total.saturating_add(installment.amount_minor.get());
             }
             if total != enterprise_share {
@@ -1047,7 +1051,7 @@ pub(super) fn decide_release_unclaimed<S: StateRead>(
         return Err(Rejection::ClaimExists(order.order_id.to_string()).into());
     }
     let program = require_program(state, &order.program_id)?;
-    let deadline = program.terms.claim_deadline_ms;
+    let deadline = program.terms.claim_deadline_ms.get();
     if ctx.node_time_ms <= deadline {
         return Err(Rejection::NotYetDue {
             due_at_ms: deadline.saturating_add(1),
@@ -1188,7 +1192,7 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
                         .iter()
                         .map(|i| InstallmentRecord {
                             amount_minor: i.amount_minor.get(),
-                            due_at_ms: i.due_at_ms,
+                            due_at_ms: i.due_at_ms.get(),
                             paid_at_ms: None,
                             reference: None,
                         })
@@ -1240,7 +1244,7 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
             let program = load_program(state, program_id)?
                 .ok_or_else(|| corrupt(format!("program/{program_id}")))?;
             state.put_raw(
-                claim_deadline_key(program.terms.claim_deadline_ms, order_id),
+                claim_deadline_key(program.terms.claim_deadline_ms.get(), order_id),
                 Vec::new(),
             );
             add_u64(

@@ -853,6 +853,13 @@ fn a_claim_is_reviewed_twice_noticed_paid_and_clawed_back() {
         m.as_party(&agency, "claim.review", review(1, "approve")),
         Err(Rejection::NotAuthorized { .. })
     ));
+    // A note is a readable text: no bidirectional override may turn it around.
+    let misleading =
+        json!({ "order_id": "o1", "level": 1, "decision": "approve", "note": "ok\u{202E}" });
+    assert!(matches!(
+        m.as_party(&admin, "claim.review", misleading),
+        Err(Rejection::InvalidField { field: "note", .. })
+    ));
     m.as_party(&admin, "claim.review", review(1, "approve"))
         .unwrap();
     assert_eq!(
@@ -1092,7 +1099,7 @@ fn a_direct_plan_without_installments_is_one_installment_of_the_enterprise_share
     assert_eq!(
         (
             installments[0].amount_minor.get(),
-            installments[0].due_at_ms
+            installments[0].due_at_ms.get()
         ),
         (300_000, NOW)
     );

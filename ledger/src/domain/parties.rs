@@ -132,14 +132,16 @@ pub(super) fn require_role(actor: &PartyRecord, role: Role) -> Result<(), Reject
     }
 }
 
+/// Checks a text that a person reads against the rule of [`crate::text`]: at most `max` bytes,
+/// NFC, no control or bidirectional formatting character, not blank.
 pub(super) fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
-    if value.trim().is_empty() || value.len() > max {
-        return Err(Rejection::InvalidField {
-            field,
-            reason: format!("must be 1 to {max} bytes, not blank"),
-        });
-    }
-    Ok(())
+    crate::text::check_readable(value, max).map_err(|e| Rejection::InvalidField {
+        field,
+        reason: format!(
+            "{e}; it must be 1 to {max} bytes of NFC text without control or bidirectional \
+             formatting characters, not blank"
+        ),
+    })
 }
 
 pub(super) fn decide_genesis(

@@ -8,7 +8,7 @@ use super::state::{StateError, StateRead, StateWrite};
 use super::{ApplyContext, ApplyError, Event, Rejection};
 use crate::keys::PublicKey;
 use crate::limits::{MAX_CATEGORIES, MAX_CATEGORY_BYTES, MAX_NAME_BYTES, MAX_SPEND_REGIONS};
-use crate::types::{RecordId, RegionId, TimeMs};
+use crate::types::{DurationMs, RecordId, RegionId, TimeMs, TimestampMs};
 
 /// Who pays the agency when a voucher is redeemed in another region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -52,15 +52,16 @@ pub struct ProgramTerms {
     pub subsidy_ratio_bps: BasisPoints,
     pub caps: ProgramCaps,
     pub eligible_categories: Vec<String>,
-    pub valid_from_ms: TimeMs,
-    pub valid_until_ms: TimeMs,
-    pub claim_deadline_ms: TimeMs,
+    pub valid_from_ms: TimestampMs,
+    pub valid_until_ms: TimestampMs,
+    pub claim_deadline_ms: TimestampMs,
     pub spend_regions: Vec<RegionId>,
     pub cross_region_payer: CrossRegionPayer,
     pub use_mode: UseMode,
     /// 1 or 2 levels of claim review.
+    #[schema(minimum = 1, maximum = 2)]
     pub review_levels: u8,
-    pub notice_period_ms: u64,
+    pub notice_period_ms: DurationMs,
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
 }
@@ -142,7 +143,7 @@ pub struct QualificationRecord {
 pub struct QualifyBody {
     pub program_id: RecordId,
     pub enterprise: PublicKey,
-    pub expires_at_ms: TimeMs,
+    pub expires_at_ms: TimestampMs,
 }
 
 /// Prefix of these records in the state, followed by the record's id.
@@ -302,13 +303,13 @@ pub(super) fn decide_qualify<S: StateRead>(
     if enterprise.revoked_at.is_some() {
         return Err(Rejection::PartyInactive.into());
     }
-    if body.expires_at_ms <= ctx.node_time_ms {
+    if body.expires_at_ms.get() <= ctx.node_time_ms {
         return Err(invalid("expires_at_ms", "must be in the future").into());
     }
     Ok(vec![Event::EnterpriseQualified {
         program_id: body.program_id.clone(),
         enterprise: body.enterprise,
-        expires_at_ms: body.expires_at_ms,
+        expires_at_ms: body.expires_at_ms.get(),
     }])
 }
 

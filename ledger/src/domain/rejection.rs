@@ -46,6 +46,10 @@ pub enum Rejection {
     NodeRoleReserved,
     #[error("field `{field}` is not valid: {reason}")]
     InvalidField { field: &'static str, reason: String },
+    /// A value of the right JSON type outside its documented bounds, found while parsing the
+    /// body: `field` is its path in the body, e.g. `payment.installments[0].due_at_ms`.
+    #[error("field `{field}` is not valid: {reason}")]
+    InvalidValue { field: String, reason: String },
     #[error("the party must have role {needed}; it is {actual}")]
     WrongPartyRole {
         needed: &'static str,
@@ -203,7 +207,7 @@ impl Rejection {
             Self::LastAdmin => "last-admin",
             Self::HomeRegionMismatch { .. } => "home-region-mismatch",
             Self::NodeRoleReserved => "node-role-reserved",
-            Self::InvalidField { .. } => "invalid-field",
+            Self::InvalidField { .. } | Self::InvalidValue { .. } => "invalid-field",
             Self::WrongPartyRole { .. } => "wrong-party-role",
             Self::PartyInactive => "party-inactive",
             Self::ProgramExists(_) => "program-exists",

@@ -8,14 +8,14 @@ use super::state::{StateError, StateRead, StateWrite};
 use super::{ApplyContext, ApplyError, Event, Rejection};
 use crate::keys::PublicKey;
 use crate::limits::{MAX_NAME_BYTES, MAX_REASON_BYTES, MAX_RELATED_PARTIES};
-use crate::types::TimeMs;
+use crate::types::TimestampMs;
 
 /// Body of `agency.accredit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccreditBody {
     pub agency: PublicKey,
-    pub expires_at_ms: TimeMs,
+    pub expires_at_ms: TimestampMs,
 }
 
 /// Body of `party.suspend` and `party.reinstate`.
@@ -60,7 +60,7 @@ pub(super) fn decide_accredit<S: StateRead>(
         }
         .into());
     }
-    if body.expires_at_ms <= ctx.node_time_ms {
+    if body.expires_at_ms.get() <= ctx.node_time_ms {
         return Err(Rejection::InvalidField {
             field: "expires_at_ms",
             reason: "must be in the future".into(),
@@ -69,7 +69,7 @@ pub(super) fn decide_accredit<S: StateRead>(
     }
     Ok(vec![Event::AgencyAccredited {
         agency: body.agency,
-        expires_at_ms: body.expires_at_ms,
+        expires_at_ms: body.expires_at_ms.get(),
     }])
 }
 

@@ -219,3 +219,46 @@ fn applying_a_command_checks_only_the_keys_it_brings() {
     apply(&mut world.state, &ctx, &admin, &command).unwrap();
     assert_eq!(crate::keys::full_key_checks() - before, 1);
 }
+
+#[test]
+fn names_and_reasons_are_readable_text() {
+    let mut w = World::founded();
+    let admin = w.admin.clone();
+    let register = |name: &str| json!({ "key": key().public_key().to_base64(), "role": "agency", "home_region": "cq", "name": name });
+    for name in [
+        "\u{200B}",
+        "\u{200B}\u{200C}\u{FEFF}",
+        "\0",
+        "\0\0\0",
+        " \u{3000} ",
+        "Lab\u{202E}gnp.exe",
+        "Lab\u{2067}x\u{2069}",
+        "Lab\u{200F}",
+        "Lab\u{7}",
+        "Lab\nAdmin",
+        "\u{1B}[2JLab",
+        "Cafe\u{301}",
+    ] {
+        assert!(
+            matches!(
+                w.run(&admin, "party.register", register(name)),
+                Err(Rejection::InvalidField { field: "name", .. })
+            ),
+            "{name:?}"
+        );
+    }
+    let name = "重庆市计量质量检测研究院";
+    let events = w.run(&admin, "party.register", register(name)).unwrap();
+    assert!(matches!(&events[..], [Event::PartyRegistered { name: n, .. }] if n == name));
+
+    let lost = key();
+    w.register(&lost, "agency").unwrap();
+    let revoke = json!({ "key": lost.public_key().to_base64(), "reason": "lost\u{202D}" });
+    assert!(matches!(
+        w.run(&admin, "party.revoke_key", revoke),
+        Err(Rejection::InvalidField {
+            field: "reason",
+            ..
+        })
+    ));
+}

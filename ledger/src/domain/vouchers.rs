@@ -11,7 +11,7 @@ use super::state::{StateError, StateRead, StateWrite};
 use super::{ApplyContext, ApplyError, Event, Rejection};
 use crate::keys::PublicKey;
 use crate::limits::MAX_REASON_BYTES;
-use crate::types::{RecordId, RegionId, TimeMs};
+use crate::types::{RecordId, RegionId, TimeMs, TimestampMs};
 
 /// Where a voucher is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -55,7 +55,7 @@ pub struct IssueVoucherBody {
     pub face_value_minor: AmountMinor,
     /// Defaults to the end of the program's validity window; may not be later.
     #[serde(default)]
-    pub expires_at_ms: Option<TimeMs>,
+    pub expires_at_ms: Option<TimestampMs>,
 }
 
 /// Body of `voucher.freeze`, `voucher.unfreeze` and `voucher.revoke`.
@@ -130,7 +130,9 @@ pub(super) fn decide_issue<S: StateRead>(
     require_role(actor, Role::Admin)?;
     let program = require_program(state, &body.program_id)?;
     let terms = &program.terms;
-    if ctx.node_time_ms < terms.valid_from_ms || ctx.node_time_ms >= terms.valid_until_ms {
+    if ctx.node_time_ms < terms.valid_from_ms.get()
+        || ctx.node_time_ms >= terms.valid_until_ms.get()
+    {
         return Err(Rejection::ProgramNotOpen {
             program_id: terms.program_id.to_string(),
         }
@@ -178,8 +180,8 @@ pub(super) fn decide_issue<S: StateRead>(
         }
         .into());
     }
-    let expires_at_ms = body.expires_at_ms.unwrap_or(terms.valid_until_ms);
-    if expires_at_ms > terms.valid_until_ms || expires_at_ms <= ctx.node_time_ms {
+    let expires_at_ms = body.expires_at_ms.unwrap_or(terms.valid_until_ms).get();
+    if expires_at_ms > terms.valid_until_ms.get() || expires_at_ms <= ctx.node_time_ms {
         return Err(Rejection::InvalidField {
             field: "expires_at_ms",
             reason: "must be in the future and not after the program's valid_until_ms".into(),
