@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::orders::{release_voucher_share, require_order, require_order_party, OrderStatus};
 use super::parties::{require_role, PartyRecord, Role};
 use super::programs::{load_program, require_program, save_program, CrossRegionPayer};
+use super::rejection::state_word;
 use super::state::{StateError, StateRead, StateWrite};
 use super::vouchers::{corrupt, voucher_key};
 use super::{ApplyContext, ApplyError, Event, Rejection};
@@ -141,7 +142,7 @@ fn require_claim_status(claim: &ClaimRecord, status: ClaimStatus) -> Result<(), 
         Ok(())
     } else {
         Err(Rejection::ClaimWrongState {
-            status: format!("{:?}", claim.status).to_lowercase(),
+            status: state_word(&claim.status),
         })
     }
 }
