@@ -1,7 +1,7 @@
 //! The shared resource catalog's read endpoints: search, one listing, one demand, and the
 //! listings that match a demand. The queries themselves are `vledger_ledger::domain::catalog`'s.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use vledger_ledger::domain::catalog::{
 use vledger_ledger::limits::MAX_CATALOG_PAGE;
 use vledger_ledger::types::{RecordId, RegionId};
 
-use super::{read_failure, record_id, AppState, Problem, ProblemQuery};
+use super::{read_failure, record_id, AppState, Problem, ProblemPath, ProblemQuery};
 
 /// `GET /v1/catalog/listings`: every parameter is optional.
 #[derive(Deserialize, IntoParams)]
@@ -25,15 +25,23 @@ pub(crate) struct ListingsQuery {
     industry: Option<Industry>,
     /// The agency's home region.
     region: Option<RegionId>,
+    /// The listing's category; blank filters nothing.
+    #[param(max_length = 64)]
     category: Option<String>,
-    /// Inclusive bounds on the list price, in minor units.
+    /// Inclusive bounds on the list price, in minor units; a `min_price` above `max_price`
+    /// matches nothing.
+    #[serde(default, deserialize_with = "crate::params::opt_int64")]
     min_price: Option<u64>,
+    #[serde(default, deserialize_with = "crate::params::opt_int64")]
     max_price: Option<u64>,
-    /// Text found anywhere in the title, description or tags, ignoring case.
+    /// Text found anywhere in the title, description or tags, ignoring case; blank filters
+    /// nothing.
+    #[param(max_length = 256)]
     q: Option<String>,
     /// The `next_after` of the previous page.
     after: Option<RecordId>,
-    /// 1 to `MAX_CATALOG_PAGE` (the default).
+    /// 1 to 100 (the default).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 
@@ -42,7 +50,8 @@ pub(crate) struct ListingsQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct MatchesQuery {
-    /// 1 to `MAX_CATALOG_PAGE` (the default).
+    /// 1 to 100 (the default).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 
@@ -104,7 +113,7 @@ pub(crate) async fn get_listings(
     ))]
 pub(crate) async fn get_listing(
     State(state): State<AppState>,
-    Path(listing_id): Path<String>,
+    ProblemPath(listing_id): ProblemPath<String>,
 ) -> Result<Json<ListingRecord>, Problem> {
     let id = record_id(listing_id, "listing id")?;
     load_listing(state.node.store(), &id)
@@ -129,7 +138,7 @@ pub(crate) async fn get_listing(
     ))]
 pub(crate) async fn get_demand(
     State(state): State<AppState>,
-    Path(demand_id): Path<String>,
+    ProblemPath(demand_id): ProblemPath<String>,
 ) -> Result<Json<DemandRecord>, Problem> {
     let id = record_id(demand_id, "demand id")?;
     load_demand(state.node.store(), &id)
@@ -148,7 +157,7 @@ pub(crate) async fn get_demand(
     ))]
 pub(crate) async fn get_demand_matches(
     State(state): State<AppState>,
-    Path(demand_id): Path<String>,
+    ProblemPath(demand_id): ProblemPath<String>,
     ProblemQuery(q): ProblemQuery<MatchesQuery>,
 ) -> Result<Json<DemandMatches>, Problem> {
     let id = record_id(demand_id, "demand id")?;

@@ -27,6 +27,8 @@ use vledger_ledger::domain::Event;
 use vledger_ledger::entry::Entry;
 use vledger_ledger::envelope::DsseEnvelope;
 use vledger_ledger::keys::PublicKey;
+
+use crate::params::KeyFilter;
 use vledger_ledger::limits::MAX_ENTRIES_PAGE;
 use vledger_ledger::node::Node;
 use vledger_ledger::types::RecordId;
@@ -36,6 +38,9 @@ use super::{AppState, Problem, ProblemQuery};
 /// Events buffered per subscriber before the reader waits for the client.
 const SUBSCRIBER_BUFFER: usize = 256;
 
+/// Longest `type` filter of `GET /v1/events`.
+pub const MAX_TYPE_FILTER_BYTES: usize = 1024;
+
 /// Where a subscription starts and what it keeps.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -43,16 +48,22 @@ const SUBSCRIBER_BUFFER: usize = 256;
 pub(crate) struct EventsQuery {
     /// The first entry index to stream (default 0: the whole log, then live). Ignored when the
     /// request carries `Last-Event-ID`.
+    #[serde(default, deserialize_with = "crate::params::opt_int64")]
     from: Option<u64>,
     /// Only events that involve this party (standard base64 key): as signer, as a key named in
     /// the event, or as the enterprise or agency of the order (or holder of the voucher) the
     /// event is about.
-    party: Option<PublicKey>,
+    #[param(value_type = Option<PublicKey>)]
+    party: Option<KeyFilter>,
     /// Only events about this program, directly or through the order or voucher they name.
     program: Option<RecordId>,
     /// Only these event types, comma-separated; `order.*` takes every `order.` event.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(
+        rename = "type",
+        pattern = r"^[a-z0-9_.*]+(,[a-z0-9_.*]+)*$",
+        max_length = 1024
+    )]
     types: Option<String>,
 }
 
@@ -80,8 +91,18 @@ struct Resume {
     after_position: Option<u32>,
 }
 
+/// The pattern the document gives `Last-Event-ID`: an index of at most 19 digits (always a
+/// u64) and a position of at most 9 (always a u32; an entry holds far fewer events).
+pub(crate) const LAST_EVENT_ID_PATTERN: &str = r"^[0-9]{1,19}\.[0-9]{1,9}$";
+
+/// Parses `Last-Event-ID` exactly as [`LAST_EVENT_ID_PATTERN`] says.
 fn parse_last_event_id(text: &str) -> Option<Resume> {
-    let (index, position) = text.trim().split_once('.')?;
+    let (index, position) = text.split_once('.')?;
+    let digits =
+        |s: &str, max: usize| (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(index, 19) || !digits(position, 9) {
+        return None;
+    }
     Some(Resume {
         index: index.parse().ok()?,
         after_position: Some(position.parse().ok()?),
@@ -92,17 +113,25 @@ fn parse_last_event_id(text: &str) -> Option<Resume> {
 struct TypeFilter(Vec<String>);
 
 impl TypeFilter {
+    /// Parses the `type` parameter as the document's pattern says: names of lower-case letters,
+    /// digits, `_`, `.` and `*`, separated by single commas, at most [`MAX_TYPE_FILTER_BYTES`].
     fn parse(text: &str) -> Result<Self, Problem> {
-        let types: Vec<String> = text
-            .split(',')
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect();
-        if types.is_empty() {
+        let types: Vec<String> = text.split(',').map(str::to_string).collect();
+        let well_formed = text.len() <= MAX_TYPE_FILTER_BYTES
+            && types.iter().all(|t| {
+                !t.is_empty()
+                    && t.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.*".contains(&b)
+                    })
+            });
+        if !well_formed {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid-query",
-                "type names no event type; give e.g. `order.placed` or `order.*`",
+                format!(
+                    "type must name event types separated by commas, e.g. `order.placed` or \
+                     `order.*,claim.paid`, at most {MAX_TYPE_FILTER_BYTES} bytes"
+                ),
             ));
         }
         Ok(Self(types))
@@ -135,9 +164,9 @@ impl Filter {
 /// `Last-Event-ID`), then each new one as its batch commits; a comment line keeps idle
 /// connections open.
 #[utoipa::path(get, path = "/v1/events", tag = "log", params(EventsQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id, `<index>.<position>`")),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = r"^([0-9]{1,19}\.[0-9]{1,9})?$", description = "Resume after this event id, `<index>.<position>`; empty is the same as absent (what an EventSource sends once its last event id is reset)")),
     responses(
-        (status = 200, description = "An endless `text/event-stream`; each `data` is a StreamedEvent", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An endless `text/event-stream`: each message has an `id`, an `event` (the event's type) and a `data` that is a StreamedEvent in JSON", content_type = "text/event-stream", body = String),
         (status = 400, description = "A filter or the Last-Event-ID is not valid", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn get_events(
@@ -145,7 +174,11 @@ pub(crate) async fn get_events(
     headers: HeaderMap,
     ProblemQuery(q): ProblemQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
-    let resume = match headers.get("last-event-id") {
+    // An empty Last-Event-ID is what an EventSource sends after its id was reset: no id.
+    let last_event_id = headers
+        .get("last-event-id")
+        .filter(|value| !value.is_empty());
+    let resume = match last_event_id {
         Some(value) => value
             .to_str()
             .ok()
@@ -163,7 +196,8 @@ pub(crate) async fn get_events(
         },
     };
     let filter = Filter {
-        party: q.party.map(|k| k.to_base64()),
+        // A well-formed key that is no party's matches no event: its text is no event's key.
+        party: q.party.map(|k| k.as_str().to_string()),
         program: q.program.map(|p| p.to_string()),
         types: q.types.as_deref().map(TypeFilter::parse).transpose()?,
     };
@@ -365,16 +399,37 @@ mod tests {
         assert_eq!(parse_last_event_id("41"), None);
         assert_eq!(parse_last_event_id("a.b"), None);
         assert_eq!(parse_last_event_id("-1.0"), None);
+        // Exactly the document's pattern: no blanks or signs, at most 19 and 9 digits.
+        for bad in [
+            " 1.2",
+            "1.2 ",
+            "+1.2",
+            "1.1234567890",
+            "12345678901234567890.0",
+        ] {
+            assert_eq!(parse_last_event_id(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
     fn type_filter_takes_exact_names_and_prefixes() {
-        let f = TypeFilter::parse("order.*, claim.paid").unwrap();
+        let f = TypeFilter::parse("order.*,claim.paid").unwrap();
         assert!(f.accepts("order.placed"));
         assert!(f.accepts("claim.paid"));
         assert!(!f.accepts("claim.submitted"));
         assert!(!f.accepts("voucher.issued"));
-        assert!(TypeFilter::parse(" , ").is_err());
+        // Exactly the document's pattern: no blanks, no empty names, nothing but [a-z0-9_.*].
+        for bad in [
+            " , ",
+            "order.*, claim.paid",
+            "",
+            ",",
+            "order.placed,",
+            "Order.placed",
+        ] {
+            assert!(TypeFilter::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(TypeFilter::parse(&"a".repeat(MAX_TYPE_FILTER_BYTES + 1)).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod events;
 pub mod metrics;
 pub mod openapi;
+pub mod params;
 pub mod problem;
 pub mod records;
 pub mod witness_service;
@@ -85,6 +86,19 @@ pub fn router(node: Arc<Node>) -> Router {
 
 /// The router of a node whose checkpoints its witnesses cosign into `cosigned`.
 pub fn router_with_witnesses(node: Arc<Node>, cosigned: Arc<witnessing::Cosigned>) -> Router {
+    build_router(node, cosigned, REQUEST_TIMEOUT)
+}
+
+/// The router of the public interface with another request timeout than [`REQUEST_TIMEOUT`].
+pub fn router_with_request_timeout(node: Arc<Node>, request_timeout: Duration) -> Router {
+    build_router(node, Arc::default(), request_timeout)
+}
+
+fn build_router(
+    node: Arc<Node>,
+    cosigned: Arc<witnessing::Cosigned>,
+    request_timeout: Duration,
+) -> Router {
     let (commit_sender, commits) = tokio::sync::watch::channel(node.tree_size());
     node.published().on_commit(Box::new(move |size| {
         commit_sender.send_replace(size);
@@ -133,14 +147,18 @@ pub fn router_with_witnesses(node: Arc<Node>, cosigned: Arc<witnessing::Cosigned
         .route("/healthz", get(healthz))
         .route("/metrics", get(get_metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
         ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            request_timeout,
         ))
+        // Outside every layer that can answer on its own (the timeout, the router's fallbacks),
+        // so that whatever answers, an error is a problem document.
+        .layer(middleware::from_fn(problem::every_error_a_problem))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let id = request
@@ -245,6 +263,32 @@ async fn not_found() -> Problem {
         "not-found",
         "no such endpoint; see /openapi.json",
     )
+}
+
+async fn method_not_allowed(request: Request) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!(
+            "{} is not an operation of {}; see the `Allow` header and /openapi.json",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// Path parameters, whose rejection (a segment that is not UTF-8 once percent-decoded, or not
+/// of the parameter's type) is a problem document rather than axum's plain text.
+pub struct ProblemPath<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ProblemPath<T> {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ProblemPath(p.0))
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid-path", e.body_text()))
+    }
 }
 
 /// Query parameters, whose rejection is a problem document rather than axum's plain text.
@@ -379,9 +423,10 @@ pub const MAX_CHECKPOINTS_PAGE: usize = 1000;
 #[into_params(parameter_in = Query)]
 struct CheckpointsQuery {
     /// The smallest tree size wanted (default 0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "params::int64")]
     from: u64,
-    /// At most this many (default and maximum 1,000).
+    /// 1 to 1,000 (the default).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -441,8 +486,11 @@ async fn get_checkpoints(
 #[into_params(parameter_in = Query)]
 struct EntriesQuery {
     /// The first index.
+    #[serde(deserialize_with = "params::int64")]
     start: u64,
-    /// One past the last index; a page holds at most 1,000 entries.
+    /// One past the last index; a page holds at most 1,000 entries, and none when `end` is not
+    /// above `start` or `start` is not below the tree size.
+    #[serde(deserialize_with = "params::int64")]
     end: u64,
 }
 
@@ -507,33 +555,32 @@ fn entry_view(index: u64, bytes: &[u8]) -> Result<EntryView, Problem> {
 /// Entries `start` to `end` (exclusive), as stored and decoded.
 #[utoipa::path(get, path = "/v1/entries", tag = "log", params(EntriesQuery),
     responses(
-        (status = 200, description = "The entries that exist in the range (at most 1,000)", body = EntriesPage),
-        (status = 400, description = "The range is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The entries that exist in the range (at most 1,000; none for an empty range or one past the tree)", body = EntriesPage),
+        (status = 400, description = "start or end is not an integer of the documented range", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_entries(
     State(state): State<AppState>,
     ProblemQuery(q): ProblemQuery<EntriesQuery>,
 ) -> Result<Json<EntriesPage>, Problem> {
-    if q.end <= q.start {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "out-of-range",
-            "end must be greater than start",
-        ));
-    }
-    let end = q.end.min(q.start.saturating_add(MAX_ENTRIES_PAGE));
-    let node = state.node.clone();
-    let rows = tokio::task::spawn_blocking(move || node.entries(q.start, end))
-        .await
-        .expect("read task")?;
+    // The entries that exist in the range: none when it is empty or starts past the tree.
+    let tree_size = state.node.tree_size();
+    let end = q
+        .end
+        .min(q.start.saturating_add(MAX_ENTRIES_PAGE))
+        .min(tree_size);
+    let rows = if q.start < end {
+        let node = state.node.clone();
+        tokio::task::spawn_blocking(move || node.entries(q.start, end))
+            .await
+            .expect("read task")?
+    } else {
+        Vec::new()
+    };
     let entries = rows
         .iter()
         .map(|(i, b)| entry_view(*i, b))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(EntriesPage {
-        entries,
-        tree_size: state.node.tree_size(),
-    }))
+    Ok(Json(EntriesPage { entries, tree_size }))
 }
 
 /// One entry with its inclusion proof in the tree of the latest checkpoint.
@@ -557,7 +604,7 @@ pub struct EntryWithProof {
     ))]
 async fn get_entry(
     State(state): State<AppState>,
-    Path(index): Path<String>,
+    ProblemPath(index): ProblemPath<String>,
 ) -> Result<Json<EntryWithProof>, Problem> {
     let index: u64 = index.parse().map_err(|_| {
         Problem::new(
@@ -619,9 +666,11 @@ async fn get_entry(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct InclusionQuery {
-    /// The entry's index.
+    /// The entry's index, below `size`.
+    #[serde(deserialize_with = "params::int64")]
     index: u64,
-    /// The tree size the proof is for (a checkpoint's size).
+    /// The tree size the proof is for (a checkpoint's size), at most the latest one.
+    #[serde(deserialize_with = "params::int64")]
     size: u64,
 }
 
@@ -640,7 +689,8 @@ pub struct InclusionProof {
 #[utoipa::path(get, path = "/v1/proofs/inclusion", tag = "log", params(InclusionQuery),
     responses(
         (status = 200, description = "The proof", body = InclusionProof),
-        (status = 400, description = "index or size out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "index or size is not an integer of the documented range", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "size is beyond the latest tree size, or index is not below size (`out-of-range`)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_inclusion_proof(
     State(state): State<AppState>,
@@ -648,9 +698,12 @@ async fn get_inclusion_proof(
 ) -> Result<Json<InclusionProof>, Problem> {
     if q.index >= q.size {
         return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "out-of-range",
-            "index must be below size",
+            format!(
+                "a tree of size {} has no entry {}; index must be below size",
+                q.size, q.index
+            ),
         ));
     }
     let node = state.node.clone();
@@ -675,9 +728,11 @@ async fn get_inclusion_proof(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ConsistencyQuery {
-    /// The older tree size.
+    /// The older tree size, at most `to`.
+    #[serde(deserialize_with = "params::int64")]
     from: u64,
-    /// The newer tree size, at most the current one.
+    /// The newer tree size, at most the latest one.
+    #[serde(deserialize_with = "params::int64")]
     to: u64,
 }
 
@@ -693,7 +748,8 @@ pub struct ConsistencyProof {
 #[utoipa::path(get, path = "/v1/proofs/consistency", tag = "log", params(ConsistencyQuery),
     responses(
         (status = 200, description = "The proof (empty when from is 0 or equals to)", body = ConsistencyProof),
-        (status = 400, description = "from or to out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "from or to is not an integer of the documented range", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "to is beyond the latest tree size, or from is above to (`out-of-range`)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn get_consistency_proof(
     State(state): State<AppState>,
@@ -701,9 +757,12 @@ async fn get_consistency_proof(
 ) -> Result<Json<ConsistencyProof>, Problem> {
     if q.from > q.to {
         return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "out-of-range",
-            "from must not exceed to",
+            format!(
+                "there is no consistency proof from size {} to the smaller size {}",
+                q.from, q.to
+            ),
         ));
     }
     let node = state.node.clone();
@@ -770,7 +829,7 @@ fn read_record<T>(
     ))]
 async fn get_program(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ProblemPath(id): ProblemPath<String>,
 ) -> Result<Json<ProgramRecord>, Problem> {
     read_record(&state, id, "program", "program-not-found", load_program)
 }
@@ -785,7 +844,7 @@ async fn get_program(
     ))]
 async fn get_voucher(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ProblemPath(id): ProblemPath<String>,
 ) -> Result<Json<VoucherRecord>, Problem> {
     read_record(&state, id, "voucher", "voucher-not-found", load_voucher)
 }
@@ -800,7 +859,7 @@ async fn get_voucher(
     ))]
 async fn get_order(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ProblemPath(id): ProblemPath<String>,
 ) -> Result<Json<OrderRecord>, Problem> {
     read_record(&state, id, "order", "order-not-found", load_order)
 }
@@ -856,7 +915,7 @@ async fn get_order_quote(
     ))]
 async fn get_claim(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ProblemPath(id): ProblemPath<String>,
 ) -> Result<Json<ClaimRecord>, Problem> {
     read_record(&state, id, "claim of order", "claim-not-found", load_claim)
 }
@@ -864,13 +923,19 @@ async fn get_claim(
 /// Most fraud flags or settlement positions in one page.
 pub const MAX_RECORDS_PAGE: usize = 500;
 
+/// Fewest fraud flags in one page (a smaller `limit` is raised to it): one entry raises at most
+/// this many flags.
+pub const MIN_FLAGS_PAGE: usize = 256;
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct FlagsQuery {
     /// Only flags raised by entries after this index.
+    #[serde(default, deserialize_with = "params::opt_int64")]
     after_index: Option<u64>,
-    /// 256 to 500 (the default); smaller values are raised to 256.
+    /// 1 to 500 (the default); values below 256 are raised to 256.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -894,10 +959,17 @@ async fn get_fraud_flags(
 ) -> Result<Json<FraudFlagsPage>, Problem> {
     // At least 256 per page: one entry raises at most 256 flags, so a page always ends on an
     // entry boundary and paging by entry index never skips a flag.
-    let limit = q
-        .limit
-        .unwrap_or(MAX_RECORDS_PAGE)
-        .clamp(256, MAX_RECORDS_PAGE);
+    let limit = match q.limit {
+        None => MAX_RECORDS_PAGE,
+        Some(n) if (1..=MAX_RECORDS_PAGE).contains(&n) => n.max(MIN_FLAGS_PAGE),
+        Some(n) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                format!("limit {n} must be between 1 and {MAX_RECORDS_PAGE}"),
+            ))
+        }
+    };
     let mut start = FRAUD_FLAG_PREFIX.to_vec();
     start.extend_from_slice(
         &q.after_index

@@ -65,16 +65,125 @@ use utoipa::OpenApi;
 )]
 pub struct ApiDoc;
 
+/// The document as served: [`ApiDoc`] with what its annotations cannot state, the form of each
+/// message of the event stream (Open API 3.1 describes each event of a `text/event-stream` with
+/// its `schema`; `data` is a `StreamedEvent` in JSON, which only `contentSchema` can say).
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+    let stream =
+        &mut doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    stream["schema"] = serde_json::json!({
+        "type": "object",
+        "description": "One message of the stream; comment lines that keep the connection open are not messages.",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {
+                "type": "string",
+                "description": "`<entry index>.<position of the event in the entry>`",
+                "pattern": crate::events::LAST_EVENT_ID_PATTERN,
+            },
+            "event": {
+                "type": "string",
+                "description": "The event's type, e.g. `order.placed`",
+                "pattern": "^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)+$",
+            },
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": { "$ref": "#/components/schemas/StreamedEvent" },
+            },
+        },
+        "additionalProperties": false,
+    });
+    doc
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operation",
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
 pub(crate) async fn get_openapi() -> Response {
     // The document never changes while the node runs: rendered once.
     static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let json = DOCUMENT.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .expect("the OpenAPI document serializes")
-    });
+    let json = DOCUMENT.get_or_init(|| document().to_string());
     ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::document;
+    use crate::events::{LAST_EVENT_ID_PATTERN, MAX_TYPE_FILTER_BYTES};
+    use crate::records::MAX_LIST_PAGE;
+    use crate::{MAX_CHECKPOINTS_PAGE, MAX_RECORDS_PAGE};
+    use vledger_ledger::limits::{
+        MAX_CATALOG_PAGE, MAX_CATALOG_QUERY_TEXT_CHARS, MAX_CATEGORY_FILTER_CHARS,
+    };
+
+    fn parameter<'a>(doc: &'a Value, path: &str, name: &str) -> &'a Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path} has parameters"))
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} has a parameter {name}"))
+    }
+
+    #[test]
+    fn the_documents_bounds_are_the_servers() {
+        let doc = document();
+        let limits = [
+            ("/v1/programs", MAX_LIST_PAGE),
+            ("/v1/vouchers", MAX_LIST_PAGE),
+            ("/v1/orders", MAX_LIST_PAGE),
+            ("/v1/claims", MAX_LIST_PAGE),
+            ("/v1/checkpoints", MAX_CHECKPOINTS_PAGE),
+            ("/v1/fraud-flags", MAX_RECORDS_PAGE),
+            ("/v1/catalog/listings", MAX_CATALOG_PAGE),
+            ("/v1/catalog/demands/{demand_id}/matches", MAX_CATALOG_PAGE),
+        ];
+        for (path, max) in limits {
+            let schema = &parameter(&doc, path, "limit")["schema"];
+            assert_eq!(schema["minimum"].as_f64(), Some(1.0), "{path}");
+            assert_eq!(schema["maximum"].as_f64(), Some(max as f64), "{path}");
+        }
+        let lengths = [
+            (
+                "/v1/catalog/listings",
+                "category",
+                MAX_CATEGORY_FILTER_CHARS,
+            ),
+            ("/v1/catalog/listings", "q", MAX_CATALOG_QUERY_TEXT_CHARS),
+            ("/v1/events", "type", MAX_TYPE_FILTER_BYTES),
+        ];
+        for (path, name, max) in lengths {
+            let schema = &parameter(&doc, path, name)["schema"];
+            assert_eq!(
+                schema["maxLength"].as_u64(),
+                Some(max as u64),
+                "{path} {name}"
+            );
+        }
+        let last_event_id = &parameter(&doc, "/v1/events", "Last-Event-ID")["schema"];
+        assert_eq!(
+            last_event_id["pattern"],
+            format!(
+                "^({})?$",
+                &LAST_EVENT_ID_PATTERN[1..LAST_EVENT_ID_PATTERN.len() - 1]
+            )
+        );
+    }
+
+    #[test]
+    fn each_message_of_the_event_stream_has_a_schema_whose_data_is_a_streamed_event() {
+        let doc = document();
+        let schema = &doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]
+            ["text/event-stream"]["schema"];
+        assert_eq!(schema["type"], "object");
+        let data = &schema["properties"]["data"];
+        assert_eq!(data["contentMediaType"], "application/json");
+        let target = data["contentSchema"]["$ref"].as_str().unwrap();
+        let name = target.strip_prefix("#/components/schemas/").unwrap();
+        assert!(doc["components"]["schemas"][name].is_object(), "{target}");
+    }
 }

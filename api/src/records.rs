@@ -6,7 +6,7 @@
 //! [`MAX_RECORDS_SCANNED`] records so that a selective filter cannot make one request read the
 //! whole state; `next_after` then lets the client continue.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
@@ -18,9 +18,11 @@ use vledger_ledger::domain::programs::{ProgramRecord, PROGRAM_PREFIX};
 use vledger_ledger::domain::vouchers::{VoucherRecord, VoucherStatus, VOUCHER_PREFIX};
 use vledger_ledger::domain::{decode_record, load_party, PartyRecord};
 use vledger_ledger::keys::PublicKey;
+
+use crate::params::KeyFilter;
 use vledger_ledger::types::{RecordId, RegionId};
 
-use super::{read_failure, AppState, Problem, ProblemQuery};
+use super::{read_failure, AppState, Problem, ProblemPath, ProblemQuery};
 
 /// Most records one list page returns (and the default `limit`).
 pub const MAX_LIST_PAGE: usize = 200;
@@ -121,6 +123,7 @@ pub(crate) struct ProgramsQuery {
     /// The `next_after` of the previous page.
     after: Option<RecordId>,
     /// 1 to 200 (the default).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
@@ -151,7 +154,8 @@ pub(crate) async fn list_programs(
 #[into_params(parameter_in = Query)]
 pub(crate) struct VouchersQuery {
     /// Only vouchers held by this enterprise key (standard base64).
-    holder: Option<PublicKey>,
+    #[param(value_type = Option<PublicKey>)]
+    holder: Option<KeyFilter>,
     /// Only vouchers of this program.
     program: Option<RecordId>,
     /// Only vouchers in this status.
@@ -160,6 +164,7 @@ pub(crate) struct VouchersQuery {
     /// The `next_after` of the previous page.
     after: Option<RecordId>,
     /// 1 to 200 (the default).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
@@ -180,7 +185,7 @@ pub(crate) async fn list_vouchers(
         q.after.as_ref(),
         limit,
         |v: &VoucherRecord| {
-            q.holder.is_none_or(|h| v.holder == h)
+            q.holder.as_ref().is_none_or(|h| h.matches(&v.holder))
                 && q.program.as_ref().is_none_or(|p| &v.program_id == p)
                 && q.status.is_none_or(|s| v.status == s)
         },
@@ -194,9 +199,11 @@ pub(crate) async fn list_vouchers(
 #[into_params(parameter_in = Query)]
 pub(crate) struct OrdersQuery {
     /// Only orders of this enterprise key (standard base64).
-    enterprise: Option<PublicKey>,
+    #[param(value_type = Option<PublicKey>)]
+    enterprise: Option<KeyFilter>,
     /// Only orders served by this agency key (standard base64).
-    agency: Option<PublicKey>,
+    #[param(value_type = Option<PublicKey>)]
+    agency: Option<KeyFilter>,
     /// Only orders of this program.
     program: Option<RecordId>,
     /// Only orders paid with this voucher.
@@ -207,6 +214,7 @@ pub(crate) struct OrdersQuery {
     /// The `next_after` of the previous page.
     after: Option<RecordId>,
     /// 1 to 200 (the default).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
@@ -227,8 +235,10 @@ pub(crate) async fn list_orders(
         q.after.as_ref(),
         limit,
         |o: &OrderRecord| {
-            q.enterprise.is_none_or(|k| o.enterprise == k)
-                && q.agency.is_none_or(|k| o.agency == k)
+            q.enterprise
+                .as_ref()
+                .is_none_or(|k| k.matches(&o.enterprise))
+                && q.agency.as_ref().is_none_or(|k| k.matches(&o.agency))
                 && q.program.as_ref().is_none_or(|p| &o.program_id == p)
                 && q.voucher.as_ref().is_none_or(|v| &o.voucher_id == v)
                 && q.status.is_none_or(|s| o.status == s)
@@ -243,7 +253,8 @@ pub(crate) async fn list_orders(
 #[into_params(parameter_in = Query)]
 pub(crate) struct ClaimsQuery {
     /// Only claims of this agency key (standard base64).
-    agency: Option<PublicKey>,
+    #[param(value_type = Option<PublicKey>)]
+    agency: Option<KeyFilter>,
     /// Only claims of this program.
     program: Option<RecordId>,
     /// Only claims in this status.
@@ -252,6 +263,7 @@ pub(crate) struct ClaimsQuery {
     /// The `next_after` of the previous page (an order id).
     after: Option<RecordId>,
     /// 1 to 200 (the default).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
@@ -272,7 +284,7 @@ pub(crate) async fn list_claims(
         q.after.as_ref(),
         limit,
         |c: &ClaimRecord| {
-            q.agency.is_none_or(|k| c.agency == k)
+            q.agency.as_ref().is_none_or(|k| k.matches(&c.agency))
                 && q.program.as_ref().is_none_or(|p| &c.program_id == p)
                 && q.status.is_none_or(|s| c.status == s)
         },
@@ -285,28 +297,32 @@ pub(crate) async fn list_claims(
     params(("key" = PublicKey, Path, description = "The party's public key, standard base64 (percent-encode `/` and `+`)")),
     responses(
         (status = 200, description = "The party", body = PartyRecord),
-        (status = 400, description = "The key is not a valid public key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No party has this key", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The key is not 32 bytes in standard base64", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No party has this key (also for 32 bytes that fail the key rule: no party can have them)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn get_party(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    ProblemPath(key): ProblemPath<String>,
 ) -> Result<Json<PartyRecord>, Problem> {
-    let key = PublicKey::from_base64(&key).map_err(|e| {
+    let key = KeyFilter::parse(&key).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
             "invalid-path",
             format!("party key: {e}"),
         )
     })?;
-    load_party(state.node.store(), &key)
+    let not_found = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "party-not-found",
+            format!("no party has the key {}", key.as_str()),
+        )
+    };
+    let Some(public_key) = key.key() else {
+        return Err(not_found());
+    };
+    load_party(state.node.store(), public_key)
         .map_err(read_failure)?
         .map(Json)
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "party-not-found",
-                format!("no party has the key {key}"),
-            )
-        })
+        .ok_or_else(not_found)
 }

@@ -245,6 +245,7 @@ async fn agencies_list_enterprises_post_and_the_catalog_searches_and_matches() {
 #[tokio::test]
 async fn bad_catalog_queries_and_missing_records_have_their_own_problems() {
     let app = spawn_app().await;
+    let long_category = "c".repeat(65);
     for query in [
         &[("limit", "0")][..],
         &[("limit", "101")],
@@ -254,16 +255,28 @@ async fn bad_catalog_queries_and_missing_records_have_their_own_problems() {
         &[("region", "SC")],
         &[("after", "not an id")],
         &[("min_price", "-1")],
-        &[("min_price", "9"), ("max_price", "1")],
+        &[("min_price", "9223372036854775808")],
+        &[("category", long_category.as_str())],
         &[("colour", "red")],
     ] {
         let response = app.get("/v1/catalog/listings", query).await;
         let problem = expect_problem(response, 400, "invalid-query").await;
         assert_eq!(problem.status, 400, "{query:?}");
     }
-    let long = "检".repeat(100);
+    let long = "检".repeat(257);
     let response = app.get("/v1/catalog/listings", &[("q", &long)]).await;
     expect_problem(response, 400, "invalid-query").await;
+    // Within the document's lengths (in characters) and ranges, a query nothing satisfies is
+    // answered with an empty page.
+    let (wide_q, wide_category) = ("检".repeat(256), "类".repeat(64));
+    for query in [
+        &[("min_price", "9"), ("max_price", "1")][..],
+        &[("q", wide_q.as_str())],
+        &[("category", wide_category.as_str())],
+    ] {
+        let response = app.get("/v1/catalog/listings", query).await;
+        assert_eq!(response.status(), 200, "{query:?}");
+    }
 
     let response = app.get("/v1/catalog/listings/nope", &[]).await;
     expect_problem(response, 404, "listing-not-found").await;

@@ -56,8 +56,18 @@ pub enum EnvelopeError {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DsseEnvelope {
+    /// Always `application/vnd.vledger.command+json`.
+    #[schema(schema_with = crate::schema::command_payload_type)]
     pub payload_type: String,
+    /// The payload bytes in standard base64; the whole envelope is at most 65,536 bytes.
+    #[schema(
+        pattern = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$",
+        min_length = 4,
+        max_length = 65536
+    )]
     pub payload: String,
+    /// Exactly one signature.
+    #[schema(min_items = 1, max_items = 1)]
     pub signatures: Vec<DsseSignature>,
 }
 
@@ -67,6 +77,12 @@ pub struct DsseEnvelope {
 pub struct DsseSignature {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyid: Option<String>,
+    /// The 64-byte ed25519 signature in standard base64.
+    #[schema(
+        pattern = r"^[A-Za-z0-9+/]{85}[AQgw]==$",
+        min_length = 88,
+        max_length = 88
+    )]
     pub sig: String,
 }
 

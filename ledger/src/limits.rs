@@ -75,8 +75,12 @@ pub const MAX_INDUSTRY_BYTES: usize = 32;
 pub const MAX_CATALOG_PAGE: usize = 100;
 /// Most listings one catalog query examines; a search page cut short by it carries a cursor.
 pub const MAX_CATALOG_SCAN: usize = 10_000;
-/// Longest catalog search text, in bytes of UTF-8.
-pub const MAX_CATALOG_QUERY_TEXT_BYTES: usize = 256;
+/// Longest catalog search text, in characters (what the OpenAPI document's `maxLength` counts).
+pub const MAX_CATALOG_QUERY_TEXT_CHARS: usize = 256;
+/// Longest category a catalog search filters by, in characters: a longer one is refused, and
+/// one within it but longer in bytes than any listing's category (`MAX_CATEGORY_BYTES`) matches
+/// nothing.
+pub const MAX_CATEGORY_FILTER_CHARS: usize = 64;
 
 /// Keys remembered as having passed the whole key rule, with their decoded points (about
 /// 250 B each; 16 MiB at most). When full, the set is emptied and refilled: a forgotten key is

@@ -38,11 +38,21 @@ fn integer_in(description: &str, min: u64, max: u64) -> RefOr<Schema> {
         .into()
 }
 
+/// The schema of a DSSE envelope's `payloadType`: the one type a node takes.
+pub fn command_payload_type() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([crate::envelope::COMMAND_PAYLOAD_TYPE]))
+        .into()
+}
+
 impl PartialSchema for PublicKey {
     fn schema() -> RefOr<Schema> {
+        // 32 bytes take 43 characters and one `=`; the last character carries 4 bits of the key
+        // and 2 zero bits, so only 16 characters can be last (base64 decoding refuses others).
         string(
             "An ed25519 public key, 32 bytes in standard base64.",
-            "^[A-Za-z0-9+/]{43}=$",
+            "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$",
             44,
             44,
         )

@@ -24,6 +24,19 @@ pub fn fresh_key() -> SigningKey {
 
 /// Founds region `cq` with `admin` as its first admin and serves it until the test ends.
 pub async fn serve_node(admin: &SigningKey) -> Served {
+    let (node, dir) = open_node(admin);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(vledger_api::serve(
+        listener,
+        Arc::clone(&node),
+        std::future::pending(),
+    ));
+    Served { base, dir }
+}
+
+/// Founds region `cq` with `admin` as its first admin in a temporary store.
+pub fn open_node(admin: &SigningKey) -> (Arc<Node>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::open(NodeConfig {
         data_dir: dir.path().join("db"),
@@ -39,14 +52,7 @@ pub async fn serve_node(admin: &SigningKey) -> Served {
         }),
     })
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(vledger_api::serve(
-        listener,
-        Arc::clone(&node),
-        std::future::pending(),
-    ));
-    Served { base, dir }
+    (node, dir)
 }
 
 /// A node served over HTTP, and a client that signs commands for it.

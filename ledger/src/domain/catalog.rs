@@ -14,9 +14,10 @@ use super::state::{StateError, StateRead, StateWrite};
 use super::{ApplyContext, ApplyError, Event, Rejection};
 use crate::keys::PublicKey;
 use crate::limits::{
-    MAX_CATALOG_DESCRIPTION_BYTES, MAX_CATALOG_PAGE, MAX_CATALOG_QUERY_TEXT_BYTES,
+    MAX_CATALOG_DESCRIPTION_BYTES, MAX_CATALOG_PAGE, MAX_CATALOG_QUERY_TEXT_CHARS,
     MAX_CATALOG_SCAN, MAX_CATALOG_TAGS, MAX_CATALOG_TAG_BYTES, MAX_CATALOG_TITLE_BYTES,
-    MAX_CATALOG_UNIT_BYTES, MAX_CATEGORY_BYTES, MAX_INDUSTRY_BYTES, MAX_REASON_BYTES,
+    MAX_CATALOG_UNIT_BYTES, MAX_CATEGORY_BYTES, MAX_CATEGORY_FILTER_CHARS, MAX_INDUSTRY_BYTES,
+    MAX_REASON_BYTES,
 };
 use crate::types::{RecordId, RegionId, TimeMs};
 
@@ -658,30 +659,34 @@ struct Filter<'a> {
 impl<'a> Filter<'a> {
     fn new(query: &'a CatalogQuery) -> Result<Self, QueryError> {
         check_limit(query.limit)?;
-        // A blank filter (an empty search box) filters nothing.
-        let category = query.category.as_deref().filter(|c| !c.trim().is_empty());
-        if category.is_some_and(|c| c.len() > MAX_CATEGORY_BYTES) {
+        // The lengths the document states, counted before trimming as its `maxLength` does. A
+        // category within them that no listing can have (too long in bytes), or a price range
+        // with `min_price` above `max_price`, is a valid query that matches nothing.
+        if query
+            .category
+            .as_deref()
+            .is_some_and(|c| c.chars().count() > MAX_CATEGORY_FILTER_CHARS)
+        {
             return Err(QueryError::Invalid(format!(
-                "category must be at most {MAX_CATEGORY_BYTES} bytes"
+                "category must be at most {MAX_CATEGORY_FILTER_CHARS} characters"
             )));
         }
+        if query
+            .text
+            .as_deref()
+            .is_some_and(|t| t.chars().count() > MAX_CATALOG_QUERY_TEXT_CHARS)
+        {
+            return Err(QueryError::Invalid(format!(
+                "search text must be at most {MAX_CATALOG_QUERY_TEXT_CHARS} characters"
+            )));
+        }
+        // A blank filter (an empty search box) filters nothing.
+        let category = query.category.as_deref().filter(|c| !c.trim().is_empty());
         let text = query
             .text
             .as_deref()
             .map(str::trim)
             .filter(|t| !t.is_empty());
-        if text.is_some_and(|t| t.len() > MAX_CATALOG_QUERY_TEXT_BYTES) {
-            return Err(QueryError::Invalid(format!(
-                "search text must be at most {MAX_CATALOG_QUERY_TEXT_BYTES} bytes"
-            )));
-        }
-        if let (Some(min), Some(max)) = (query.min_price_minor, query.max_price_minor) {
-            if min > max {
-                return Err(QueryError::Invalid(
-                    "min_price must not exceed max_price".into(),
-                ));
-            }
-        }
         Ok(Self {
             query,
             category,

@@ -577,12 +577,7 @@ fn bad_queries_are_refused() {
             ..CatalogQuery::default()
         },
         CatalogQuery {
-            min_price_minor: Some(2),
-            max_price_minor: Some(1),
-            ..CatalogQuery::default()
-        },
-        CatalogQuery {
-            text: Some("检".repeat(86)),
+            text: Some("检".repeat(257)),
             ..CatalogQuery::default()
         },
         CatalogQuery {
@@ -595,6 +590,27 @@ fn bad_queries_are_refused() {
             matches!(search(&c.w.state, &query), Err(QueryError::Invalid(_))),
             "{query:?}"
         );
+    }
+    // Within the stated lengths (characters, not bytes), a query no listing can satisfy is
+    // answered, with nothing in it.
+    let empty = [
+        CatalogQuery {
+            min_price_minor: Some(2),
+            max_price_minor: Some(1),
+            ..CatalogQuery::default()
+        },
+        CatalogQuery {
+            category: Some("类".repeat(64)),
+            ..CatalogQuery::default()
+        },
+        CatalogQuery {
+            text: Some("检".repeat(256)),
+            ..CatalogQuery::default()
+        },
+    ];
+    for query in empty {
+        let page = search(&c.w.state, &query).unwrap();
+        assert!(page.listings.is_empty(), "{query:?}");
     }
     assert!(matches!(
         match_demand(&c.w.state, &id("nope"), 10),

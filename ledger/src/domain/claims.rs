@@ -11,6 +11,7 @@ use super::orders::{
 };
 use super::parties::{require_role, PartyRecord, Role};
 use super::programs::{load_program, require_program, save_program, CrossRegionPayer};
+use super::rejection::state_word;
 use super::state::{StateError, StateRead, StateWrite};
 use super::vouchers::{corrupt, load_voucher, voucher_key};
 use super::{ApplyContext, ApplyError, Event, Rejection};
@@ -174,7 +175,7 @@ fn require_claim_status(claim: &ClaimRecord, status: ClaimStatus) -> Result<(), 
         Ok(())
     } else {
         Err(Rejection::ClaimWrongState {
-            status: format!("{:?}", claim.status).to_lowercase(),
+            status: state_word(&claim.status),
         })
     }
 }

@@ -12,6 +12,7 @@ use super::catalog::{load_listing, ListingRecord, ListingStatus};
 use super::money::AmountMinor;
 use super::parties::{load_party, require_role, PartyRecord, Role};
 use super::programs::{load_program, require_program, ProgramRecord, UseMode};
+use super::rejection::state_word;
 use super::state::{StateError, StateRead, StateWrite};
 use super::vouchers::{
     corrupt, require_voucher, return_to_budget, voucher_key, VoucherRecord, VoucherStatus,
@@ -457,7 +458,7 @@ fn require_status(order: &OrderRecord, allowed: &[OrderStatus]) -> Result<(), Re
     } else {
         Err(Rejection::OrderWrongState {
             order_id: order.order_id.to_string(),
-            status: format!("{:?}", order.status).to_lowercase(),
+            status: state_word(&order.status),
         })
     }
 }
@@ -582,7 +583,7 @@ fn price_order<S: StateRead>(
             status: if voucher.status == VoucherStatus::Active {
                 "past its expiry".into()
             } else {
-                format!("{:?}", voucher.status).to_lowercase()
+                state_word(&voucher.status)
             },
         }
         .into());
@@ -867,7 +868,7 @@ pub(super) fn decide_fund_escrow<S: StateRead>(
     require_status(&order, &[OrderStatus::Placed])?;
     if escrow.status != EscrowStatus::AwaitingFunds {
         return Err(Rejection::EscrowWrongState {
-            status: format!("{:?}", escrow.status).to_lowercase(),
+            status: state_word(&escrow.status),
         }
         .into());
     }
@@ -945,7 +946,7 @@ pub(super) fn decide_deliver<S: StateRead>(
     if let Some(escrow) = &order.escrow {
         if escrow.status != EscrowStatus::Held {
             return Err(Rejection::EscrowWrongState {
-                status: format!("{:?}", escrow.status).to_lowercase(),
+                status: state_word(&escrow.status),
             }
             .into());
         }

@@ -3,6 +3,15 @@
 
 use crate::keys::KeyError;
 
+/// The word the JSON uses for a state (a status enum's serde name, such as `awaiting_funds`), for
+/// messages that name the state a record is in: a client reads the same word in the record.
+pub(crate) fn state_word<T: serde::Serialize + std::fmt::Debug>(state: &T) -> String {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(word)) => word,
+        _ => format!("{state:?}"),
+    }
+}
+
 /// A refused command. The code of each variant is stable: clients match on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
@@ -267,5 +276,22 @@ impl Rejection {
             Self::ShareAlreadyReleased => "share-already-released",
             Self::RecoveryExceedsReceivable { .. } => "recovery-exceeds-receivable",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state_word;
+    use crate::domain::claims::ClaimStatus;
+    use crate::domain::orders::EscrowStatus;
+    use crate::domain::vouchers::VoucherStatus;
+
+    #[test]
+    fn a_state_is_named_by_its_json_word() {
+        assert_eq!(state_word(&EscrowStatus::AwaitingFunds), "awaiting_funds");
+        assert_eq!(state_word(&ClaimStatus::InReview), "in_review");
+        assert_eq!(state_word(&ClaimStatus::InNotice), "in_notice");
+        assert_eq!(state_word(&ClaimStatus::ClawedBack), "clawed_back");
+        assert_eq!(state_word(&VoucherStatus::Revoked), "revoked");
     }
 }

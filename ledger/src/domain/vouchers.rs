@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::money::AmountMinor;
 use super::parties::{load_party, require_role, PartyRecord, Role};
 use super::programs::{load_qualification, require_program, save_program};
+use super::rejection::state_word;
 use super::state::{StateError, StateRead, StateWrite};
 use super::{ApplyContext, ApplyError, Event, Rejection};
 use crate::keys::PublicKey;
@@ -112,7 +113,7 @@ fn require_active(voucher: &VoucherRecord) -> Result<(), Rejection> {
         VoucherStatus::Active => Ok(()),
         status => Err(Rejection::VoucherNotActive {
             voucher_id: voucher.voucher_id.to_string(),
-            status: format!("{status:?}").to_lowercase(),
+            status: state_word(&status),
         }),
     }
 }
