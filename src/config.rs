@@ -10,12 +10,19 @@
 //! admin_key = "base64 public key of the first admin (first start only)"
 //! log_format = "json"
 //! witnesses = ["<witness verifier key>@https://witness.example"]
+//! header_read_timeout_ms = 10000
+//! idle_timeout_ms = 60000
+//! max_connections = 4096
+//! max_event_subscribers = 1024
 //! ```
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use serde::Deserialize;
+use vledger_api::ConnectionLimits;
 
 /// How the node writes its logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -41,6 +48,10 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// Witnesses, each `<witness verifier key>@<url>`.
     pub witnesses: Option<Vec<String>>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_event_subscribers: Option<usize>,
 }
 
 impl FileConfig {
@@ -68,6 +79,8 @@ pub struct ServeSettings {
     pub demo: bool,
     pub log_format: LogFormat,
     pub witnesses: Vec<String>,
+    /// The bounds of the node's HTTP connections.
+    pub connection_limits: ConnectionLimits,
 }
 
 /// What flags and environment gave (clap fills these from both).
@@ -82,6 +95,10 @@ pub struct GivenSettings {
     pub demo: bool,
     pub log_format: Option<LogFormat>,
     pub witnesses: Vec<String>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_event_subscribers: Option<usize>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -116,7 +133,37 @@ impl ServeSettings {
             } else {
                 given.witnesses
             },
+            connection_limits: {
+                let default = ConnectionLimits::default();
+                let ms = |given: Option<u64>, file: Option<u64>, default: Duration| {
+                    given.or(file).map_or(default, Duration::from_millis)
+                };
+                ConnectionLimits {
+                    header_read_timeout: ms(
+                        given.header_read_timeout_ms,
+                        file.header_read_timeout_ms,
+                        default.header_read_timeout,
+                    ),
+                    idle_timeout: ms(
+                        given.idle_timeout_ms,
+                        file.idle_timeout_ms,
+                        default.idle_timeout,
+                    ),
+                    max_connections: given
+                        .max_connections
+                        .or(file.max_connections)
+                        .unwrap_or(default.max_connections),
+                    max_event_subscribers: given
+                        .max_event_subscribers
+                        .or(file.max_event_subscribers)
+                        .unwrap_or(default.max_event_subscribers),
+                }
+            },
         };
+        settings
+            .connection_limits
+            .check()
+            .map_err(|e| anyhow::anyhow!("connection limits: {e}"))?;
         if settings.demo && settings.admin_key.is_some() {
             anyhow::bail!(
                 "give either an admin key (--admin-key, VLEDGER_ADMIN_KEY or admin_key) or --demo, not both"
@@ -158,6 +205,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("xml"), "{e}");
+    }
+
+    #[test]
+    fn connection_limits_come_from_flags_then_the_file_then_defaults() {
+        let file = FileConfig::parse(
+            "header_read_timeout_ms = 250\nidle_timeout_ms = 500\nmax_connections = 8\n",
+        )
+        .unwrap();
+        let given = GivenSettings {
+            max_connections: Some(4),
+            ..Default::default()
+        };
+        let limits = ServeSettings::merge(given, file).unwrap().connection_limits;
+        assert_eq!(limits.header_read_timeout, Duration::from_millis(250));
+        assert_eq!(limits.idle_timeout, Duration::from_millis(500));
+        assert_eq!(limits.max_connections, 4);
+        assert_eq!(
+            limits.max_event_subscribers,
+            ConnectionLimits::default().max_event_subscribers
+        );
+        let e = ServeSettings::merge(
+            GivenSettings::default(),
+            FileConfig::parse("max_connections = 0\n").unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("at least 1"), "{e}");
     }
 
     #[test]

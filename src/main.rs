@@ -128,6 +128,20 @@ struct ServeArgs {
     /// Log lines as text, or as JSON objects carrying each request's id [default: text].
     #[arg(long, env = "VLEDGER_LOG_FORMAT", value_enum)]
     log_format: Option<config::LogFormat>,
+    /// Longest time from a request's first byte to the end of its headers, in ms; a slower
+    /// client's connection is closed [default: 10000].
+    #[arg(long, env = "VLEDGER_HEADER_READ_TIMEOUT_MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// Longest time a connection may wait for its next request, in ms [default: 60000].
+    #[arg(long, env = "VLEDGER_IDLE_TIMEOUT_MS")]
+    idle_timeout_ms: Option<u64>,
+    /// Most connections served at once; more are answered 503 and closed. Keep it below the
+    /// process's open-file limit [default: 4096].
+    #[arg(long, env = "VLEDGER_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Most GET /v1/events streams open at once; more are answered 503 [default: 1024].
+    #[arg(long, env = "VLEDGER_MAX_EVENT_SUBSCRIBERS")]
+    max_event_subscribers: Option<usize>,
 }
 
 impl ServeArgs {
@@ -147,6 +161,10 @@ impl ServeArgs {
                 demo: self.demo,
                 log_format: self.log_format,
                 witnesses: self.witnesses,
+                header_read_timeout_ms: self.header_read_timeout_ms,
+                idle_timeout_ms: self.idle_timeout_ms,
+                max_connections: self.max_connections,
+                max_event_subscribers: self.max_event_subscribers,
             },
             file,
         )
@@ -360,10 +378,11 @@ fn serve(args: config::ServeSettings) -> Result<()> {
             .map(|w| vledger_api::witnessing::WitnessTarget::parse(w))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("--witness {e}"))?;
+        let limits = args.connection_limits;
         if witnesses.is_empty() {
-            vledger_api::serve(listener, Arc::clone(&node), shutdown_signal()).await?;
+            vledger_api::serve_with(listener, Arc::clone(&node), limits, shutdown_signal()).await?;
         } else {
-            vledger_api::witnessing::serve_witnessed(listener, Arc::clone(&node), witnesses, shutdown_signal()).await?;
+            vledger_api::witnessing::serve_witnessed(listener, Arc::clone(&node), witnesses, limits, shutdown_signal()).await?;
         }
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())

@@ -162,12 +162,13 @@ impl Filter {
 /// Each message has `id: <index>.<position>`, `event: <event type>` and a JSON `data`
 /// ([`StreamedEvent`]). The stream first sends every matching event from `from` (or after
 /// `Last-Event-ID`), then each new one as its batch commits; a comment line keeps idle
-/// connections open.
+/// connections open. The node streams to a bounded number of subscribers at once.
 #[utoipa::path(get, path = "/v1/events", tag = "log", params(EventsQuery,
         ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = r"^([0-9]{1,19}\.[0-9]{1,9})?$", description = "Resume after this event id, `<index>.<position>`; empty is the same as absent (what an EventSource sends once its last event id is reset)")),
     responses(
         (status = 200, description = "An endless `text/event-stream`: each message has an `id`, an `event` (the event's type) and a `data` that is a StreamedEvent in JSON", content_type = "text/event-stream", body = String),
         (status = 400, description = "A filter or the Last-Event-ID is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "As many streams are open as the node serves at once (`too-many-subscribers`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn get_events(
     State(state): State<AppState>,
@@ -201,14 +202,24 @@ pub(crate) async fn get_events(
         program: q.program.map(|p| p.to_string()),
         types: q.types.as_deref().map(TypeFilter::parse).transpose()?,
     };
+    // Held by the stream's task: released when the client goes away.
+    let subscriber = state.subscribers.clone().try_acquire_owned().map_err(|_| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too-many-subscribers",
+            format!(
+                "the node streams events to at most {} subscribers at once; retry later",
+                state.max_event_subscribers
+            ),
+        )
+    })?;
     let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
-    tokio::spawn(stream_events(
-        state.node.clone(),
-        state.commits.clone(),
-        resume,
-        filter,
-        tx,
-    ));
+    let node = state.node.clone();
+    let commits = state.commits.clone();
+    tokio::spawn(async move {
+        stream_events(node, commits, resume, filter, tx).await;
+        drop(subscriber);
+    });
     Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
 }
 

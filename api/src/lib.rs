@@ -3,6 +3,7 @@
 //! Handlers translate between HTTP and [`vledger_ledger::node::Node`]; they hold no rules.
 
 pub mod catalog;
+pub mod connections;
 pub mod events;
 pub mod metrics;
 pub mod openapi;
@@ -46,6 +47,7 @@ use vledger_ledger::node::Node;
 use vledger_ledger::receipt::Receipt;
 use vledger_ledger::types::RecordId;
 
+pub use connections::ConnectionLimits;
 pub use metrics::HttpMetrics;
 pub use problem::Problem;
 
@@ -74,6 +76,9 @@ pub struct SharedState {
     pub commits: tokio::sync::watch::Receiver<u64>,
     /// The latest checkpoint cosigned by the node's witnesses (empty without witnesses).
     pub cosigned: Arc<witnessing::Cosigned>,
+    /// One permit per open event stream (see [`ConnectionLimits::max_event_subscribers`]).
+    pub subscribers: Arc<tokio::sync::Semaphore>,
+    pub max_event_subscribers: usize,
 }
 
 /// The header that carries a request's id (taken from the client or made by the node).
@@ -86,31 +91,42 @@ pub fn router(node: Arc<Node>) -> Router {
 
 /// The router of a node whose checkpoints its witnesses cosign into `cosigned`.
 pub fn router_with_witnesses(node: Arc<Node>, cosigned: Arc<witnessing::Cosigned>) -> Router {
-    build_router(node, cosigned, REQUEST_TIMEOUT)
+    app(node, cosigned, &ConnectionLimits::default(), REQUEST_TIMEOUT).0
 }
 
 /// The router of the public interface with another request timeout than [`REQUEST_TIMEOUT`].
 pub fn router_with_request_timeout(node: Arc<Node>, request_timeout: Duration) -> Router {
-    build_router(node, Arc::default(), request_timeout)
+    app(
+        node,
+        Arc::default(),
+        &ConnectionLimits::default(),
+        request_timeout,
+    )
+    .0
 }
 
-fn build_router(
+/// The router, and the metrics it records into (which the connection server adds to).
+fn app(
     node: Arc<Node>,
     cosigned: Arc<witnessing::Cosigned>,
+    limits: &ConnectionLimits,
     request_timeout: Duration,
-) -> Router {
+) -> (Router, Arc<HttpMetrics>) {
     let (commit_sender, commits) = tokio::sync::watch::channel(node.tree_size());
     node.published().on_commit(Box::new(move |size| {
         commit_sender.send_replace(size);
     }));
+    let metrics = Arc::new(HttpMetrics::default());
     let state = AppState(Arc::new(SharedState {
         node,
-        metrics: Arc::new(HttpMetrics::default()),
+        metrics: metrics.clone(),
         commits,
         cosigned,
+        subscribers: Arc::new(tokio::sync::Semaphore::new(limits.max_event_subscribers)),
+        max_event_subscribers: limits.max_event_subscribers,
     }));
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
-    Router::new()
+    let router = Router::new()
         .route("/v1/commands", post(post_command))
         .route("/v1/node", get(get_node))
         .route("/v1/checkpoint", get(get_checkpoint))
@@ -176,20 +192,45 @@ fn build_router(
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .with_state(state)
+        .with_state(state);
+    (router, metrics)
 }
 
 /// Serves the router on `listener` until `shutdown` resolves, then lets the writer finish the
-/// commands it already accepted.
+/// commands it already accepted. Connections are held within the default
+/// [`ConnectionLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Arc<Node>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(node.clone());
-    axum::serve(without_delay(listener), app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    serve_with(listener, node, ConnectionLimits::default(), shutdown).await
+}
+
+/// Like [`serve`], within `limits`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_app(listener, node, Arc::default(), limits, shutdown).await
+}
+
+/// Serves the router of `node` (with the cosigned checkpoints of its witnesses in `cosigned`)
+/// within `limits`, then shuts the node down.
+pub(crate) async fn serve_app(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    cosigned: Arc<witnessing::Cosigned>,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    limits
+        .check()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let (app, metrics) = app(node.clone(), cosigned, &limits, REQUEST_TIMEOUT);
+    connections::serve(listener, app, metrics, limits, shutdown).await?;
     tokio::task::spawn_blocking(move || node.shutdown())
         .await
         .expect("shutdown task");
@@ -1048,19 +1089,33 @@ async fn get_settlement_positions(
 /// What `/healthz` answers.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// Always `ok`.
+    /// Always `ok` (a node that cannot write answers 503 `storage-failure` instead).
     pub status: String,
     pub tree_size: u64,
 }
 
-/// Whether the node is up, with its tree size.
+/// Whether the node is up and can write, with its tree size.
+///
+/// While its store cannot write (a full disk, say), the node answers 503 `storage-failure`
+/// here, and refuses commands with `storage-failure`; it keeps trying the store and answers
+/// 200 again once a write succeeds, without a restart.
 #[utoipa::path(get, path = "/healthz", tag = "operation",
-    responses((status = 200, description = "The node is up", body = Health)))]
-async fn healthz(State(state): State<AppState>) -> Json<Health> {
-    Json(Health {
+    responses(
+        (status = 200, description = "The node is up and its store writes", body = Health),
+        (status = 503, description = "The store cannot write: commands are refused until it can", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
+    if let Some(reason) = state.node.storage_failure() {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-failure",
+            format!("the store cannot write, so commands are refused: {reason}"),
+        ));
+    }
+    Ok(Json(Health {
         status: "ok".into(),
         tree_size: state.node.tree_size(),
-    })
+    }))
 }
 
 /// Prometheus metrics: requests, latency, writer queue depth, batches, commit time, tree size.

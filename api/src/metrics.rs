@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,9 +26,37 @@ struct Histogram {
 pub struct HttpMetrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Connections served now.
+    connections_open: AtomicU64,
+    /// Connections over the bound being answered 503 now.
+    connections_refusing: AtomicU64,
+    /// Connections over the bound since the node started (answered 503, or closed at once).
+    connections_refused: AtomicU64,
 }
 
 impl HttpMetrics {
+    pub(crate) fn connection_opened(&self, refusing: bool) {
+        self.connection_gauge(refusing)
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self, refusing: bool) {
+        self.connection_gauge(refusing)
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn connection_gauge(&self, refusing: bool) -> &AtomicU64 {
+        if refusing {
+            &self.connections_refusing
+        } else {
+            &self.connections_open
+        }
+    }
+
     pub fn record(&self, route: &str, status: u16, elapsed: Duration) {
         *self
             .requests
@@ -83,8 +112,26 @@ impl HttpMetrics {
             );
         }
         let stats = &node.published().stats;
-        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let gauges = [
+            (
+                "vledger_http_connections_open",
+                "gauge",
+                "Connections served now.",
+                load(&self.connections_open),
+            ),
+            (
+                "vledger_http_connections_refusing",
+                "gauge",
+                "Connections over the bound being answered 503 now.",
+                load(&self.connections_refusing),
+            ),
+            (
+                "vledger_http_connections_refused_total",
+                "counter",
+                "Connections over the bound (answered 503 too-many-connections, or closed at once).",
+                load(&self.connections_refused),
+            ),
             (
                 "vledger_tree_size",
                 "gauge",
@@ -126,6 +173,18 @@ impl HttpMetrics {
                 "counter",
                 "Time spent in synced batch writes.",
                 load(&stats.commit_micros_total),
+            ),
+            (
+                "vledger_writer_failed_batches_total",
+                "counter",
+                "Batches whose synced write failed (their commands were refused).",
+                load(&stats.failed_batches),
+            ),
+            (
+                "vledger_storage_writable",
+                "gauge",
+                "1 while the store writes, 0 while it cannot (commands are refused).",
+                u64::from(node.storage_failure().is_none()),
             ),
             (
                 "vledger_writer_longest_commit_microseconds",

@@ -164,20 +164,14 @@ pub(crate) async fn get_cosigned(State(state): State<crate::AppState>) -> Respon
     }
 }
 
-/// Like [`crate::serve`], also witnessing every checkpoint with `targets`.
+/// Like [`crate::serve_with`], also witnessing every checkpoint with `targets`.
 pub async fn serve_witnessed(
     listener: tokio::net::TcpListener,
     node: Arc<Node>,
     targets: Vec<WitnessTarget>,
+    limits: crate::ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let cosigned = start(Arc::clone(&node), targets);
-    let app = crate::router_with_witnesses(node.clone(), cosigned);
-    axum::serve(crate::without_delay(listener), app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    tokio::task::spawn_blocking(move || node.shutdown())
-        .await
-        .expect("shutdown task");
-    Ok(())
+    crate::serve_app(listener, node, cosigned, limits, shutdown).await
 }

@@ -98,3 +98,9 @@ pub const RECORD_CACHE_GENERATION: usize = 32_768;
 pub const STORE_BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// All memtables of the store together (RocksDB flushes the largest beyond it).
 pub const STORE_MEMTABLES_BYTES: usize = 128 << 20;
+/// Info logs the store keeps: each opening of the database starts one, and the node reopens it
+/// after a failed write, as often as every [`STORAGE_RETRY_INTERVAL_MS`] while its disk is full.
+pub const STORE_INFO_LOGS_KEPT: usize = 16;
+/// While the store cannot write, how long the writer waits between attempts to reopen it (in
+/// between, commands are refused at once with `storage-failure`).
+pub const STORAGE_RETRY_INTERVAL_MS: u64 = 1000;

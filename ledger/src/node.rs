@@ -120,7 +120,13 @@ impl Node {
             })?;
         let receipt_signer = NoteSigner::new(&config.origin, config.node_key.clone())
             .map_err(|e| OpenError::Config(e.to_string()))?;
-        let recovered = recover(&store, &checkpoint_signer.verifier(), &config)?;
+        let recovered = recover(
+            &store,
+            &checkpoint_signer.verifier(),
+            &config.origin,
+            &config.region,
+            &node_key,
+        )?;
         let published = Arc::new(Published::new(
             recovered.frontier.size(),
             recovered.checkpoint,
@@ -438,6 +444,11 @@ impl Node {
     pub fn checkpoint(&self) -> Arc<String> {
         self.published.checkpoint()
     }
+    /// Why the store cannot write, while it cannot (commands are then refused with
+    /// `storage-failure`; the writer reopens the store until a write succeeds).
+    pub fn storage_failure(&self) -> Option<String> {
+        self.store.write_failure()
+    }
     /// The writer's counters.
     pub fn published(&self) -> &Published {
         &self.published
@@ -523,18 +534,22 @@ impl Drop for Node {
     }
 }
 
-struct Recovered {
-    frontier: Frontier,
-    last_leaf: Hash,
-    last_time_ms: u64,
-    checkpoint: String,
+/// The log's end as the store holds it.
+pub(crate) struct Recovered {
+    pub(crate) frontier: Frontier,
+    pub(crate) last_leaf: Hash,
+    pub(crate) last_time_ms: u64,
+    pub(crate) checkpoint: String,
 }
 
-/// Checks that the stored tree size, the last entry and the latest checkpoint agree.
-fn recover(
+/// Checks that the stored tree size, the last entry and the latest checkpoint agree, and that
+/// the store is the one of this origin, region and node key.
+pub(crate) fn recover(
     store: &Store,
     verifier: &NoteVerifier,
-    config: &NodeConfig,
+    origin: &str,
+    expected_region: &RegionId,
+    node_key: &PublicKey,
 ) -> Result<Recovered, OpenError> {
     let bad = |msg: String| OpenError::Inconsistent(msg);
     let size = store.tree_size()?.unwrap_or(0);
@@ -610,10 +625,10 @@ fn recover(
             "the latest checkpoint's text is not a checkpoint: {e}"
         ))
     })?;
-    if checkpoint.origin != config.origin {
+    if checkpoint.origin != origin {
         return Err(bad(format!(
             "the latest checkpoint's origin is `{}`, the configured origin is `{}`",
-            checkpoint.origin, config.origin
+            checkpoint.origin, origin
         )));
     }
     if checkpoint.size != size || checkpoint.root_hash != frontier.root() {
@@ -625,17 +640,16 @@ fn recover(
     let region = crate::domain::StateRead::get::<crate::domain::RegionRecord>(store, b"region")
         .map_err(|e| bad(e.to_string()))?
         .ok_or_else(|| bad("the log has entries but no founded region".into()))?;
-    if region.region != config.region {
+    if region.region != *expected_region {
         return Err(bad(format!(
             "the store belongs to region `{}`, the configuration says `{}`",
-            region.region, config.region
+            region.region, expected_region
         )));
     }
-    if region.node_key != config.node_key.public_key() {
+    if region.node_key != *node_key {
         return Err(bad(format!(
             "the store was founded by node key {}, but the configured node key is {}",
-            region.node_key,
-            config.node_key.public_key()
+            region.node_key, node_key
         )));
     }
     Ok(Recovered {
@@ -644,4 +658,81 @@ fn recover(
         last_time_ms: last.node_time_ms,
         checkpoint: note_text,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    fn register(admin: &SigningKey, nonce: &str) -> VerifiedEnvelope {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let payload = CommandPayload {
+            v: u64::from(COMMAND_FORMAT_VERSION),
+            command_type: "party.register".into(),
+            region: RegionId::try_from("cq").unwrap(),
+            signer: admin.public_key(),
+            nonce: nonce.into(),
+            body: serde_json::json!({ "key": key.public_key().to_base64(), "role": "agency",
+                                      "home_region": "cq", "name": "agency" }),
+        };
+        VerifiedEnvelope::parse_and_verify(&seal(&payload, admin)).unwrap()
+    }
+
+    /// After failed writes the store is reported unwritable; once writes can succeed again the
+    /// writer reopens the store by itself (no command needed) and takes the next command at the
+    /// next index, and a refused command sent again is recorded once.
+    #[test]
+    fn after_failed_writes_the_writer_reopens_the_store_and_resumes_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = SigningKey::generate(&mut rand::rngs::OsRng);
+        let node = Node::open(NodeConfig {
+            data_dir: dir.path().to_path_buf(),
+            region: RegionId::try_from("cq").unwrap(),
+            origin: "node.test/cq".into(),
+            node_key: SigningKey::generate(&mut rand::rngs::OsRng),
+            genesis: Some(GenesisBody {
+                region_name: "Chongqing".into(),
+                admin_key: admin.public_key(),
+                admin_name: "admin".into(),
+                time_zone: "Asia/Shanghai".into(),
+            }),
+            max_batch_commands: crate::limits::MAX_BATCH_COMMANDS,
+        })
+        .unwrap();
+        assert_eq!(node.storage_failure(), None);
+        node.store.fail_commits.store(true, Ordering::SeqCst);
+        let first = register(&admin, "1");
+        for envelope in [first.clone(), register(&admin, "2")] {
+            match node.submit_and_wait(envelope) {
+                Err(SubmitError::Storage(_)) => {}
+                other => panic!("expected a storage failure, got {other:?}"),
+            }
+            assert!(node.storage_failure().is_some());
+        }
+        assert_eq!(
+            node.published()
+                .stats
+                .failed_batches
+                .load(Ordering::Relaxed),
+            2
+        );
+        node.store.fail_commits.store(false, Ordering::SeqCst);
+        let started = Instant::now();
+        while node.storage_failure().is_some() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the writer did not try the store again by itself"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let accepted = node.submit_and_wait(register(&admin, "3")).unwrap();
+        assert_eq!(accepted.receipt.index, 1);
+        let again = node.submit_and_wait(first).unwrap();
+        assert!(!again.replayed);
+        assert_eq!(again.receipt.index, 2);
+        assert_eq!(node.tree_size(), 3);
+        assert_eq!(node.store.tree_size().unwrap(), Some(3));
+    }
 }

@@ -2,13 +2,13 @@
 //! checkpoints, each in its own column family. Everything one batch of commands changes is
 //! written in one synced `WriteBatch`.
 
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 use crate::domain::{ScannedRecords, StateError, StateRead, STATE_RECORD_ENCODING};
-use crate::limits::{STORE_BLOCK_CACHE_BYTES, STORE_MEMTABLES_BYTES};
+use crate::limits::{STORE_BLOCK_CACHE_BYTES, STORE_INFO_LOGS_KEPT, STORE_MEMTABLES_BYTES};
 use crate::merkle::{Hash, SubtreeSource};
 use crate::types::LogIndex;
 
@@ -44,6 +44,74 @@ pub struct StoreError {
 
 fn ctx(context: &'static str) -> impl FnOnce(rocksdb::Error) -> StoreError {
     move |source| StoreError { context, source }
+}
+
+/// The database of a [`Store`], read-locked for one operation.
+struct Db<'a>(RwLockReadGuard<'a, DB>);
+
+impl std::ops::Deref for Db<'_> {
+    type Target = DB;
+    fn deref(&self) -> &DB {
+        &self.0
+    }
+}
+
+impl Db<'_> {
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.0
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+}
+
+/// Opens (creating if needed) the database in `dir` for reading and writing.
+fn open_writable(dir: &Path) -> Result<DB, StoreError> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options.increase_parallelism(2);
+    // Each opening starts a new info log; a node that reopens its store while its disk is full
+    // keeps only the latest few.
+    options.set_keep_log_file_num(STORE_INFO_LOGS_KEPT);
+    // Memory is bounded whatever the log's length: memtables together, and one block cache
+    // that also holds the table files' index and filter blocks.
+    options.set_db_write_buffer_size(STORE_MEMTABLES_BYTES);
+    let block_cache = rocksdb::Cache::new_lru_cache(STORE_BLOCK_CACHE_BYTES);
+    let families = COLUMN_FAMILIES.iter().map(|name| {
+        let mut cf_options = Options::default();
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&block_cache);
+        // Index and filter blocks are partitioned: a lookup loads (and checksums) one small
+        // partition into the cache, not a table file's whole index or filter, and only the
+        // partitions' own small indexes stay pinned.
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_pin_top_level_index_and_filter(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        if *name == CF_TREE {
+            // Hashes do not compress; decompressing blocks only slows proofs down.
+            cf_options.set_compression_type(rocksdb::DBCompressionType::None);
+        }
+        if *name == CF_NONCES || *name == CF_STATE {
+            // Most lookups of a new command's nonce, and many of state records (ids not
+            // used yet), find nothing: Bloom filters answer those without a search, in
+            // the memtable and in each table file.
+            table.set_bloom_filter(10.0, false);
+            table.set_partition_filters(true);
+            cf_options.set_memtable_prefix_bloom_ratio(0.02);
+            cf_options.set_memtable_whole_key_filtering(true);
+        }
+        cf_options.set_block_based_table_factory(&table);
+        ColumnFamilyDescriptor::new(*name, cf_options)
+    });
+    DB::open_cf_descriptors(&options, dir, families).map_err(ctx("open"))
+}
+
+/// Opens the database in `dir` read-only.
+fn open_read_only(dir: &Path) -> Result<DB, StoreError> {
+    let options = Options::default();
+    DB::open_cf_for_read_only(&options, dir, COLUMN_FAMILIES, false).map_err(ctx("open read-only"))
 }
 
 /// What a recorded nonce points at: the entry that used it and the hash of its command.
@@ -106,7 +174,12 @@ impl TreeCache {
 
 /// The RocksDB database of one node.
 pub struct Store {
-    db: DB,
+    /// Replaced by [`Store::reopen`] after a failed write; every access holds its read lock
+    /// for the length of one operation.
+    db: RwLock<DB>,
+    dir: PathBuf,
+    /// Why the last write failed, until a write succeeds again (see [`Store::write_failure`]).
+    write_failure: RwLock<Option<String>>,
     tree_cache: RwLock<TreeCache>,
     /// Tests only: while set, [`Store::commit`] fails without writing anything.
     #[cfg(test)]
@@ -143,71 +216,69 @@ pub struct CommitBatch {
 impl Store {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        options.increase_parallelism(2);
-        // Memory is bounded whatever the log's length: memtables together, and one block cache
-        // that also holds the table files' index and filter blocks.
-        options.set_db_write_buffer_size(STORE_MEMTABLES_BYTES);
-        let block_cache = rocksdb::Cache::new_lru_cache(STORE_BLOCK_CACHE_BYTES);
-        let families = COLUMN_FAMILIES.iter().map(|name| {
-            let mut cf_options = Options::default();
-            let mut table = rocksdb::BlockBasedOptions::default();
-            table.set_block_cache(&block_cache);
-            // Index and filter blocks are partitioned: a lookup loads (and checksums) one small
-            // partition into the cache, not a table file's whole index or filter, and only the
-            // partitions' own small indexes stay pinned.
-            table.set_cache_index_and_filter_blocks(true);
-            table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
-            table.set_pin_top_level_index_and_filter(true);
-            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-            if *name == CF_TREE {
-                // Hashes do not compress; decompressing blocks only slows proofs down.
-                cf_options.set_compression_type(rocksdb::DBCompressionType::None);
-            }
-            if *name == CF_NONCES || *name == CF_STATE {
-                // Most lookups of a new command's nonce, and many of state records (ids not
-                // used yet), find nothing: Bloom filters answer those without a search, in
-                // the memtable and in each table file.
-                table.set_bloom_filter(10.0, false);
-                table.set_partition_filters(true);
-                cf_options.set_memtable_prefix_bloom_ratio(0.02);
-                cf_options.set_memtable_whole_key_filtering(true);
-            }
-            cf_options.set_block_based_table_factory(&table);
-            ColumnFamilyDescriptor::new(*name, cf_options)
-        });
-        let db = DB::open_cf_descriptors(&options, dir, families).map_err(ctx("open"))?;
-        let store = Self {
-            db,
-            tree_cache: RwLock::new(TreeCache::default()),
-            #[cfg(test)]
-            fail_commits: Default::default(),
-            #[cfg(test)]
-            commit_gate: Default::default(),
-        };
+        let store = Self::with_db(open_writable(dir)?, dir);
         store.load_tree_cache()?;
         if store.tree_size()?.is_none() && store.state_record_encoding()?.is_none() {
-            store
-                .db
-                .put_cf(
-                    store.cf(CF_META),
-                    META_STATE_ENCODING,
-                    STATE_RECORD_ENCODING,
-                )
+            let db = store.db();
+            db.put_cf(db.cf(CF_META), META_STATE_ENCODING, STATE_RECORD_ENCODING)
                 .map_err(ctx("record the state encoding"))?;
         }
         Ok(store)
     }
 
+    fn with_db(db: DB, dir: &Path) -> Self {
+        Self {
+            db: RwLock::new(db),
+            dir: dir.to_path_buf(),
+            write_failure: RwLock::new(None),
+            tree_cache: RwLock::new(TreeCache::default()),
+            #[cfg(test)]
+            fail_commits: Default::default(),
+            #[cfg(test)]
+            commit_gate: Default::default(),
+        }
+    }
+
+    /// The database, for one operation.
+    fn db(&self) -> Db<'_> {
+        Db(self.db.read().expect("store lock"))
+    }
+
+    /// Why the last write failed, while no write has succeeded since; `None` when the store
+    /// writes.
+    pub fn write_failure(&self) -> Option<String> {
+        self.write_failure.read().expect("store lock").clone()
+    }
+
+    /// Records that the store cannot write, for a reason found outside a write.
+    pub fn set_write_failure(&self, reason: String) {
+        *self.write_failure.write().expect("store lock") = Some(reason);
+    }
+
+    /// Closes the database and opens it again, which clears the error state RocksDB enters
+    /// after a failed write (after a full disk, it refuses every write until reopened). Reads
+    /// go on meanwhile: the files are first opened read-only, and stay so if the database
+    /// cannot be opened for writing (the disk is still full); the error names why. Must not
+    /// run during a [`Store::commit`] (the writer calls it between batches).
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut db = self.db.write().expect("store lock");
+        // Read-only first: the writable database holds the directory's lock until it is
+        // closed, and readers must find a database whatever happens next.
+        *db = open_read_only(&self.dir)?;
+        *db = open_writable(&self.dir)?;
+        drop(db);
+        // A write reported failed may have reached the disk: the tree nodes are read anew.
+        self.load_tree_cache()?;
+        *self.write_failure.write().expect("store lock") = None;
+        Ok(())
+    }
+
     /// The encoding the stored state records are in; `None` for a store written before the
     /// encoding was recorded (JSON records).
     pub fn state_record_encoding(&self) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_META), META_STATE_ENCODING)
+        let db = self.db();
+        Ok(db
+            .get_cf(db.cf(CF_META), META_STATE_ENCODING)
             .map_err(ctx("read the state encoding"))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
@@ -215,9 +286,10 @@ impl Store {
     /// Reads every stored node of level `TREE_CACHE_MIN_LEVEL` and up into memory (they are the
     /// last keys of the tree family: the key is the level, then the index).
     fn load_tree_cache(&self) -> Result<(), StoreError> {
+        let db = self.db();
         let mut cache = TreeCache::default();
-        let iter = self.db.iterator_cf(
-            self.cf(CF_TREE),
+        let iter = db.iterator_cf(
+            db.cf(CF_TREE),
             rocksdb::IteratorMode::From(
                 &tree_key(TREE_CACHE_MIN_LEVEL, 0),
                 rocksdb::Direction::Forward,
@@ -241,17 +313,7 @@ impl Store {
     /// Opens the database in `dir` read-only: it must exist. Works while the node runs (the view
     /// is the one at opening) and never changes the files.
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
-        let options = Options::default();
-        let db = DB::open_cf_for_read_only(&options, dir, COLUMN_FAMILIES, false)
-            .map_err(ctx("open read-only"))?;
-        let store = Self {
-            db,
-            tree_cache: RwLock::new(TreeCache::default()),
-            #[cfg(test)]
-            fail_commits: Default::default(),
-            #[cfg(test)]
-            commit_gate: Default::default(),
-        };
+        let store = Self::with_db(open_read_only(dir)?, dir);
         store.load_tree_cache()?;
         Ok(store)
     }
@@ -262,8 +324,9 @@ impl Store {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, String)>, StoreError> {
-        let iter = self.db.iterator_cf(
-            self.cf(CF_CHECKPOINTS),
+        let db = self.db();
+        let iter = db.iterator_cf(
+            db.cf(CF_CHECKPOINTS),
             rocksdb::IteratorMode::From(&from.to_be_bytes(), rocksdb::Direction::Forward),
         );
         let mut out = Vec::new();
@@ -274,43 +337,37 @@ impl Store {
         Ok(out)
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column family created at open")
-    }
-
     /// The committed tree size, if one was ever recorded.
     pub fn tree_size(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_META), META_TREE_SIZE)
+        let db = self.db();
+        Ok(db
+            .get_cf(db.cf(CF_META), META_TREE_SIZE)
             .map_err(ctx("read tree size"))?
             .map(|v| be_u64(&v)))
     }
 
     /// The size of the latest stored checkpoint.
     pub fn latest_checkpoint_size(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_META), META_LATEST_CHECKPOINT)
+        let db = self.db();
+        Ok(db
+            .get_cf(db.cf(CF_META), META_LATEST_CHECKPOINT)
             .map_err(ctx("read latest checkpoint size"))?
             .map(|v| be_u64(&v)))
     }
 
     /// The signed checkpoint note stored for a tree size.
     pub fn checkpoint(&self, size: u64) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_CHECKPOINTS), size.to_be_bytes())
+        let db = self.db();
+        Ok(db
+            .get_cf(db.cf(CF_CHECKPOINTS), size.to_be_bytes())
             .map_err(ctx("read checkpoint"))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// The canonical bytes of one entry.
     pub fn entry(&self, index: LogIndex) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db
-            .get_cf(self.cf(CF_ENTRIES), index.to_be_bytes())
+        let db = self.db();
+        db.get_cf(db.cf(CF_ENTRIES), index.to_be_bytes())
             .map_err(ctx("read entry"))
     }
 
@@ -320,9 +377,10 @@ impl Store {
         start: LogIndex,
         end: LogIndex,
     ) -> Result<Vec<(LogIndex, Vec<u8>)>, StoreError> {
+        let db = self.db();
         let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
-        let iter = self.db.iterator_cf(
-            self.cf(CF_ENTRIES),
+        let iter = db.iterator_cf(
+            db.cf(CF_ENTRIES),
             rocksdb::IteratorMode::From(&start.to_be_bytes(), rocksdb::Direction::Forward),
         );
         for item in iter {
@@ -338,8 +396,9 @@ impl Store {
 
     /// The first entry index at or after `from`, if any (used to detect entries past the tree size).
     pub fn first_entry_at_or_after(&self, from: LogIndex) -> Result<Option<LogIndex>, StoreError> {
-        let mut iter = self.db.iterator_cf(
-            self.cf(CF_ENTRIES),
+        let db = self.db();
+        let mut iter = db.iterator_cf(
+            db.cf(CF_ENTRIES),
             rocksdb::IteratorMode::From(&from.to_be_bytes(), rocksdb::Direction::Forward),
         );
         match iter.next() {
@@ -350,9 +409,9 @@ impl Store {
 
     /// The entry that used `(signer, nonce)`, if any.
     pub fn nonce(&self, key: &[u8]) -> Result<Option<NonceRecord>, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_NONCES), key)
+        let db = self.db();
+        Ok(db
+            .get_cf(db.cf(CF_NONCES), key)
             .map_err(ctx("read nonce"))?
             .map(|v| NonceRecord {
                 index: be_u64(&v[..8]),
@@ -362,32 +421,33 @@ impl Store {
 
     /// Writes a whole batch in one synced write: after this returns, it survives power loss.
     pub fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        let db = self.db();
         let mut wb = WriteBatch::default();
         for (index, bytes) in &batch.entries {
-            wb.put_cf(self.cf(CF_ENTRIES), index.to_be_bytes(), bytes);
+            wb.put_cf(db.cf(CF_ENTRIES), index.to_be_bytes(), bytes);
         }
         for (level, index, hash) in &batch.tree_nodes {
-            wb.put_cf(self.cf(CF_TREE), tree_key(*level, *index), hash);
+            wb.put_cf(db.cf(CF_TREE), tree_key(*level, *index), hash);
         }
         for (key, value) in batch.state_changes.iter() {
             match value {
-                Some(v) => wb.put_cf(self.cf(CF_STATE), key, v),
-                None => wb.delete_cf(self.cf(CF_STATE), key),
+                Some(v) => wb.put_cf(db.cf(CF_STATE), key, v),
+                None => wb.delete_cf(db.cf(CF_STATE), key),
             }
         }
         for (key, record) in &batch.nonces {
             let mut value = record.index.to_be_bytes().to_vec();
             value.extend_from_slice(&record.command_hash);
-            wb.put_cf(self.cf(CF_NONCES), key, value);
+            wb.put_cf(db.cf(CF_NONCES), key, value);
         }
         wb.put_cf(
-            self.cf(CF_META),
+            db.cf(CF_META),
             META_TREE_SIZE,
             batch.new_tree_size.to_be_bytes(),
         );
         if let Some((size, note)) = &batch.checkpoint {
-            wb.put_cf(self.cf(CF_CHECKPOINTS), size.to_be_bytes(), note.as_bytes());
-            wb.put_cf(self.cf(CF_META), META_LATEST_CHECKPOINT, size.to_be_bytes());
+            wb.put_cf(db.cf(CF_CHECKPOINTS), size.to_be_bytes(), note.as_bytes());
+            wb.put_cf(db.cf(CF_META), META_LATEST_CHECKPOINT, size.to_be_bytes());
         }
         #[cfg(test)]
         if let Some(gate) = &*self.commit_gate.lock().expect("gate lock") {
@@ -399,9 +459,14 @@ impl Store {
         // Tests make the write fail for real: RocksDB refuses a synced write without its WAL.
         #[cfg(test)]
         options.disable_wal(self.fail_commits.load(std::sync::atomic::Ordering::SeqCst));
-        self.db
-            .write_opt(wb, &options)
-            .map_err(ctx("commit batch"))?;
+        if let Err(e) = db.write_opt(wb, &options) {
+            let e = ctx("commit batch")(e);
+            *self.write_failure.write().expect("store lock") = Some(e.to_string());
+            return Err(e);
+        }
+        if self.write_failure.read().expect("store lock").is_some() {
+            *self.write_failure.write().expect("store lock") = None;
+        }
         // Only nodes that are on disk enter the cache.
         let mut cache = self.tree_cache.write().expect("tree cache lock");
         for (level, index, hash) in &batch.tree_nodes {
@@ -422,10 +487,11 @@ impl Store {
         start: &[u8],
         limit: usize,
     ) -> Result<ScannedRecords, StoreError> {
+        let db = self.db();
         let mut out = Vec::new();
         let start = start.max(prefix);
-        let iter = self.db.iterator_cf(
-            self.cf(CF_STATE),
+        let iter = db.iterator_cf(
+            db.cf(CF_STATE),
             rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
         );
         for item in iter {
@@ -441,27 +507,30 @@ impl Store {
     /// Writes (`Some`) or deletes (`None`) state records in one synced write (rebuild's repairs),
     /// which leaves the whole state in this version's record encoding.
     pub fn repair_state(&self, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let db = self.db();
         let mut wb = WriteBatch::default();
-        wb.put_cf(self.cf(CF_META), META_STATE_ENCODING, STATE_RECORD_ENCODING);
+        wb.put_cf(db.cf(CF_META), META_STATE_ENCODING, STATE_RECORD_ENCODING);
         for (key, value) in changes {
             match value {
-                Some(value) => wb.put_cf(self.cf(CF_STATE), key, value),
-                None => wb.delete_cf(self.cf(CF_STATE), key),
+                Some(value) => wb.put_cf(db.cf(CF_STATE), key, value),
+                None => wb.delete_cf(db.cf(CF_STATE), key),
             }
         }
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db.write_opt(wb, &options).map_err(ctx("repair state"))
+        db.write_opt(wb, &options).map_err(ctx("repair state"))
     }
 
     /// Low-level access for recovery tests that simulate damage.
     #[doc(hidden)]
     pub fn damage_for_tests(&self, family: &str, key: &[u8], value: Option<&[u8]>) {
-        let cf = self.cf(family);
+        let db = self.db();
+        let cf = db.cf(family);
         match value {
-            Some(v) => self.db.put_cf(cf, key, v).expect("test write"),
-            None => self.db.delete_cf(cf, key).expect("test delete"),
+            Some(v) => db.put_cf(cf, key, v).expect("test write"),
+            None => db.delete_cf(cf, key).expect("test delete"),
         }
+        drop(db);
         if family == CF_TREE {
             self.load_tree_cache().expect("reload tree cache");
         }
@@ -501,9 +570,9 @@ impl SubtreeSource for Store {
                 return Ok(hash);
             }
         }
-        let value = self
-            .db
-            .get_pinned_cf(self.cf(CF_TREE), tree_key(level, index))
+        let db = self.db();
+        let value = db
+            .get_pinned_cf(db.cf(CF_TREE), tree_key(level, index))
             .map_err(ctx("read tree node"))?
             .ok_or(TreeReadError::Missing { level, index })?;
         value
@@ -515,8 +584,8 @@ impl SubtreeSource for Store {
 
 impl StateRead for Store {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.db
-            .get_cf(self.cf(CF_STATE), key)
+        let db = self.db();
+        db.get_cf(db.cf(CF_STATE), key)
             .map_err(|e| StateError::Store(e.to_string()))
     }
 
@@ -581,7 +650,9 @@ mod tests {
         // The cache is what serves those levels: a node removed from RocksDB alone is still
         // served from memory until the cache is reloaded.
         let key = tree_key(TREE_CACHE_MIN_LEVEL, 3);
-        store.db.delete_cf(store.cf(CF_TREE), key).unwrap();
+        let db = store.db();
+        db.delete_cf(db.cf(CF_TREE), key).unwrap();
+        drop(db);
         assert_eq!(
             store.perfect_subtree(TREE_CACHE_MIN_LEVEL, 3).unwrap(),
             tree.perfect_subtree(TREE_CACHE_MIN_LEVEL, 3).unwrap()

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 
@@ -20,6 +20,7 @@ use crate::domain::{
 use crate::entry::Entry;
 use crate::envelope::VerifiedEnvelope;
 use crate::keys::PublicKey;
+use crate::limits::STORAGE_RETRY_INTERVAL_MS;
 use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::note::{Checkpoint, NoteSigner};
 use crate::receipt::{BatchReceipts, ReceiptData};
@@ -94,6 +95,8 @@ pub struct WriterStats {
     /// The longest synced batch write so far.
     pub longest_commit_micros: AtomicU64,
     pub last_batch_size: AtomicU64,
+    /// Batches whose synced write failed (their commands were refused).
+    pub failed_batches: AtomicU64,
 }
 
 impl Published {
@@ -296,6 +299,10 @@ impl Committer {
                     self.published.publish(size, Arc::new(note));
                 }
                 Err(e) => {
+                    self.published
+                        .stats
+                        .failed_batches
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, "batch commit failed; its commands are refused");
                     batch.fail_all(&e.to_string());
                     result = Err(e.to_string());
@@ -395,7 +402,26 @@ impl Writer {
             .spawn(move || committer.run(batches, done_sender))
             .expect("spawn commit thread");
         let max_batch_commands = self.max_batch_commands;
-        while let Ok(first) = queue.recv() {
+        let retry_interval = Duration::from_millis(STORAGE_RETRY_INTERVAL_MS);
+        let mut last_reopen: Option<Instant> = None;
+        loop {
+            let Some(first) = self.next_command(&queue, &done, retry_interval) else {
+                break;
+            };
+            if self.store.write_failure().is_some() {
+                let _ = self.settle_in_flight(&done);
+                if last_reopen.is_none_or(|at| at.elapsed() >= retry_interval) {
+                    last_reopen = Some(Instant::now());
+                    self.resume_storage();
+                }
+                if let Some(reason) = self.store.write_failure() {
+                    if let Some(first) = first {
+                        self.refuse(first, &queue, &reason);
+                    }
+                    continue;
+                }
+            }
+            let Some(first) = first else { continue };
             let before = (self.frontier.clone(), self.last_leaf);
             let waiting_on_write = self.in_flight.is_some();
             let mut outcome = None;
@@ -428,6 +454,92 @@ impl Writer {
         let _ = self.settle_in_flight(&done);
         drop(to_commit);
         let _ = commit_thread.join();
+    }
+
+    /// Waits for the next command: `None` once the queue is closed, `Some(None)` when the
+    /// store cannot write and `retry_interval` passed without a command (time to try the store
+    /// again, so that the node heals with its disk even when no command comes). The outcome of
+    /// the batch in flight is taken as soon as it comes.
+    fn next_command(
+        &mut self,
+        queue: &crossbeam_channel::Receiver<Submission>,
+        done: &CommitOutcomes,
+        retry_interval: Duration,
+    ) -> Option<Option<Submission>> {
+        while self.in_flight.is_some() && self.in_flight_outcome.is_none() {
+            crossbeam_channel::select! {
+                recv(queue) -> next => return next.ok().map(Some),
+                recv(done) -> written => {
+                    self.in_flight_outcome =
+                        Some(written.unwrap_or_else(|_| Err(COMMIT_THREAD_GONE.to_string())));
+                    let _ = self.settle_in_flight(done);
+                }
+            }
+        }
+        if self.store.write_failure().is_none() {
+            return queue.recv().ok().map(Some);
+        }
+        match queue.recv_timeout(retry_interval) {
+            Ok(first) => Some(Some(first)),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Some(None),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Refuses `first` and the commands queued behind it (up to a batch) at once: the store
+    /// cannot write.
+    fn refuse(
+        &self,
+        first: Submission,
+        queue: &crossbeam_channel::Receiver<Submission>,
+        reason: &str,
+    ) {
+        let refused = std::iter::once(first)
+            .chain(std::iter::from_fn(|| queue.try_recv().ok()))
+            .take(self.max_batch_commands);
+        for submission in refused {
+            self.published
+                .stats
+                .commands_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            (submission.reply)(Err(SubmitError::Storage(format!(
+                "the store cannot write ({reason}); retry later"
+            ))));
+        }
+    }
+
+    /// Reopens the store after a failed write and takes the writer's position from what it
+    /// holds: a batch whose write was reported failed may still have reached the disk, and is
+    /// then in the log (its commands' retries are answered as repeats).
+    fn resume_storage(&mut self) {
+        if let Err(e) = self.store.reopen() {
+            tracing::warn!(error = %e, "the store still cannot be opened for writing");
+            return;
+        }
+        let recovered = crate::node::recover(
+            &self.store,
+            &self.checkpoint_signer.verifier(),
+            &self.origin,
+            &self.region,
+            &self.node_key,
+        );
+        match recovered {
+            Ok(recovered) => {
+                let size = recovered.frontier.size();
+                self.frontier = recovered.frontier;
+                self.last_leaf = recovered.last_leaf;
+                self.last_time_ms = self.last_time_ms.max(recovered.last_time_ms);
+                *self.records.borrow_mut() = RecordCache::default();
+                if size != self.published.tree_size() {
+                    self.published.publish(size, Arc::new(recovered.checkpoint));
+                }
+                tracing::info!(tree_size = size, "the store writes again");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the reopened store is not consistent");
+                self.store.set_write_failure(e.to_string());
+            }
+        }
     }
 
     /// Hands `decided` (decided from the position `before`) to the commit thread once the batch

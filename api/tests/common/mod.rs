@@ -24,12 +24,18 @@ pub fn fresh_key() -> SigningKey {
 
 /// Founds region `cq` with `admin` as its first admin and serves it until the test ends.
 pub async fn serve_node(admin: &SigningKey) -> Served {
+    serve_node_with(admin, vledger_api::ConnectionLimits::default()).await
+}
+
+/// Like [`serve_node`], holding connections within `limits`.
+pub async fn serve_node_with(admin: &SigningKey, limits: vledger_api::ConnectionLimits) -> Served {
     let (node, dir) = open_node(admin);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(vledger_api::serve(
+    tokio::spawn(vledger_api::serve_with(
         listener,
         Arc::clone(&node),
+        limits,
         std::future::pending(),
     ));
     Served { base, dir }
