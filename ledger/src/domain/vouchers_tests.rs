@@ -132,7 +132,7 @@ fn program_terms_are_checked() {
     body["subsidy_ratio_bps"] = json!(10_001);
     assert!(matches!(
         w.run(&admin, "program.create", body),
-        Err(Rejection::MalformedBody(_))
+        Err(Rejection::InvalidValue { field, .. }) if field == "subsidy_ratio_bps"
     ));
     w.run(&admin, "program.create", program_body("p")).unwrap();
     assert_eq!(
