@@ -91,7 +91,13 @@ pub fn router(node: Arc<Node>) -> Router {
 
 /// The router of a node whose checkpoints its witnesses cosign into `cosigned`.
 pub fn router_with_witnesses(node: Arc<Node>, cosigned: Arc<witnessing::Cosigned>) -> Router {
-    app(node, cosigned, &ConnectionLimits::default(), REQUEST_TIMEOUT).0
+    app(
+        node,
+        cosigned,
+        &ConnectionLimits::default(),
+        REQUEST_TIMEOUT,
+    )
+    .0
 }
 
 /// The router of the public interface with another request timeout than [`REQUEST_TIMEOUT`].
