@@ -38,14 +38,14 @@ use anyhow::{bail, Context, Result};
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
-use vledger_ledger::domain::GenesisBody;
-use vledger_ledger::envelope::{
+use vledger_domain::types::RegionId;
+use vledger_domain::GenesisBody;
+use vledger_node::node::{Node, NodeConfig};
+use vledger_node::writer::{COMMIT_THREAD_NAME, WRITER_THREAD_NAME};
+use vledger_tlog::keys::SigningKey;
+use vledger_wire::envelope::{
     pae, seal, CommandPayload, VerifiedEnvelope, COMMAND_FORMAT_VERSION, COMMAND_PAYLOAD_TYPE,
 };
-use vledger_ledger::keys::SigningKey;
-use vledger_ledger::node::{Node, NodeConfig};
-use vledger_ledger::types::RegionId;
-use vledger_ledger::writer::{COMMIT_THREAD_NAME, WRITER_THREAD_NAME};
 
 const REGION: &str = "cq";
 const ORIGIN: &str = "vledger.bench/cq";
@@ -68,7 +68,7 @@ pub struct BenchArgs {
     /// Most commands in one batch, that is in one synced write, of the bench's nodes (default:
     /// a node's own limit). benches/pg_baseline.sh sets it to PostgreSQL's COPY batch size, so
     /// that the writer phase and PostgreSQL form 1 are compared at the same batch size.
-    #[arg(long, default_value_t = vledger_ledger::limits::MAX_BATCH_COMMANDS,
+    #[arg(long, default_value_t = vledger_domain::limits::MAX_BATCH_COMMANDS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_batch: usize,
     /// The command mix, `type=weight,...`. Types: voucher.lifecycle (issue, order with escrow,
@@ -295,7 +295,7 @@ impl Fixture {
             region,
             admin,
             run: rand::rngs::OsRng.next_u64(),
-            now_ms: vledger_ledger::writer::wall_clock_ms(),
+            now_ms: vledger_node::writer::wall_clock_ms(),
             scope: String::new(),
         }
     }

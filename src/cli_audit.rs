@@ -10,16 +10,15 @@ use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
-use vledger_ledger::archive::ArchiveReader;
-use vledger_ledger::domain::claims::{ClaimRecord, CLAIM_PREFIX};
-use vledger_ledger::domain::orders::{FraudFlagRecord, FRAUD_FLAG_PREFIX};
-use vledger_ledger::domain::programs::{ProgramRecord, PROGRAM_PREFIX};
-use vledger_ledger::domain::{decode_record, StateRead};
-use vledger_ledger::scratch::ScratchState;
-use vledger_ledger::verify::{verify, SourceItem, VerifyOptions};
+use vledger_domain::claims::{ClaimRecord, CLAIM_PREFIX};
+use vledger_domain::orders::{FraudFlagRecord, FRAUD_FLAG_PREFIX};
+use vledger_domain::programs::{ProgramRecord, PROGRAM_PREFIX};
+use vledger_domain::{decode_record, StateRead};
+use vledger_offline::archive::ArchiveReader;
+use vledger_offline::scratch::ScratchState;
+use vledger_offline::verify::{verify, SourceItem, VerifyOptions};
 
-/// Most records of one kind the report reads from the replayed state.
-const MAX_AUDIT_RECORDS: usize = 1_000_000;
+use vledger_domain::limits::MAX_AUDIT_RECORDS;
 
 #[derive(clap::Args)]
 pub struct AuditArgs {

@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use vledger_ledger::archive::{ArchiveHeader, ArchiveWriter};
-use vledger_ledger::domain::STATE_RECORD_ENCODING;
-use vledger_ledger::entry::Entry;
-use vledger_ledger::envelope::VerifiedEnvelope;
-use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
-use vledger_ledger::replay::StateDigest;
-use vledger_ledger::store::Store;
+use vledger_domain::STATE_RECORD_ENCODING;
+use vledger_node::store::Store;
+use vledger_offline::archive::{ArchiveHeader, ArchiveWriter};
+use vledger_offline::replay::StateDigest;
+use vledger_tlog::note::{Checkpoint, NoteVerifier, SignedNote};
+use vledger_wire::entry::Entry;
+use vledger_wire::envelope::VerifiedEnvelope;
 
 use vledger_client::Client;
-use vledger_ledger::merkle::Hash;
+use vledger_tlog::merkle::Hash;
 
 /// Entries read from the store or the node at a time.
 const EXPORT_PAGE: u64 = 1000;

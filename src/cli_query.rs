@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use serde_json::Value;
 use vledger_client::{path_segment, Client, EventsRequest};
-use vledger_ledger::keys::PublicKey;
+use vledger_tlog::keys::PublicKey;
 
 use crate::cli_submit::explain;
 

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use vledger_ledger::archive::{ArchiveHeader, ArchiveLine, ArchiveReader};
-use vledger_ledger::evidence::{implied_old_root, Evidence};
-use vledger_ledger::merkle::verify_consistency;
-use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
-use vledger_ledger::scratch::ScratchState;
-use vledger_ledger::verify::{verify, Source, SourceItem, Start, VerifierState, VerifyOptions};
+use vledger_offline::archive::{ArchiveHeader, ArchiveLine, ArchiveReader};
+use vledger_offline::scratch::ScratchState;
+use vledger_offline::verify::{verify, Source, SourceItem, Start, VerifierState, VerifyOptions};
+use vledger_tlog::evidence::{implied_old_root, Evidence};
+use vledger_tlog::merkle::verify_consistency;
+use vledger_tlog::note::{Checkpoint, NoteVerifier, SignedNote};
 
 use vledger_client::Client;
 
@@ -178,7 +178,7 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
     bar
 }
 
-fn run_inner(args: &VerifyArgs) -> Result<vledger_ledger::verify::VerifyReport> {
+fn run_inner(args: &VerifyArgs) -> Result<vledger_offline::verify::VerifyReport> {
     let (header, source) = open_source(&args.source)?;
     if let Some(expected) = &args.node_key {
         NoteVerifier::parse(expected).map_err(|e| anyhow::anyhow!("--node-key: {e}"))?;
@@ -286,7 +286,7 @@ fn run_inner(args: &VerifyArgs) -> Result<vledger_ledger::verify::VerifyReport> 
 
 fn print_human(
     header: &ArchiveHeader,
-    report: &vledger_ledger::verify::VerifyReport,
+    report: &vledger_offline::verify::VerifyReport,
     seconds: f64,
 ) {
     println!(
@@ -335,13 +335,13 @@ fn print_human(
 }
 
 fn push_failure(
-    report: &mut vledger_ledger::verify::VerifyReport,
+    report: &mut vledger_offline::verify::VerifyReport,
     size: u64,
     rule: &str,
     reason: String,
 ) {
     report.failure_count += 1;
-    report.failures.push(vledger_ledger::verify::Failure {
+    report.failures.push(vledger_offline::verify::Failure {
         index: None,
         checkpoint_size: Some(size),
         line: None,
@@ -356,7 +356,7 @@ fn check_served_consistency(
     url: &str,
     old_note: &str,
     header: &ArchiveHeader,
-    report: &mut vledger_ledger::verify::VerifyReport,
+    report: &mut vledger_offline::verify::VerifyReport,
     evidence_out: &std::path::Path,
     written: &mut Option<PathBuf>,
 ) -> Result<()> {
@@ -400,7 +400,7 @@ fn compare_served(
     served: &str,
     size: u64,
     header: &ArchiveHeader,
-    report: &mut vledger_ledger::verify::VerifyReport,
+    report: &mut vledger_offline::verify::VerifyReport,
     evidence_out: &std::path::Path,
     written: &mut Option<PathBuf>,
     url: &str,
@@ -419,7 +419,7 @@ fn compare_served(
     let checkpoint = Checkpoint::parse(&signed.text)?;
     if report.tree_size > size {
         report.failure_count += 1;
-        report.failures.push(vledger_ledger::verify::Failure {
+        report.failures.push(vledger_offline::verify::Failure {
             index: Some(size),
             checkpoint_size: Some(size),
             line: None,

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use vledger_ledger::cosignature::Cosigner;
-use vledger_ledger::note::NoteVerifier;
-use vledger_ledger::witness::Witness;
+use vledger_offline::witness::Witness;
+use vledger_tlog::cosignature::Cosigner;
+use vledger_tlog::note::NoteVerifier;
 
 #[derive(clap::Args)]
 pub struct WitnessArgs {
@@ -34,7 +34,7 @@ pub fn run(args: WitnessArgs) -> Result<()> {
     let key = if args.key.exists() {
         crate::read_key(&args.key)?
     } else {
-        let key = vledger_ledger::keys::SigningKey::generate(&mut rand::rngs::OsRng);
+        let key = vledger_tlog::keys::SigningKey::generate(&mut rand::rngs::OsRng);
         crate::write_new_key(&args.key, &key)?;
         key
     };

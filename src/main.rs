@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use vledger_ledger::domain::GenesisBody;
-use vledger_ledger::keys::{PublicKey, SigningKey};
-use vledger_ledger::node::{Node, NodeConfig};
-use vledger_ledger::types::RegionId;
+use vledger_domain::types::RegionId;
+use vledger_domain::GenesisBody;
+use vledger_node::node::{Node, NodeConfig};
+use vledger_tlog::keys::{PublicKey, SigningKey};
 
 /// mimalloc instead of the system allocator: the writer frees, on its own thread, buffers that
 /// the HTTP and verification threads allocated, and under glibc's malloc that cross-thread
@@ -256,12 +256,12 @@ fn rebuild(data: &Path, write: bool, from_events: bool) -> Result<()> {
             db.display()
         );
     }
-    let store = vledger_ledger::store::Store::open(&db)
+    let store = vledger_node::store::Store::open(&db)
         .with_context(|| format!("cannot open {} (is the node still running?)", db.display()))?;
     let mode = if from_events {
-        vledger_ledger::replay::RebuildMode::Events
+        vledger_offline::rebuild::RebuildMode::Events
     } else {
-        vledger_ledger::replay::RebuildMode::Replay
+        vledger_offline::rebuild::RebuildMode::Replay
     };
     let started = std::time::Instant::now();
     // The rebuilt state is kept on disk beside the store while it is compared, then removed.
@@ -270,7 +270,7 @@ fn rebuild(data: &Path, write: bool, from_events: bool) -> Result<()> {
         .tempdir_in(data)
         .with_context(|| format!("cannot make a directory in {}", data.display()))?;
     let report =
-        vledger_ledger::replay::rebuild(&store, mode, write, &scratch.path().join("state"))
+        vledger_offline::rebuild::rebuild(&store, mode, write, &scratch.path().join("state"))
             .context("the log does not replay")?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
@@ -354,11 +354,11 @@ fn serve(args: config::ServeSettings) -> Result<()> {
         region: region.clone(),
         origin,
         node_key,
-        max_batch_commands: vledger_ledger::limits::MAX_BATCH_COMMANDS,
+        max_batch_commands: vledger_domain::limits::MAX_BATCH_COMMANDS,
         genesis,
     })
     .map_err(|e| match e {
-        vledger_ledger::node::OpenError::NoGenesis => anyhow::anyhow!(
+        vledger_node::node::OpenError::NoGenesis => anyhow::anyhow!(
             "{} holds no log yet: start with --admin-key <base64 public key> to found region `{region}`, or --demo",
             args.data.display()
         ),

@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use vledger_ledger::envelope::{pae, DsseEnvelope, COMMAND_PAYLOAD_TYPE};
-use vledger_ledger::keys::SigningKey;
+use vledger_tlog::keys::SigningKey;
+use vledger_wire::envelope::{pae, DsseEnvelope, COMMAND_PAYLOAD_TYPE};
 
 mod common;
 
@@ -327,7 +327,7 @@ fn tampering_is_detected_and_named() {
     let note = cp["note"].as_str().unwrap().to_string();
     let text = &note[..note.find("\n\n").unwrap() + 1];
     let other =
-        vledger_ledger::note::NoteSigner::new("vledger.local/cq", SigningKey::from_bytes(&[7; 32]))
+        vledger_tlog::note::NoteSigner::new("vledger.local/cq", SigningKey::from_bytes(&[7; 32]))
             .unwrap();
     cp["note"] = other.sign(text).unwrap().into();
     resigned[checkpoint_line] = cp.to_string();
@@ -403,7 +403,7 @@ fn incremental_verification_resumes_from_a_saved_state() {
     };
     assert!(export_data("current.jsonl").0["state_digest"].is_string());
     {
-        use vledger_ledger::store::{families, Store};
+        use vledger_node::store::{families, Store};
         let store = Store::open(&dir.path().join("data").join("db")).unwrap();
         store.damage_for_tests(families::META, families::STATE_ENCODING_KEY, None);
     }

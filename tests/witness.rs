@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use vledger_ledger::cosignature::{CosignatureVerifier, Cosigner};
-use vledger_ledger::keys::SigningKey;
-use vledger_ledger::merkle::{consistency_proof, Hash, MemoryTree};
-use vledger_ledger::note::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
-use vledger_ledger::witness::Witness;
+use vledger_offline::witness::Witness;
+use vledger_tlog::cosignature::{CosignatureVerifier, Cosigner};
+use vledger_tlog::keys::SigningKey;
+use vledger_tlog::merkle::{consistency_proof, Hash, MemoryTree};
+use vledger_tlog::note::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 
 mod common;
 

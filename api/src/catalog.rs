@@ -1,19 +1,20 @@
 //! The shared resource catalog's read endpoints: search, one listing, one demand, and the
-//! listings that match a demand. The queries themselves are `vledger_ledger::domain::catalog`'s.
+//! listings that match a demand. The queries themselves are `vledger_domain::catalog`'s.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use vledger_ledger::domain::catalog::{
+use serde::Deserialize;
+use utoipa::IntoParams;
+use vledger_domain::catalog::{
     self, load_demand, load_listing, CatalogPage, CatalogQuery, DemandRecord, Industry,
     ListingRecord, Pool, QueryError,
 };
-use vledger_ledger::limits::MAX_CATALOG_PAGE;
-use vledger_ledger::types::{RecordId, RegionId};
+use vledger_domain::limits::MAX_CATALOG_PAGE;
+use vledger_domain::types::{RecordId, RegionId};
 
 use super::{read_failure, record_id, AppState, Problem, ProblemPath, ProblemQuery};
+pub use vledger_wire::http::DemandMatches;
 
 /// `GET /v1/catalog/listings`: every parameter is optional.
 #[derive(Deserialize, IntoParams)]
@@ -55,13 +56,6 @@ pub(crate) struct MatchesQuery {
     limit: Option<usize>,
 }
 
-/// The listings that fit a demand, cheapest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DemandMatches {
-    pub demand_id: RecordId,
-    pub listings: Vec<ListingRecord>,
-}
-
 fn query_problem(e: QueryError) -> Problem {
     match e {
         QueryError::Invalid(detail) => {
@@ -96,7 +90,7 @@ pub(crate) async fn get_listings(
         limit: q.limit.unwrap_or(MAX_CATALOG_PAGE),
     };
     let node = state.node.clone();
-    tokio::task::spawn_blocking(move || catalog::search(node.store(), &query))
+    tokio::task::spawn_blocking(move || catalog::search(&node.state(), &query))
         .await
         .expect("read task")
         .map(Json)
@@ -116,7 +110,7 @@ pub(crate) async fn get_listing(
     ProblemPath(listing_id): ProblemPath<String>,
 ) -> Result<Json<ListingRecord>, Problem> {
     let id = record_id(listing_id, "listing id")?;
-    load_listing(state.node.store(), &id)
+    load_listing(&state.node.state(), &id)
         .map_err(read_failure)?
         .map(Json)
         .ok_or_else(|| {
@@ -141,7 +135,7 @@ pub(crate) async fn get_demand(
     ProblemPath(demand_id): ProblemPath<String>,
 ) -> Result<Json<DemandRecord>, Problem> {
     let id = record_id(demand_id, "demand id")?;
-    load_demand(state.node.store(), &id)
+    load_demand(&state.node.state(), &id)
         .map_err(read_failure)?
         .map(Json)
         .ok_or_else(|| query_problem(QueryError::DemandNotFound(id)))
@@ -165,7 +159,7 @@ pub(crate) async fn get_demand_matches(
     let node = state.node.clone();
     let demand_id = id.clone();
     let listings =
-        tokio::task::spawn_blocking(move || catalog::match_demand(node.store(), &id, limit))
+        tokio::task::spawn_blocking(move || catalog::match_demand(&node.state(), &id, limit))
             .await
             .expect("read task")
             .map_err(query_problem)?;

@@ -40,14 +40,9 @@ use crate::Problem;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest time a connection may wait for its next request, by default.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Most connections served at once, by default. Keep it below the process's limit of open
-/// files, less what the store holds open.
-pub const MAX_CONNECTIONS: usize = 4096;
-/// Most `GET /v1/events` streams open at once, by default.
-pub const MAX_EVENT_SUBSCRIBERS: usize = 1024;
-/// Most connections over [`ConnectionLimits::max_connections`] being answered 503 at once;
-/// beyond it, a new connection is closed as soon as it is accepted.
-pub const MAX_REFUSING_CONNECTIONS: usize = 256;
+pub use vledger_domain::limits::MAX_CONNECTIONS;
+pub use vledger_domain::limits::MAX_EVENT_SUBSCRIBERS;
+pub use vledger_domain::limits::MAX_REFUSING_CONNECTIONS;
 /// Time to wait before accepting again after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 

@@ -16,30 +16,29 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use futures_util::Stream;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use utoipa::{IntoParams, ToSchema};
-use vledger_ledger::domain::orders::load_order;
-use vledger_ledger::domain::vouchers::load_voucher;
-use vledger_ledger::domain::Event;
-use vledger_ledger::entry::Entry;
-use vledger_ledger::envelope::DsseEnvelope;
-use vledger_ledger::keys::PublicKey;
+use utoipa::IntoParams;
+use vledger_domain::orders::load_order;
+use vledger_domain::vouchers::load_voucher;
+use vledger_tlog::keys::PublicKey;
+use vledger_wire::entry::Entry;
+use vledger_wire::envelope::DsseEnvelope;
 
 use crate::params::KeyFilter;
-use vledger_ledger::limits::MAX_ENTRIES_PAGE;
-use vledger_ledger::node::Node;
-use vledger_ledger::types::RecordId;
+use vledger_domain::limits::MAX_ENTRIES_PAGE;
+use vledger_domain::types::RecordId;
+use vledger_node::node::Node;
 
 use super::{AppState, Problem, ProblemQuery};
+pub use vledger_wire::http::StreamedEvent;
 
 /// Events buffered per subscriber before the reader waits for the client.
 const SUBSCRIBER_BUFFER: usize = 256;
 
-/// Longest `type` filter of `GET /v1/events`.
-pub const MAX_TYPE_FILTER_BYTES: usize = 1024;
+pub use vledger_domain::limits::MAX_TYPE_FILTER_BYTES;
 
 /// Where a subscription starts and what it keeps.
 #[derive(Deserialize, IntoParams)]
@@ -65,22 +64,6 @@ pub(crate) struct EventsQuery {
         max_length = 1024
     )]
     types: Option<String>,
-}
-
-/// The `data` of one streamed event.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct StreamedEvent {
-    /// The entry that recorded the event.
-    pub index: u64,
-    /// The event's position among the entry's events, from 0.
-    pub position: u32,
-    pub node_time_ms: u64,
-    /// The type of the command that caused the event.
-    pub command_type: String,
-    /// The key that signed that command, standard base64.
-    pub signer: String,
-    #[schema(value_type = Event)]
-    pub event: Value,
 }
 
 /// A position in the event stream: just after event `position` of entry `index`.
@@ -356,7 +339,7 @@ impl Subject {
                 .and_then(|s| RecordId::try_from(s.to_string()).ok())
         };
         if let Some(order_id) = id("order_id") {
-            if let Ok(Some(order)) = load_order(node.store(), &order_id) {
+            if let Ok(Some(order)) = load_order(&node.state(), &order_id) {
                 return Self {
                     parties: vec![order.enterprise.to_base64(), order.agency.to_base64()],
                     program: Some(order.program_id.to_string()),
@@ -364,7 +347,7 @@ impl Subject {
             }
         }
         if let Some(voucher_id) = id("voucher_id") {
-            if let Ok(Some(voucher)) = load_voucher(node.store(), &voucher_id) {
+            if let Ok(Some(voucher)) = load_voucher(&node.state(), &voucher_id) {
                 return Self {
                     parties: vec![voucher.holder.to_base64()],
                     program: Some(voucher.program_id.to_string()),

@@ -1,6 +1,6 @@
 //! vledger's HTTP service on axum: commands in, receipts, checkpoints, entries and proofs out.
 //!
-//! Handlers translate between HTTP and [`vledger_ledger::node::Node`]; they hold no rules.
+//! Handlers translate between HTTP and [`vledger_node::node::Node`]; they hold no rules.
 
 pub mod catalog;
 pub mod connections;
@@ -26,30 +26,29 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use utoipa::{IntoParams, ToSchema};
-use vledger_ledger::domain::claims::{
-    load_claim, ClaimRecord, SettlementPosition, SETTLEMENT_PREFIX,
-};
-use vledger_ledger::domain::decode_record;
-use vledger_ledger::domain::money::AmountMinor;
-use vledger_ledger::domain::orders::{
-    load_order, FraudFlagRecord, OrderQuote, OrderRecord, FRAUD_FLAG_PREFIX,
-};
-use vledger_ledger::domain::programs::{load_program, ProgramRecord};
-use vledger_ledger::domain::vouchers::{load_voucher, VoucherRecord};
-use vledger_ledger::entry::Entry;
-use vledger_ledger::envelope::{DsseEnvelope, VerifiedEnvelope};
-use vledger_ledger::limits::{MAX_ENTRIES_PAGE, MAX_ENVELOPE_BYTES};
-use vledger_ledger::merkle::leaf_hash;
-use vledger_ledger::node::Node;
-use vledger_ledger::receipt::Receipt;
-use vledger_ledger::types::RecordId;
+use utoipa::IntoParams;
+use vledger_domain::claims::{load_claim, ClaimRecord, SettlementPosition};
+use vledger_domain::limits::{MAX_ENTRIES_PAGE, MAX_ENVELOPE_BYTES};
+use vledger_domain::money::AmountMinor;
+use vledger_domain::orders::{load_order, OrderQuote, OrderRecord};
+use vledger_domain::programs::{load_program, ProgramRecord};
+use vledger_domain::queries;
+use vledger_domain::types::RecordId;
+use vledger_domain::vouchers::{load_voucher, VoucherRecord};
+use vledger_node::node::{CommittedState, Node};
+use vledger_tlog::merkle::leaf_hash;
+use vledger_wire::entry::Entry;
+use vledger_wire::envelope::{DsseEnvelope, VerifiedEnvelope};
 
 pub use connections::ConnectionLimits;
 pub use metrics::HttpMetrics;
 pub use problem::Problem;
+pub use vledger_wire::http::{
+    CheckpointsPage, CommandAccepted, ConsistencyProof, DecodedEntry, EntriesPage, EntryView,
+    EntryWithProof, FraudFlagsPage, Health, InclusionProof, NodeInfo, StoredCheckpoint,
+};
 
 /// Longest time one request may take before it is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -351,16 +350,6 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Pro
     }
 }
 
-/// The answer to an accepted command.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CommandAccepted {
-    pub receipt: Receipt,
-    /// The signed checkpoint of the batch that committed the command.
-    pub checkpoint: String,
-    /// True when this repeats the receipt of an earlier identical submission.
-    pub replayed: bool,
-}
-
 /// Submit a signed command.
 ///
 /// The body is a DSSE envelope (`payloadType` `application/vnd.vledger.command+json`) whose
@@ -423,19 +412,6 @@ async fn post_command(State(state): State<AppState>, body: Body) -> Result<Respo
     Ok((status, Json(body)).into_response())
 }
 
-/// What `GET /v1/node` answers.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct NodeInfo {
-    pub region: String,
-    /// The checkpoint origin (the log's name).
-    pub origin: String,
-    /// The node's key as a C2SP verifier key, `name+hash+base64`.
-    pub verifier_key: String,
-    /// The node's ed25519 public key, standard base64.
-    pub node_key: String,
-    pub tree_size: u64,
-}
-
 /// The node's region, log origin and keys, and its tree size.
 #[utoipa::path(get, path = "/v1/node", tag = "log",
     responses((status = 200, description = "The node", body = NodeInfo)))]
@@ -462,8 +438,7 @@ async fn get_checkpoint(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Most checkpoints in one page of `GET /v1/checkpoints`.
-pub const MAX_CHECKPOINTS_PAGE: usize = 1000;
+pub use vledger_domain::limits::MAX_CHECKPOINTS_PAGE;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -475,23 +450,6 @@ struct CheckpointsQuery {
     /// 1 to 1,000 (the default).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
-}
-
-/// One stored checkpoint: the tree size and the signed note.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct StoredCheckpoint {
-    pub size: u64,
-    /// The C2SP signed note, as signed.
-    pub note: String,
-}
-
-/// A page of the node's checkpoint history.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CheckpointsPage {
-    pub checkpoints: Vec<StoredCheckpoint>,
-    /// The `from` of the next page, if there may be more.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next: Option<u64>,
 }
 
 /// Every checkpoint the node signed (one per committed batch), in size order: a regulator's
@@ -539,36 +497,6 @@ struct EntriesQuery {
     /// above `start` or `start` is not below the tree size.
     #[serde(deserialize_with = "params::int64")]
     end: u64,
-}
-
-/// One entry as `GET /v1/entries` answers it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EntryView {
-    pub index: u64,
-    /// The exact entry bytes, standard base64: the leaf hash is SHA-256(0x00 ‖ these bytes).
-    pub entry: String,
-    pub leaf_hash: String,
-    pub decoded: DecodedEntry,
-}
-
-/// The same entry, decoded for reading.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DecodedEntry {
-    pub node_time_ms: u64,
-    pub prev_leaf_hash: String,
-    pub envelope: DsseEnvelope,
-    /// The DSSE payload, decoded: `v`, `type`, `region`, `signer`, `nonce`, `body`.
-    #[schema(value_type = Object)]
-    pub command: serde_json::Value,
-    #[schema(value_type = Vec<vledger_ledger::domain::Event>)]
-    pub events: serde_json::Value,
-}
-
-/// A page of entries.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EntriesPage {
-    pub entries: Vec<EntryView>,
-    pub tree_size: u64,
 }
 
 fn entry_view(index: u64, bytes: &[u8]) -> Result<EntryView, Problem> {
@@ -630,16 +558,6 @@ async fn get_entries(
     Ok(Json(EntriesPage { entries, tree_size }))
 }
 
-/// One entry with its inclusion proof in the tree of the latest checkpoint.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EntryWithProof {
-    pub entry: EntryView,
-    /// The proof that the entry is in the tree of `checkpoint`.
-    pub inclusion: InclusionProof,
-    /// The signed checkpoint (C2SP note) whose root the proof leads to.
-    pub checkpoint: String,
-}
-
 /// Entry `index` with its inclusion proof in the tree of the latest checkpoint: everything a
 /// client needs to check, offline, that the entry is in the log the node signed.
 #[utoipa::path(get, path = "/v1/entries/{index}", tag = "log",
@@ -684,7 +602,7 @@ async fn get_entry(
         let rows = node.entries(index, index + 1)?;
         let proof = node.inclusion_proof(index, size)?;
         let root = node.root(size)?;
-        Ok::<_, vledger_ledger::node::ReadError>((rows, proof, root))
+        Ok::<_, vledger_node::node::ReadError>((rows, proof, root))
     })
     .await
     .expect("read task")?;
@@ -721,17 +639,6 @@ struct InclusionQuery {
     size: u64,
 }
 
-/// An RFC 9162 inclusion proof.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct InclusionProof {
-    pub index: u64,
-    pub size: u64,
-    pub leaf_hash: String,
-    pub root_hash: String,
-    /// Sibling hashes from the leaf up, standard base64.
-    pub proof: Vec<String>,
-}
-
 /// The inclusion proof of entry `index` in the tree of size `size`.
 #[utoipa::path(get, path = "/v1/proofs/inclusion", tag = "log", params(InclusionQuery),
     responses(
@@ -758,7 +665,7 @@ async fn get_inclusion_proof(
         let proof = node.inclusion_proof(q.index, q.size)?;
         let root = node.root(q.size)?;
         let leaf = node.inclusion_leaf(q.index)?;
-        Ok::<_, vledger_ledger::node::ReadError>((proof, root, leaf))
+        Ok::<_, vledger_node::node::ReadError>((proof, root, leaf))
     })
     .await
     .expect("read task")?;
@@ -781,14 +688,6 @@ struct ConsistencyQuery {
     /// The newer tree size, at most the latest one.
     #[serde(deserialize_with = "params::int64")]
     to: u64,
-}
-
-/// An RFC 9162 consistency proof.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ConsistencyProof {
-    pub from: u64,
-    pub to: u64,
-    pub proof: Vec<String>,
 }
 
 /// The consistency proof between tree sizes `from` and `to`.
@@ -833,7 +732,7 @@ fn record_id(text: String, what: &str) -> Result<RecordId, Problem> {
     })
 }
 
-fn read_failure(e: vledger_ledger::domain::StateError) -> Problem {
+fn read_failure(e: vledger_domain::StateError) -> Problem {
     Problem::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "storage-failure",
@@ -843,18 +742,15 @@ fn read_failure(e: vledger_ledger::domain::StateError) -> Problem {
 
 /// Reads one record named by a path id: 400 `invalid-path` for a malformed id, 404 with
 /// `missing_code` when there is no such record.
-fn read_record<T>(
-    state: &AppState,
+fn read_record<'s, T>(
+    state: &'s AppState,
     raw_id: String,
     what: &str,
     missing_code: &str,
-    load: impl FnOnce(
-        &vledger_ledger::store::Store,
-        &RecordId,
-    ) -> Result<Option<T>, vledger_ledger::domain::StateError>,
+    load: impl FnOnce(&CommittedState<'s>, &RecordId) -> Result<Option<T>, vledger_domain::StateError>,
 ) -> Result<Json<T>, Problem> {
     let id = record_id(raw_id, what)?;
-    load(state.node.store(), &id)
+    load(&state.node.state(), &id)
         .map_err(read_failure)?
         .map(Json)
         .ok_or_else(|| {
@@ -945,10 +841,10 @@ async fn get_order_quote(
         .quote_order(&q.voucher, &q.listing, q.price)
         .map(Json)
         .map_err(|e| match e {
-            vledger_ledger::domain::ApplyError::Rejected(r) => {
-                Problem::from(vledger_ledger::writer::SubmitError::Rejected(r))
+            vledger_domain::ApplyError::Rejected(r) => {
+                Problem::from(vledger_node::writer::SubmitError::Rejected(r))
             }
-            vledger_ledger::domain::ApplyError::State(e) => read_failure(e),
+            vledger_domain::ApplyError::State(e) => read_failure(e),
         })
 }
 
@@ -967,12 +863,7 @@ async fn get_claim(
     read_record(&state, id, "claim of order", "claim-not-found", load_claim)
 }
 
-/// Most fraud flags or settlement positions in one page.
-pub const MAX_RECORDS_PAGE: usize = 500;
-
-/// Fewest fraud flags in one page (a smaller `limit` is raised to it): one entry raises at most
-/// this many flags.
-pub const MIN_FLAGS_PAGE: usize = 256;
+use vledger_domain::limits::{MAX_FLAGS_PAGE, MAX_SETTLEMENT_POSITIONS};
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -986,14 +877,6 @@ struct FlagsQuery {
     limit: Option<usize>,
 }
 
-/// A page of fraud flags, oldest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct FraudFlagsPage {
-    pub flags: Vec<FraudFlagRecord>,
-    /// Pass as `after_index` for the next page; absent at the end.
-    pub next_after_index: Option<u64>,
-}
-
 /// Fraud flags raised for regulators, oldest first.
 #[utoipa::path(get, path = "/v1/fraud-flags", tag = "records", params(FlagsQuery),
     responses(
@@ -1004,61 +887,22 @@ async fn get_fraud_flags(
     State(state): State<AppState>,
     ProblemQuery(q): ProblemQuery<FlagsQuery>,
 ) -> Result<Json<FraudFlagsPage>, Problem> {
-    // At least 256 per page: one entry raises at most 256 flags, so a page always ends on an
-    // entry boundary and paging by entry index never skips a flag.
     let limit = match q.limit {
-        None => MAX_RECORDS_PAGE,
-        Some(n) if (1..=MAX_RECORDS_PAGE).contains(&n) => n.max(MIN_FLAGS_PAGE),
+        None => MAX_FLAGS_PAGE,
+        Some(n) if (1..=MAX_FLAGS_PAGE).contains(&n) => n,
         Some(n) => {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid-query",
-                format!("limit {n} must be between 1 and {MAX_RECORDS_PAGE}"),
+                format!("limit {n} must be between 1 and {MAX_FLAGS_PAGE}"),
             ))
         }
     };
-    let mut start = FRAUD_FLAG_PREFIX.to_vec();
-    start.extend_from_slice(
-        &q.after_index
-            .map_or(0, |i| i.saturating_add(1))
-            .to_be_bytes(),
-    );
-    let rows = state
-        .node
-        .store()
-        .scan_state_from(FRAUD_FLAG_PREFIX, &start, limit + 1)
-        .map_err(|e| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage-failure",
-                e.to_string(),
-            )
-        })?;
-    let mut flags = rows
-        .iter()
-        .map(|(k, v)| decode_record::<FraudFlagRecord>(k, v))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage-failure",
-                e.to_string(),
-            )
-        })?;
-    let next_after_index = if flags.len() > limit {
-        flags.truncate(limit);
-        let last = flags
-            .last()
-            .map(|f| f.index)
-            .expect("a full page is not empty");
-        flags.retain(|f| f.index < last);
-        flags.last().map(|f| f.index)
-    } else {
-        None
-    };
+    let page =
+        queries::fraud_flags(&state.node.state(), q.after_index, limit).map_err(read_failure)?;
     Ok(Json(FraudFlagsPage {
-        flags,
-        next_after_index,
+        flags: page.flags,
+        next_after_index: page.next_after_index,
     }))
 }
 
@@ -1068,36 +912,9 @@ async fn get_fraud_flags(
 async fn get_settlement_positions(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<SettlementPosition>>, Problem> {
-    let rows = state
-        .node
-        .store()
-        .scan_state(SETTLEMENT_PREFIX, MAX_RECORDS_PAGE)
-        .map_err(|e| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage-failure",
-                e.to_string(),
-            )
-        })?;
-    rows.iter()
-        .map(|(k, v)| decode_record(k, v))
-        .collect::<Result<Vec<SettlementPosition>, _>>()
+    queries::settlement_positions(&state.node.state(), MAX_SETTLEMENT_POSITIONS)
         .map(Json)
-        .map_err(|e| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage-failure",
-                e.to_string(),
-            )
-        })
-}
-
-/// What `/healthz` answers.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Health {
-    /// Always `ok` (a node that cannot write answers 503 `storage-failure` instead).
-    pub status: String,
-    pub tree_size: u64,
+        .map_err(read_failure)
 }
 
 /// Whether the node is up and can write, with its tree size.

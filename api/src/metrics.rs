@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use vledger_ledger::node::Node;
+use vledger_node::node::Node;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const LATENCY_BUCKETS_S: [f64; 12] = [

@@ -50,8 +50,8 @@ use utoipa::OpenApi;
         get_openapi,
     ),
     components(schemas(
-        vledger_ledger::domain::Command,
-        vledger_ledger::domain::Event,
+        vledger_domain::Command,
+        vledger_domain::Event,
         super::events::StreamedEvent,
         super::Problem,
     )),
@@ -115,10 +115,10 @@ mod tests {
     use super::document;
     use crate::events::{LAST_EVENT_ID_PATTERN, MAX_TYPE_FILTER_BYTES};
     use crate::records::MAX_LIST_PAGE;
-    use crate::{MAX_CHECKPOINTS_PAGE, MAX_RECORDS_PAGE};
-    use vledger_ledger::limits::{
+    use vledger_domain::limits::{
         MAX_CATALOG_PAGE, MAX_CATALOG_QUERY_TEXT_CHARS, MAX_CATEGORY_FILTER_CHARS,
     };
+    use vledger_domain::limits::{MAX_CHECKPOINTS_PAGE, MAX_FLAGS_PAGE};
 
     fn parameter<'a>(doc: &'a Value, path: &str, name: &str) -> &'a Value {
         doc["paths"][path]["get"]["parameters"]
@@ -138,7 +138,7 @@ mod tests {
             ("/v1/orders", MAX_LIST_PAGE),
             ("/v1/claims", MAX_LIST_PAGE),
             ("/v1/checkpoints", MAX_CHECKPOINTS_PAGE),
-            ("/v1/fraud-flags", MAX_RECORDS_PAGE),
+            ("/v1/fraud-flags", MAX_FLAGS_PAGE),
             ("/v1/catalog/listings", MAX_CATALOG_PAGE),
             ("/v1/catalog/demands/{demand_id}/matches", MAX_CATALOG_PAGE),
         ];

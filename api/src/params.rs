@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Deserializer};
-use vledger_ledger::keys::{PublicKey, PUBLIC_KEY_LEN};
+use vledger_tlog::keys::{PublicKey, PUBLIC_KEY_LEN};
 
 /// Largest integer a query parameter takes: the document declares query integers `int64`.
 pub const MAX_QUERY_INTEGER: u64 = i64::MAX as u64;
@@ -97,7 +97,7 @@ mod tests {
         let filter = KeyFilter::parse(&off_curve).unwrap();
         assert!(filter.key().is_none());
 
-        let real = vledger_ledger::keys::SigningKey::generate(&mut rand::rngs::OsRng).public_key();
+        let real = vledger_tlog::keys::SigningKey::generate(&mut rand::rngs::OsRng).public_key();
         let filter = KeyFilter::parse(&real.to_base64()).unwrap();
         assert!(filter.matches(&real));
 

@@ -5,36 +5,47 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use vledger_ledger::domain::Rejection;
-use vledger_ledger::envelope::EnvelopeError;
-use vledger_ledger::node::ReadError;
-use vledger_ledger::writer::SubmitError;
+use vledger_domain::Rejection;
+use vledger_node::node::ReadError;
+use vledger_node::writer::SubmitError;
+use vledger_wire::envelope::EnvelopeError;
+use vledger_wire::http::Problem as ProblemBody;
+pub use vledger_wire::http::PROBLEM_TYPE_PREFIX;
 
-/// Prefix of every problem `type`.
-pub const PROBLEM_TYPE_PREFIX: &str = "urn:vledger:problem:";
+/// An RFC 9457 problem, as the API returns it (`application/problem+json`): the body of
+/// [`vledger_wire::http::Problem`], answered with its status and content type.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Problem(pub ProblemBody);
 
-/// An RFC 9457 problem, as the API returns it (`application/problem+json`).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct Problem {
-    /// `urn:vledger:problem:<code>`: one stable type per rule broken (see `code`).
-    #[serde(rename = "type")]
-    pub problem_type: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    /// The stable code (the last part of `type`), for clients that prefer a short string.
-    pub code: String,
+impl std::ops::Deref for Problem {
+    type Target = ProblemBody;
+    fn deref(&self) -> &ProblemBody {
+        &self.0
+    }
+}
+
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        ProblemBody::schema()
+    }
+}
+
+impl utoipa::ToSchema for Problem {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Problem".into()
+    }
 }
 
 impl Problem {
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
-        Self {
+        Self(ProblemBody {
             problem_type: format!("{PROBLEM_TYPE_PREFIX}{code}"),
             title: status.canonical_reason().unwrap_or("error").to_string(),
             status: status.as_u16(),
             detail: detail.into(),
             code: code.to_string(),
-        }
+        })
     }
 }
 
@@ -59,8 +70,7 @@ impl IntoResponse for Problem {
 /// The content type of every error the node answers.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
-/// Longest body of an error made outside the handlers that is kept as a problem's `detail`.
-const MAX_BARE_DETAIL_BYTES: usize = 1024;
+use vledger_domain::limits::MAX_BARE_DETAIL_BYTES;
 
 /// The code of an error answered by a layer around the handlers rather than by a handler (the
 /// router's own 405, the request timeout's 408, ...): one per status, `http-<status>` for a
@@ -269,7 +279,7 @@ impl From<ReadError> for Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vledger_ledger::keys::KeyError;
+    use vledger_tlog::keys::KeyError;
 
     /// One row per rejection: its variant, an example of it, its code and its status. The rows
     /// make an exhaustive `match` (no default arm), so a new `Rejection` variant does not compile

@@ -3,48 +3,29 @@
 //!
 //! Records are kept in id order under one prefix each, so a page is a range scan from just after
 //! the cursor. Filters are applied while scanning; a page stops after examining
-//! [`MAX_RECORDS_SCANNED`] records so that a selective filter cannot make one request read the
+//! [`MAX_LIST_SCAN`](vledger_domain::limits::MAX_LIST_SCAN) records so that a selective filter cannot make one request read the
 //! whole state; `next_after` then lets the client continue.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use vledger_ledger::domain::claims::{ClaimRecord, ClaimStatus, CLAIM_PREFIX};
-use vledger_ledger::domain::orders::{OrderRecord, OrderStatus, ORDER_PREFIX};
-use vledger_ledger::domain::programs::{ProgramRecord, PROGRAM_PREFIX};
-use vledger_ledger::domain::vouchers::{VoucherRecord, VoucherStatus, VOUCHER_PREFIX};
-use vledger_ledger::domain::{decode_record, load_party, PartyRecord};
-use vledger_ledger::keys::PublicKey;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use vledger_domain::claims::{ClaimRecord, ClaimStatus};
+use vledger_domain::orders::{OrderRecord, OrderStatus};
+use vledger_domain::programs::ProgramRecord;
+use vledger_domain::queries::{self, Listed};
+use vledger_domain::vouchers::{VoucherRecord, VoucherStatus};
+use vledger_domain::{load_party, PartyRecord};
+use vledger_tlog::keys::PublicKey;
 
 use crate::params::KeyFilter;
-use vledger_ledger::types::{RecordId, RegionId};
+use vledger_domain::types::{RecordId, RegionId};
 
 use super::{read_failure, AppState, Problem, ProblemPath, ProblemQuery};
+pub use vledger_wire::http::RecordsPage;
 
-/// Most records one list page returns (and the default `limit`).
-pub const MAX_LIST_PAGE: usize = 200;
-
-/// Most records one list request examines before it returns a page with a cursor.
-pub const MAX_RECORDS_SCANNED: usize = 5_000;
-
-/// One page of a list, in id order.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RecordsPage<T> {
-    pub records: Vec<T>,
-    /// Pass as `after` for the next page; null at the end.
-    pub next_after: Option<RecordId>,
-}
-
-fn storage(e: impl std::fmt::Display) -> Problem {
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "storage-failure",
-        e.to_string(),
-    )
-}
+pub use vledger_domain::limits::MAX_LIST_PAGE;
 
 fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
     match limit {
@@ -58,59 +39,18 @@ fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
     }
 }
 
-/// Scans records under `prefix` after the cursor, keeping those `keep` accepts.
-fn list<T: DeserializeOwned>(
+/// One page of records of type `T` after the cursor, keeping those `keep` accepts.
+fn list<T: Listed>(
     state: &AppState,
-    prefix: &[u8],
     after: Option<&RecordId>,
     limit: usize,
     keep: impl Fn(&T) -> bool,
-) -> Result<(Vec<T>, Option<RecordId>), Problem> {
-    let mut start = prefix.to_vec();
-    if let Some(after) = after {
-        start.extend_from_slice(after.as_str().as_bytes());
-        // The smallest key after `after`'s own.
-        start.push(0);
-    }
-    let mut records = Vec::new();
-    let mut examined = 0usize;
-    let chunk = 256;
-    loop {
-        let rows = state
-            .node
-            .store()
-            .scan_state_from(prefix, &start, chunk)
-            .map_err(storage)?;
-        let exhausted = rows.len() < chunk;
-        for (key, value) in rows {
-            examined += 1;
-            // The node's own state: its keys passed the key rule when they were written.
-            let record: T = decode_record(&key, &value).map_err(|e| storage(e.to_string()))?;
-            if keep(&record) {
-                records.push(record);
-            }
-            if records.len() == limit || examined == MAX_RECORDS_SCANNED {
-                return Ok((records, Some(record_id_of(prefix, &key)?)));
-            }
-            start = key;
-            start.push(0);
-        }
-        if exhausted {
-            return Ok((records, None));
-        }
-    }
-}
-
-fn record_id_of(prefix: &[u8], key: &[u8]) -> Result<RecordId, Problem> {
-    let id = String::from_utf8(key[prefix.len()..].to_vec()).map_err(storage)?;
-    RecordId::try_from(id).map_err(storage)
-}
-
-fn page<T>((records, next_after): (Vec<T>, Option<RecordId>)) -> Json<RecordsPage<T>> {
-    Json(RecordsPage {
-        records,
-        next_after,
-    })
+) -> Result<Json<RecordsPage<T>>, Problem> {
+    let found = queries::list(&state.node.state(), after, limit, keep).map_err(read_failure)?;
+    Ok(Json(RecordsPage {
+        records: found.records,
+        next_after: found.next_after,
+    }))
 }
 
 /// `GET /v1/programs` filters.
@@ -138,14 +78,9 @@ pub(crate) async fn list_programs(
     ProblemQuery(q): ProblemQuery<ProgramsQuery>,
 ) -> Result<Json<RecordsPage<ProgramRecord>>, Problem> {
     let limit = page_limit(q.limit)?;
-    let found = list(
-        &state,
-        PROGRAM_PREFIX,
-        q.after.as_ref(),
-        limit,
-        |p: &ProgramRecord| q.region.as_ref().is_none_or(|r| &p.region == r),
-    )?;
-    Ok(page(found))
+    list(&state, q.after.as_ref(), limit, |p: &ProgramRecord| {
+        q.region.as_ref().is_none_or(|r| &p.region == r)
+    })
 }
 
 /// `GET /v1/vouchers` filters.
@@ -179,18 +114,11 @@ pub(crate) async fn list_vouchers(
     ProblemQuery(q): ProblemQuery<VouchersQuery>,
 ) -> Result<Json<RecordsPage<VoucherRecord>>, Problem> {
     let limit = page_limit(q.limit)?;
-    let found = list(
-        &state,
-        VOUCHER_PREFIX,
-        q.after.as_ref(),
-        limit,
-        |v: &VoucherRecord| {
-            q.holder.as_ref().is_none_or(|h| h.matches(&v.holder))
-                && q.program.as_ref().is_none_or(|p| &v.program_id == p)
-                && q.status.is_none_or(|s| v.status == s)
-        },
-    )?;
-    Ok(page(found))
+    list(&state, q.after.as_ref(), limit, |v: &VoucherRecord| {
+        q.holder.as_ref().is_none_or(|h| h.matches(&v.holder))
+            && q.program.as_ref().is_none_or(|p| &v.program_id == p)
+            && q.status.is_none_or(|s| v.status == s)
+    })
 }
 
 /// `GET /v1/orders` filters.
@@ -229,22 +157,15 @@ pub(crate) async fn list_orders(
     ProblemQuery(q): ProblemQuery<OrdersQuery>,
 ) -> Result<Json<RecordsPage<OrderRecord>>, Problem> {
     let limit = page_limit(q.limit)?;
-    let found = list(
-        &state,
-        ORDER_PREFIX,
-        q.after.as_ref(),
-        limit,
-        |o: &OrderRecord| {
-            q.enterprise
-                .as_ref()
-                .is_none_or(|k| k.matches(&o.enterprise))
-                && q.agency.as_ref().is_none_or(|k| k.matches(&o.agency))
-                && q.program.as_ref().is_none_or(|p| &o.program_id == p)
-                && q.voucher.as_ref().is_none_or(|v| &o.voucher_id == v)
-                && q.status.is_none_or(|s| o.status == s)
-        },
-    )?;
-    Ok(page(found))
+    list(&state, q.after.as_ref(), limit, |o: &OrderRecord| {
+        q.enterprise
+            .as_ref()
+            .is_none_or(|k| k.matches(&o.enterprise))
+            && q.agency.as_ref().is_none_or(|k| k.matches(&o.agency))
+            && q.program.as_ref().is_none_or(|p| &o.program_id == p)
+            && q.voucher.as_ref().is_none_or(|v| &o.voucher_id == v)
+            && q.status.is_none_or(|s| o.status == s)
+    })
 }
 
 /// `GET /v1/claims` filters.
@@ -278,18 +199,11 @@ pub(crate) async fn list_claims(
     ProblemQuery(q): ProblemQuery<ClaimsQuery>,
 ) -> Result<Json<RecordsPage<ClaimRecord>>, Problem> {
     let limit = page_limit(q.limit)?;
-    let found = list(
-        &state,
-        CLAIM_PREFIX,
-        q.after.as_ref(),
-        limit,
-        |c: &ClaimRecord| {
-            q.agency.as_ref().is_none_or(|k| k.matches(&c.agency))
-                && q.program.as_ref().is_none_or(|p| &c.program_id == p)
-                && q.status.is_none_or(|s| c.status == s)
-        },
-    )?;
-    Ok(page(found))
+    list(&state, q.after.as_ref(), limit, |c: &ClaimRecord| {
+        q.agency.as_ref().is_none_or(|k| k.matches(&c.agency))
+            && q.program.as_ref().is_none_or(|p| &c.program_id == p)
+            && q.status.is_none_or(|s| c.status == s)
+    })
 }
 
 /// One registered party: role, home region, standing, accreditation and affiliations.
@@ -321,7 +235,7 @@ pub(crate) async fn get_party(
     let Some(public_key) = key.key() else {
         return Err(not_found());
     };
-    load_party(state.node.store(), public_key)
+    load_party(&state.node.state(), public_key)
         .map_err(read_failure)?
         .map(Json)
         .ok_or_else(not_found)

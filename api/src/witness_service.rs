@@ -8,7 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use vledger_ledger::witness::{AddOutcome, Witness, MAX_ADD_CHECKPOINT_BYTES};
+use vledger_offline::witness::{AddOutcome, Witness, MAX_ADD_CHECKPOINT_BYTES};
 
 /// The witness's router.
 pub fn witness_router(witness: Arc<Witness>) -> Router {

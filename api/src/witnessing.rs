@@ -11,9 +11,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use vledger_ledger::cosignature::CosignatureVerifier;
-use vledger_ledger::node::Node;
-use vledger_ledger::note::{Checkpoint, SignedNote};
+use vledger_node::node::Node;
+use vledger_tlog::cosignature::CosignatureVerifier;
+use vledger_tlog::note::{Checkpoint, SignedNote};
 
 /// How often the node looks for a new checkpoint to send.
 pub const WITNESS_POLL: Duration = Duration::from_millis(500);

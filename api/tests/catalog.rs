@@ -6,10 +6,10 @@ mod common;
 use common::fresh_key;
 use serde_json::{json, Value};
 use vledger_api::catalog::DemandMatches;
-use vledger_api::Problem;
-use vledger_ledger::domain::catalog::{CatalogPage, DemandRecord, ListingRecord, ListingStatus};
-use vledger_ledger::envelope::{seal, CommandPayload};
-use vledger_ledger::keys::SigningKey;
+use vledger_domain::catalog::{CatalogPage, DemandRecord, ListingRecord, ListingStatus};
+use vledger_tlog::keys::SigningKey;
+use vledger_wire::envelope::{seal, CommandPayload};
+use vledger_wire::http::Problem;
 
 struct TestApp {
     base: String,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::fresh_key;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vledger_api::Problem;
+use vledger_wire::http::Problem;
 
 /// Checks that `response` is a problem document of `status` and `code`, and returns it.
 async fn expect_problem(response: reqwest::Response, status: u16, code: &str) -> Problem {
@@ -79,7 +79,7 @@ async fn undecodable_paths_wrong_methods_unknown_paths_and_big_bodies_answer_pro
         .unwrap();
     expect_problem(response, 400, "invalid-query").await;
 
-    let oversized = vec![b'{'; vledger_ledger::limits::MAX_ENVELOPE_BYTES + 1];
+    let oversized = vec![b'{'; vledger_domain::limits::MAX_ENVELOPE_BYTES + 1];
     let response = client
         .post(url("/v1/commands"))
         .body(oversized)

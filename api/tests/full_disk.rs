@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use common::fresh_key;
 use serde_json::{json, Value};
-use vledger_ledger::domain::GenesisBody;
-use vledger_ledger::entry::Entry;
-use vledger_ledger::envelope::{seal, CommandPayload};
-use vledger_ledger::keys::SigningKey;
-use vledger_ledger::merkle::leaf_hash;
-use vledger_ledger::node::{Node, NodeConfig};
+use vledger_domain::GenesisBody;
+use vledger_node::node::{Node, NodeConfig};
+use vledger_tlog::keys::SigningKey;
+use vledger_tlog::merkle::leaf_hash;
+use vledger_wire::entry::Entry;
+use vledger_wire::envelope::{seal, CommandPayload};
 
 /// A tmpfs mounted for the test, unmounted when it ends.
 struct Tmpfs {
@@ -65,7 +65,7 @@ fn open_node(dir: &Path, node_key: &SigningKey, admin: &SigningKey) -> Arc<Node>
         region: "cq".try_into().unwrap(),
         origin: "vledger.test/cq".into(),
         node_key: node_key.clone(),
-        max_batch_commands: vledger_ledger::limits::MAX_BATCH_COMMANDS,
+        max_batch_commands: vledger_domain::limits::MAX_BATCH_COMMANDS,
         genesis: Some(GenesisBody {
             region_name: "重庆市科学技术局".into(),
             admin_key: admin.public_key(),

@@ -6,11 +6,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use common::fresh_key;
 use serde_json::{json, Value};
-use vledger_api::{CommandAccepted, InclusionProof, NodeInfo, Problem};
-use vledger_ledger::envelope::{seal, CommandPayload};
-use vledger_ledger::keys::SigningKey;
-use vledger_ledger::merkle;
-use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
+use vledger_tlog::keys::SigningKey;
+use vledger_tlog::merkle;
+use vledger_tlog::note::{Checkpoint, NoteVerifier, SignedNote};
+use vledger_wire::envelope::{seal, CommandPayload};
+use vledger_wire::http::{CommandAccepted, InclusionProof, NodeInfo, Problem};
 
 struct TestApp {
     base: String,
@@ -360,12 +360,12 @@ async fn every_kind_of_bad_input_has_its_own_problem_and_writes_nothing() {
     let text = format!(
         r#"{{"v":1,"type":"party.register","region":"cq","signer":"{other}","nonce":"dup","body":{body},"signer":"{signer}"}}"#
     );
-    let sig = app.admin.sign(&vledger_ledger::envelope::pae(
-        vledger_ledger::envelope::COMMAND_PAYLOAD_TYPE,
+    let sig = app.admin.sign(&vledger_wire::envelope::pae(
+        vledger_wire::envelope::COMMAND_PAYLOAD_TYPE,
         text.as_bytes(),
     ));
     let envelope = json!({
-        "payloadType": vledger_ledger::envelope::COMMAND_PAYLOAD_TYPE,
+        "payloadType": vledger_wire::envelope::COMMAND_PAYLOAD_TYPE,
         "payload": B64.encode(&text),
         "signatures": [{ "sig": B64.encode(sig) }],
     });
@@ -528,7 +528,7 @@ async fn a_program_is_created_and_a_voucher_issued_and_read_back() {
     let app = spawn_app().await;
     let enterprise = fresh_key();
     app.register(&enterprise, "enterprise").await;
-    let now = vledger_ledger::writer::wall_clock_ms();
+    let now = vledger_node::writer::wall_clock_ms();
     let program = json!({
         "program_id": "cq-2026-rs", "name": "重庆市科技资源共享服务创新券", "kind": "resource_sharing",
         "currency": "CNY", "budget_minor": 10_000_000, "subsidy_ratio_bps": 5000,

@@ -7,10 +7,10 @@ mod common;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
-use vledger_ledger::keys::SigningKey;
-use vledger_ledger::merkle::{hash_from_slice, verify_inclusion};
-use vledger_ledger::note::{Checkpoint, NoteVerifier, SignedNote};
-use vledger_ledger::writer::wall_clock_ms;
+use vledger_node::writer::wall_clock_ms;
+use vledger_tlog::keys::SigningKey;
+use vledger_tlog::merkle::{hash_from_slice, verify_inclusion};
+use vledger_tlog::note::{Checkpoint, NoteVerifier, SignedNote};
 
 use common::Api;
 
@@ -191,7 +191,7 @@ async fn one_entry_comes_with_a_proof_that_checks_against_its_signed_checkpoint(
         let entry_bytes = B64
             .decode(answer["entry"]["entry"].as_str().unwrap())
             .unwrap();
-        let leaf = vledger_ledger::merkle::leaf_hash(&entry_bytes);
+        let leaf = vledger_tlog::merkle::leaf_hash(&entry_bytes);
         let path: Vec<_> = proof["proof"]
             .as_array()
             .unwrap()

@@ -10,8 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vledger_ledger::keys::SigningKey;
-use vledger_ledger::writer::wall_clock_ms;
+use vledger_node::writer::wall_clock_ms;
+use vledger_tlog::keys::SigningKey;
 
 use common::Api;
 

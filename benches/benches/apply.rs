@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 use vledger_benches::{admin_key, key_from_seed, node_key, REGION};
-use vledger_ledger::domain::{apply, encode_events, ApplyContext, Command, Event, MemoryState};
-use vledger_ledger::keys::SigningKey;
+use vledger_domain::{apply, encode_events, ApplyContext, Command, Event, MemoryState};
+use vledger_tlog::keys::SigningKey;
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 const NOW_MS: u64 = 1_750_000_000_000;

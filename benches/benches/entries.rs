@@ -5,8 +5,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
 use vledger_benches::sample_register_entry;
-use vledger_ledger::entry::Entry;
-use vledger_ledger::merkle::leaf_hash;
+use vledger_tlog::merkle::leaf_hash;
+use vledger_wire::entry::Entry;
 
 fn entries(c: &mut Criterion) {
     let bytes = sample_register_entry();

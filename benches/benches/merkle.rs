@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vledger_benches::{env_u64, memory_tree, populate_store, spread, tree_size_from_env};
-use vledger_ledger::merkle::{
+use vledger_node::store::Store;
+use vledger_tlog::merkle::{
     consistency_proof, inclusion_proof, leaf_hash, root, verify_consistency, verify_inclusion,
     Frontier, Hash, SubtreeSource,
 };
-use vledger_ledger::store::Store;
 
 /// Distinct proof queries cycled through, so that reads are spread over the whole tree.
 const QUERIES: usize = 4096;

@@ -4,9 +4,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
 use vledger_benches::{admin_key, party_key, register_envelope};
-use vledger_ledger::envelope::{pae, VerifiedEnvelope, COMMAND_PAYLOAD_TYPE};
-use vledger_ledger::fixed_base::FixedBase;
-use vledger_ledger::keys::PublicKey;
+use vledger_tlog::fixed_base::FixedBase;
+use vledger_tlog::keys::PublicKey;
+use vledger_wire::envelope::{pae, VerifiedEnvelope, COMMAND_PAYLOAD_TYPE};
 
 fn signatures(c: &mut Criterion) {
     let admin = admin_key();

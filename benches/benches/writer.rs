@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use vledger_benches::{admin_key, env_u64, open_node, register_envelope, verified_registers};
-use vledger_ledger::envelope::{pae, VerifiedEnvelope, COMMAND_PAYLOAD_TYPE};
+use vledger_wire::envelope::{pae, VerifiedEnvelope, COMMAND_PAYLOAD_TYPE};
 
 /// Commands submitted per timed iteration (below the writer queue's capacity, so none is
 /// refused as queue-full). `VLEDGER_BENCH_WRITER_COMMANDS` overrides it.

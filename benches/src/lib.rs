@@ -9,12 +9,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use vledger_ledger::domain::GenesisBody;
-use vledger_ledger::envelope::{seal, CommandPayload, VerifiedEnvelope, COMMAND_FORMAT_VERSION};
-use vledger_ledger::keys::{PublicKey, SigningKey};
-use vledger_ledger::merkle::{leaf_hash, Frontier, Hash, MemoryTree};
-use vledger_ledger::node::{Node, NodeConfig};
-use vledger_ledger::store::{CommitBatch, Store, StoreError};
+use vledger_domain::GenesisBody;
+use vledger_node::node::{Node, NodeConfig};
+use vledger_node::store::{CommitBatch, Store, StoreError};
+use vledger_tlog::keys::{PublicKey, SigningKey};
+use vledger_tlog::merkle::{leaf_hash, Frontier, Hash, MemoryTree};
+use vledger_wire::envelope::{seal, CommandPayload, VerifiedEnvelope, COMMAND_FORMAT_VERSION};
 
 /// The region every fixture node serves.
 pub const REGION: &str = "cq";
@@ -124,7 +124,7 @@ pub fn open_node(dir: &Path, admin: &SigningKey) -> Arc<Node> {
         region: REGION.try_into().expect("valid region id"),
         origin: ORIGIN.into(),
         node_key: node_key(),
-        max_batch_commands: vledger_ledger::limits::MAX_BATCH_COMMANDS,
+        max_batch_commands: vledger_domain::limits::MAX_BATCH_COMMANDS,
         genesis: Some(genesis(admin)),
     })
     .expect("open the benchmark node")

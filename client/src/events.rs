@@ -4,8 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use vledger_api::events::StreamedEvent;
-use vledger_ledger::keys::PublicKey;
+use vledger_tlog::keys::PublicKey;
+use vledger_wire::http::StreamedEvent;
 
 use crate::{problem_of, ClientError};
 
@@ -31,8 +31,7 @@ pub struct ReceivedEvent {
     pub data: StreamedEvent,
 }
 
-/// Consecutive failed connection attempts before the stream gives up.
-const MAX_RECONNECTS: u32 = 5;
+use vledger_domain::limits::MAX_RECONNECTS;
 
 /// An endless iterator of events; it ends only after repeated failures to reconnect.
 pub struct EventStream {

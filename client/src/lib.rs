@@ -17,24 +17,22 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use vledger_ledger::envelope::{seal, CommandPayload, COMMAND_FORMAT_VERSION};
-use vledger_ledger::keys::{PublicKey, SigningKey};
-use vledger_ledger::types::RegionId;
+use vledger_domain::types::RegionId;
+use vledger_tlog::keys::{PublicKey, SigningKey};
+use vledger_wire::envelope::{seal, CommandPayload, COMMAND_FORMAT_VERSION};
 
 pub use events::{EventStream, EventsRequest, ReceivedEvent};
-pub use vledger_api::catalog::DemandMatches;
-pub use vledger_api::events::StreamedEvent;
-pub use vledger_api::records::RecordsPage;
-pub use vledger_api::{
-    CheckpointsPage, CommandAccepted, ConsistencyProof, EntriesPage, EntryView, EntryWithProof,
-    FraudFlagsPage, InclusionProof, NodeInfo, Problem, StoredCheckpoint,
+pub use vledger_domain::catalog::{CatalogPage, DemandRecord, ListingRecord};
+pub use vledger_domain::claims::{ClaimRecord, SettlementPosition};
+pub use vledger_domain::orders::OrderRecord;
+pub use vledger_domain::programs::ProgramRecord;
+pub use vledger_domain::vouchers::VoucherRecord;
+pub use vledger_domain::PartyRecord;
+pub use vledger_wire::http::{
+    CheckpointsPage, CommandAccepted, ConsistencyProof, DemandMatches, EntriesPage, EntryView,
+    EntryWithProof, FraudFlagsPage, InclusionProof, NodeInfo, Problem, RecordsPage,
+    StoredCheckpoint, StreamedEvent,
 };
-pub use vledger_ledger::domain::catalog::{CatalogPage, DemandRecord, ListingRecord};
-pub use vledger_ledger::domain::claims::{ClaimRecord, SettlementPosition};
-pub use vledger_ledger::domain::orders::OrderRecord;
-pub use vledger_ledger::domain::programs::ProgramRecord;
-pub use vledger_ledger::domain::vouchers::VoucherRecord;
-pub use vledger_ledger::domain::PartyRecord;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]

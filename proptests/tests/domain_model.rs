@@ -12,19 +12,19 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use vledger_ledger::domain::claims::{ClaimStatus, SettlementPosition, SETTLEMENT_PREFIX};
-use vledger_ledger::domain::money::AmountMinor;
-use vledger_ledger::domain::orders::{quote_order, EscrowStatus, OrderRecord, OrderStatus};
-use vledger_ledger::domain::programs::{load_program, BudgetBuckets};
-use vledger_ledger::domain::vouchers::{load_voucher, VoucherStatus};
-use vledger_ledger::domain::{
-    self, ApplyContext, ApplyError, Command, Event, MemoryState, Rejection,
+use vledger_domain::claims::{ClaimStatus, SettlementPosition, SETTLEMENT_PREFIX};
+use vledger_domain::money::AmountMinor;
+use vledger_domain::orders::{quote_order, EscrowStatus, OrderRecord, OrderStatus};
+use vledger_domain::programs::{load_program, BudgetBuckets};
+use vledger_domain::vouchers::{load_voucher, VoucherStatus};
+use vledger_domain::{
+    self as domain, ApplyContext, ApplyError, Command, Event, MemoryState, Rejection,
 };
-use vledger_ledger::entry::Entry;
-use vledger_ledger::envelope::{seal, CommandPayload, VerifiedEnvelope};
-use vledger_ledger::keys::SigningKey;
-use vledger_ledger::merkle::leaf_hash;
-use vledger_ledger::replay::{EventFolder, MemoryReplay, Replayer};
+use vledger_offline::replay::{EventFolder, MemoryReplay, Replayer};
+use vledger_tlog::keys::SigningKey;
+use vledger_tlog::merkle::leaf_hash;
+use vledger_wire::entry::Entry;
+use vledger_wire::envelope::{seal, CommandPayload, VerifiedEnvelope};
 
 const DAY_MS: u64 = 86_400_000;
 const START_MS: u64 = 1_767_225_600_000;
@@ -207,7 +207,7 @@ impl World {
     }
 
     fn order(&self, id: &str) -> OrderRecord {
-        vledger_ledger::domain::orders::load_order(&self.ledger.state, &id.try_into().unwrap())
+        vledger_domain::orders::load_order(&self.ledger.state, &id.try_into().unwrap())
             .unwrap()
             .unwrap()
     }
@@ -461,7 +461,7 @@ impl World {
         let node = self.ledger.node.clone();
         for order_id in self.model.orders.keys().cloned().collect::<Vec<_>>() {
             let order = self.order(&order_id);
-            let claimed = vledger_ledger::domain::claims::load_claim(
+            let claimed = vledger_domain::claims::load_claim(
                 &self.ledger.state,
                 &order_id.as_str().try_into().unwrap(),
             )
@@ -492,9 +492,8 @@ impl World {
         let state = &self.ledger.state;
         let mut in_flight: BTreeMap<&str, u64> = BTreeMap::new();
         for (id, (voucher_id, share, _)) in &self.model.orders {
-            let claim =
-                vledger_ledger::domain::claims::load_claim(state, &id.as_str().try_into().unwrap())
-                    .unwrap();
+            let claim = vledger_domain::claims::load_claim(state, &id.as_str().try_into().unwrap())
+                .unwrap();
             if claim
                 .is_some_and(|c| matches!(c.status, ClaimStatus::InReview | ClaimStatus::InNotice))
             {
@@ -544,7 +543,7 @@ impl World {
             .clone()
     }
 
-    fn voucher_of(&self, order_id: &str) -> vledger_ledger::domain::vouchers::VoucherRecord {
+    fn voucher_of(&self, order_id: &str) -> vledger_domain::vouchers::VoucherRecord {
         let voucher_id = &self.model.orders[order_id].0;
         load_voucher(&self.ledger.state, &voucher_id.as_str().try_into().unwrap())
             .unwrap()
@@ -641,9 +640,8 @@ impl World {
                     assert_eq!(order.status, OrderStatus::Confirmed);
                 }
             }
-            let claim =
-                vledger_ledger::domain::claims::load_claim(state, &id.as_str().try_into().unwrap())
-                    .unwrap();
+            let claim = vledger_domain::claims::load_claim(state, &id.as_str().try_into().unwrap())
+                .unwrap();
             let counted = order.status != OrderStatus::Cancelled
                 && order.unclaimed_released_at_ms.is_none()
                 && claim.is_none_or(|c| c.status != ClaimStatus::Rejected);

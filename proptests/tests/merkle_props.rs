@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use vledger_ledger::merkle::{
+use vledger_tlog::merkle::{
     consistency_proof, inclusion_proof, leaf_hash, root, verify_consistency, verify_inclusion,
     Frontier, Hash, MemoryTree, ProofError,
 };

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vledger_ledger::keys::SigningKey;
+use vledger_tlog::keys::SigningKey;
 
 /// A port on 127.0.0.1 that nothing listens on now.
 pub fn free_port() -> u16 {

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Which C2SP/CCTV ed25519 edge-case vectors does OpenSSL accept?
 
-Runs every vector of ledger/tests/data/ed25519/ed25519vectors.json through
+Runs every vector of tlog/tests/data/ed25519/ed25519vectors.json through
 Python `cryptography` (whose Ed25519 verification is OpenSSL's) and compares the
-result with the committed ledger/tests/data/ed25519/openssl_accepts.json, which the
+result with the committed tlog/tests/data/ed25519/openssl_accepts.json, which the
 Rust test `ed25519_vectors` uses to check that every signature the ledger's rule
 accepts is also accepted by OpenSSL.
 
@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parent / ".." / ".." / "ledger" / "tests" / "data" / "ed25519"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent / ".." / ".." / "tlog" / "tests" / "data" / "ed25519"
 VECTORS = "ed25519vectors.json"
 ACCEPTS = "openssl_accepts.json"
 EXPECTED_TOTAL = 914
@@ -85,7 +85,7 @@ def main() -> int:
         "--data-dir",
         type=Path,
         default=DEFAULT_DATA_DIR,
-        help="directory holding the vectors and openssl_accepts.json (default: ledger/tests/data/ed25519 "
+        help="directory holding the vectors and openssl_accepts.json (default: tlog/tests/data/ed25519 "
         "relative to the repository root)",
     )
     args = parser.parse_args()

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use vledger_ledger::envelope::{seal, CommandPayload};
+use vledger_wire::envelope::{seal, CommandPayload};
 
-use vledger_ledger::domain::GenesisBody;
-use vledger_ledger::keys::SigningKey;
-use vledger_ledger::node::{Node, NodeConfig};
+use vledger_domain::GenesisBody;
+use vledger_node::node::{Node, NodeConfig};
+use vledger_tlog::keys::SigningKey;
 
 /// A running node: its base URL and the directory that holds its store.
 pub struct Served {
@@ -49,7 +49,7 @@ pub fn open_node(admin: &SigningKey) -> (Arc<Node>, tempfile::TempDir) {
         region: "cq".try_into().unwrap(),
         origin: "vledger.test/cq".into(),
         node_key: fresh_key(),
-        max_batch_commands: vledger_ledger::limits::MAX_BATCH_COMMANDS,
+        max_batch_commands: vledger_domain::limits::MAX_BATCH_COMMANDS,
         genesis: Some(GenesisBody {
             region_name: "重庆市科学技术局".into(),
             admin_key: admin.public_key(),

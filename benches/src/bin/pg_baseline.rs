@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, NoTls};
 use sha2::{Digest, Sha256};
 use vledger_benches::{admin_key, parallel_map, register_envelope};
-use vledger_ledger::entry::Entry;
+use vledger_wire::entry::Entry;
 
 struct Args {
     url: String,

@@ -1,0 +1,664 @@
+//! The commands of the state machine, parsed from a payload's `type` and `body`.
+
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{
+    CloseDemandBody, DemandBody, ListingBody, UpdateListingBody, WithdrawListingBody,
+};
+use super::claims::{
+    ClawbackBody, PayClaimBody, RecoverClaimBody, ReviewClaimBody, SubmitClaimBody,
+};
+use super::orders::{
+    AcknowledgePaymentBody, DeliverBody, FundEscrowBody, OrderActionBody, PlaceOrderBody,
+    ReleaseUnclaimedBody, ResolveDisputeBody,
+};
+use super::parties::Role;
+use super::programs::{ProgramTerms, QualifyBody};
+use super::standing::{AccreditBody, AffiliationBody, SuspendBody};
+use super::vouchers::{ExpireVoucherBody, IssueVoucherBody, VoucherActionBody};
+use super::Rejection;
+use crate::types::RegionId;
+use vledger_tlog::keys::PublicKey;
+
+/// A command the state machine understands. The serde tag is the payload's `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", content = "body")]
+pub enum Command {
+    /// The region's first entry: founds the region and registers its first admin.
+    #[serde(rename = "region.genesis")]
+    Genesis(GenesisBody),
+    /// A region admin registers a party (key, role, home region).
+    #[serde(rename = "party.register")]
+    RegisterParty(RegisterPartyBody),
+    /// A region admin, or the key's own holder, revokes a key: it can never sign again.
+    #[serde(rename = "party.revoke_key")]
+    RevokeKey(RevokeKeyBody),
+    /// A region admin creates a voucher program with its budget and rules.
+    #[serde(rename = "program.create")]
+    CreateProgram(ProgramTerms),
+    /// A region admin qualifies an enterprise for a program, until a date.
+    #[serde(rename = "enterprise.qualify")]
+    QualifyEnterprise(QualifyBody),
+    /// A region admin issues a voucher to a qualified enterprise against a program's budget.
+    #[serde(rename = "voucher.issue")]
+    IssueVoucher(IssueVoucherBody),
+    /// An admin or regulator freezes a voucher: it cannot be spent, and no claim on its orders
+    /// approved or paid, until unfrozen.
+    #[serde(rename = "voucher.freeze")]
+    FreezeVoucher(VoucherActionBody),
+    /// An admin or regulator lifts a freeze.
+    #[serde(rename = "voucher.unfreeze")]
+    UnfreezeVoucher(VoucherActionBody),
+    /// A region admin revokes a voucher; its unspent value returns to the budget.
+    #[serde(rename = "voucher.revoke")]
+    RevokeVoucher(VoucherActionBody),
+    /// The node expires a voucher past its expiry; its unspent value returns to the budget.
+    #[serde(rename = "voucher.expire")]
+    ExpireVoucher(ExpireVoucherBody),
+    /// A region admin accredits an agency to serve voucher orders, until a date.
+    #[serde(rename = "agency.accredit")]
+    AccreditAgency(AccreditBody),
+    /// A regulator or admin suspends a party: it may not act or be ordered from.
+    #[serde(rename = "party.suspend")]
+    SuspendParty(SuspendBody),
+    /// A regulator or admin lifts a suspension.
+    #[serde(rename = "party.reinstate")]
+    ReinstateParty(SuspendBody),
+    /// An admin, or the party itself, declares its controlling group and related parties.
+    #[serde(rename = "party.declare_affiliation")]
+    DeclareAffiliation(AffiliationBody),
+    /// An agency lists a resource or service in a pool of the shared catalog.
+    #[serde(rename = "catalog.list")]
+    AddListing(ListingBody),
+    /// The listing's agency changes its price, title, description, category or tags.
+    #[serde(rename = "catalog.update")]
+    UpdateListing(UpdateListingBody),
+    /// The listing's agency, or an admin of its region, withdraws it from the catalog.
+    #[serde(rename = "catalog.withdraw")]
+    WithdrawListing(WithdrawListingBody),
+    /// An enterprise posts what it needs, for the catalog to match.
+    #[serde(rename = "demand.post")]
+    PostDemand(DemandBody),
+    /// The enterprise closes its demand.
+    #[serde(rename = "demand.close")]
+    CloseDemand(CloseDemandBody),
+    /// An enterprise orders a listed service, paying with a voucher and a payment plan.
+    #[serde(rename = "order.place")]
+    PlaceOrder(PlaceOrderBody),
+    /// The enterprise or agency cancels an order before delivery.
+    #[serde(rename = "order.cancel")]
+    CancelOrder(OrderActionBody),
+    /// The escrow provider attests that the enterprise's share arrived and is held.
+    #[serde(rename = "escrow.fund")]
+    FundEscrow(FundEscrowBody),
+    /// The agency acknowledges an installment paid directly.
+    #[serde(rename = "payment.acknowledge")]
+    AcknowledgePayment(AcknowledgePaymentBody),
+    /// The agency records delivery with evidence hashes.
+    #[serde(rename = "order.deliver")]
+    DeliverOrder(DeliverBody),
+    /// The enterprise confirms delivery (escrow is released).
+    #[serde(rename = "order.confirm")]
+    ConfirmOrder(OrderActionBody),
+    /// The node confirms a delivered order whose confirmation period passed.
+    #[serde(rename = "order.auto_confirm")]
+    AutoConfirmOrder(OrderActionBody),
+    /// The enterprise disputes a delivery (escrow is frozen).
+    #[serde(rename = "order.dispute")]
+    DisputeOrder(OrderActionBody),
+    /// A region admin settles a dispute: release or refund.
+    #[serde(rename = "dispute.resolve")]
+    ResolveDispute(ResolveDisputeBody),
+    /// The agency claims a confirmed order's voucher share.
+    #[serde(rename = "claim.submit")]
+    SubmitClaim(SubmitClaimBody),
+    /// A region admin reviews a claim at one level.
+    #[serde(rename = "claim.review")]
+    ReviewClaim(ReviewClaimBody),
+    /// A region admin records the payout of an approved claim after its notice period.
+    #[serde(rename = "claim.pay")]
+    PayClaim(PayClaimBody),
+    /// An admin or regulator turns a paid claim found fraudulent into a clawback receivable.
+    #[serde(rename = "claim.clawback")]
+    ClawbackClaim(ClawbackBody),
+    /// The node releases the voucher share of an order left unclaimed past the program's claim
+    /// deadline: to the voucher, or to the program budget if the voucher has ended.
+    #[serde(rename = "order.release_unclaimed")]
+    ReleaseUnclaimed(ReleaseUnclaimedBody),
+    /// A region admin records money recovered from a clawed-back claim's receivable.
+    #[serde(rename = "claim.recover")]
+    RecoverClaim(RecoverClaimBody),
+}
+
+/// Body of `region.genesis`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisBody {
+    /// The region's display name, e.g. "重庆市科学技术局".
+    pub region_name: String,
+    /// The first admin's key.
+    pub admin_key: PublicKey,
+    /// The first admin's display name.
+    pub admin_name: String,
+    /// IANA time zone of the region, for calendar-year caps; defaults to Asia/Shanghai.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    "Asia/Shanghai".to_string()
+}
+
+/// Body of `party.register`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterPartyBody {
+    /// The party's key, standard base64 of the 32-byte ed25519 public key. Kept as text here so
+    /// that a weak key is refused with its own reason, not as a malformed body.
+    pub key: String,
+    pub role: Role,
+    pub home_region: RegionId,
+    pub name: String,
+}
+
+/// Body of `party.revoke_key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKeyBody {
+    pub key: PublicKey,
+    pub reason: String,
+}
+
+impl Command {
+    /// Parses a command from a payload's `type` and `body`.
+    pub fn parse(command_type: &str, body: &serde_json::Value) -> Result<Self, Rejection> {
+        if !Self::TYPES.contains(&command_type) {
+            return Err(Rejection::UnknownCommandType(command_type.to_string()));
+        }
+        // The tag is handed over first and the body borrowed: serde then decodes the body
+        // straight into its type, without copying it or buffering it until the tag is seen.
+        let tagged = TypeThenBody {
+            command_type,
+            body,
+            given: 0,
+        };
+        serde_path_to_error::deserialize(serde::de::value::MapAccessDeserializer::new(tagged))
+            .map_err(body_rejection)
+    }
+
+    /// Every command type this node accepts.
+    pub const TYPES: &'static [&'static str] = &[
+        "region.genesis",
+        "party.register",
+        "party.revoke_key",
+        "program.create",
+        "enterprise.qualify",
+        "voucher.issue",
+        "voucher.freeze",
+        "voucher.unfreeze",
+        "voucher.revoke",
+        "voucher.expire",
+        "agency.accredit",
+        "party.suspend",
+        "party.reinstate",
+        "party.declare_affiliation",
+        "catalog.list",
+        "catalog.update",
+        "catalog.withdraw",
+        "demand.post",
+        "demand.close",
+        "order.place",
+        "order.cancel",
+        "escrow.fund",
+        "payment.acknowledge",
+        "order.deliver",
+        "order.confirm",
+        "order.auto_confirm",
+        "order.dispute",
+        "dispute.resolve",
+        "claim.submit",
+        "claim.review",
+        "claim.pay",
+        "claim.clawback",
+        "order.release_unclaimed",
+        "claim.recover",
+    ];
+}
+
+/// A value that has the right JSON type but lies outside its type's bounds (a time before 2000,
+/// an amount over 2^53, an id of dots, a number too large for its field) is `invalid-field`,
+/// naming the field by its path in the body; anything else that does not fit is
+/// `malformed-body`.
+fn body_rejection(error: serde_path_to_error::Error<serde_json::Error>) -> Rejection {
+    let path = error.path().to_string();
+    let field = path.strip_prefix("body.").unwrap_or(&path).to_string();
+    let reason = error.into_inner().to_string();
+    if reason.starts_with("invalid value: ") && field != path {
+        Rejection::InvalidValue { field, reason }
+    } else if field != path {
+        Rejection::MalformedBody(format!("{field}: {reason}"))
+    } else {
+        Rejection::MalformedBody(reason)
+    }
+}
+
+/// A command's `type` and `body` as the map `{"type": …, "body": …}`, tag first.
+struct TypeThenBody<'a> {
+    command_type: &'a str,
+    body: &'a serde_json::Value,
+    /// Entries handed over so far.
+    given: u8,
+}
+
+impl<'a> serde::de::MapAccess<'a> for TypeThenBody<'a> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let key = match self.given {
+            0 => "type",
+            1 => "body",
+            _ => return Ok(None),
+        };
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(key))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'a>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.given += 1;
+        if self.given == 1 {
+            seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(
+                self.command_type,
+            ))
+        } else {
+            seed.deserialize(self.body)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{MAX_DURATION_MS, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
+    use serde_json::{json, Value};
+
+    const KEY: &str = "7UkoxijRwsbq6QM4kFmVYSlZJzpcY/k2NsFGFKyHN9E=";
+    const NOW: u64 = 1_767_225_600_000;
+    const DAY_MS: u64 = 86_400_000;
+
+    fn program() -> Value {
+        json!({
+            "program_id": "p", "name": "Vouchers", "kind": "resource_sharing", "currency": "CNY",
+            "budget_minor": 1_000_000, "subsidy_ratio_bps": 5000,
+            "caps": { "per_voucher_minor": 1, "per_order_minor": 1,
+                      "per_enterprise_year_minor": 1, "per_group_year_minor": 1 },
+            "eligible_categories": ["testing"], "valid_from_ms": NOW,
+            "valid_until_ms": NOW + DAY_MS, "claim_deadline_ms": NOW + 2 * DAY_MS,
+            "spend_regions": ["cq"], "cross_region_payer": "agency_region", "use_mode": "multi",
+            "review_levels": 1, "notice_period_ms": DAY_MS
+        })
+    }
+
+    fn order() -> Value {
+        json!({
+            "order_id": "o", "listing_id": "l", "voucher_id": "v", "price_minor": 100,
+            "payment": { "mode": "direct",
+                         "installments": [{ "amount_minor": 50, "due_at_ms": NOW }] },
+            "auto_confirm_after_ms": DAY_MS
+        })
+    }
+
+    /// Every integer field of every body, with a valid body around it: (command type, body,
+    /// JSON pointer of the field, the field's path in a refusal).
+    fn integer_fields() -> Vec<(&'static str, Value, &'static str, &'static str, Bound)> {
+        use Bound::*;
+        let qualify = json!({ "program_id": "p", "enterprise": KEY, "expires_at_ms": NOW });
+        let accredit = json!({ "agency": KEY, "expires_at_ms": NOW });
+        let issue = json!({ "voucher_id": "v", "program_id": "p", "holder": KEY,
+                            "face_value_minor": 1, "expires_at_ms": NOW });
+        let listing = json!({ "listing_id": "l", "pool": "literature", "category": "testing",
+                              "title": "T", "description": "D", "price_minor": 1,
+                              "currency": "CNY" });
+        let update = json!({ "listing_id": "l", "price_minor": 1 });
+        let demand = json!({ "demand_id": "d", "pool": "literature", "category": "testing",
+                             "title": "T", "description": "D", "budget_max_minor": 1,
+                             "currency": "CNY" });
+        let escrow = json!({ "order_id": "o", "amount_minor": 1, "reference": "r" });
+        let acknowledge = json!({ "order_id": "o", "installment": 0, "reference": "r" });
+        let review = json!({ "order_id": "o", "level": 1, "decision": "approve" });
+        let escrow_order = json!({
+            "order_id": "o", "listing_id": "l", "voucher_id": "v", "price_minor": 100,
+            "payment": { "mode": "escrow", "escrow_provider": KEY, "fee_minor": 1 },
+            "auto_confirm_after_ms": 0
+        });
+        vec![
+            (
+                "program.create",
+                program(),
+                "/valid_from_ms",
+                "valid_from_ms",
+                Instant,
+            ),
+            (
+                "program.create",
+                program(),
+                "/valid_until_ms",
+                "valid_until_ms",
+                Instant,
+            ),
+            (
+                "program.create",
+                program(),
+                "/claim_deadline_ms",
+                "claim_deadline_ms",
+                Instant,
+            ),
+            (
+                "program.create",
+                program(),
+                "/notice_period_ms",
+                "notice_period_ms",
+                Duration,
+            ),
+            (
+                "program.create",
+                program(),
+                "/budget_minor",
+                "budget_minor",
+                Amount,
+            ),
+            (
+                "program.create",
+                program(),
+                "/caps/per_voucher_minor",
+                "caps.per_voucher_minor",
+                Amount,
+            ),
+            (
+                "program.create",
+                program(),
+                "/caps/per_order_minor",
+                "caps.per_order_minor",
+                Amount,
+            ),
+            (
+                "program.create",
+                program(),
+                "/caps/per_enterprise_year_minor",
+                "caps.per_enterprise_year_minor",
+                Amount,
+            ),
+            (
+                "program.create",
+                program(),
+                "/caps/per_group_year_minor",
+                "caps.per_group_year_minor",
+                Amount,
+            ),
+            (
+                "program.create",
+                program(),
+                "/subsidy_ratio_bps",
+                "subsidy_ratio_bps",
+                Max(10_000),
+            ),
+            (
+                "program.create",
+                program(),
+                "/review_levels",
+                "review_levels",
+                Max(255),
+            ),
+            (
+                "enterprise.qualify",
+                qualify,
+                "/expires_at_ms",
+                "expires_at_ms",
+                Instant,
+            ),
+            (
+                "agency.accredit",
+                accredit,
+                "/expires_at_ms",
+                "expires_at_ms",
+                Instant,
+            ),
+            (
+                "voucher.issue",
+                issue.clone(),
+                "/expires_at_ms",
+                "expires_at_ms",
+                Instant,
+            ),
+            (
+                "voucher.issue",
+                issue,
+                "/face_value_minor",
+                "face_value_minor",
+                Amount,
+            ),
+            (
+                "catalog.list",
+                listing,
+                "/price_minor",
+                "price_minor",
+                Amount,
+            ),
+            (
+                "catalog.update",
+                update,
+                "/price_minor",
+                "price_minor",
+                Amount,
+            ),
+            (
+                "demand.post",
+                demand,
+                "/budget_max_minor",
+                "budget_max_minor",
+                Amount,
+            ),
+            (
+                "order.place",
+                order(),
+                "/price_minor",
+                "price_minor",
+                Amount,
+            ),
+            (
+                "order.place",
+                order(),
+                "/auto_confirm_after_ms",
+                "auto_confirm_after_ms",
+                Duration,
+            ),
+            (
+                "order.place",
+                order(),
+                "/payment/installments/0/due_at_ms",
+                "payment",
+                Instant,
+            ),
+            (
+                "order.place",
+                order(),
+                "/payment/installments/0/amount_minor",
+                "payment",
+                Amount,
+            ),
+            (
+                "order.place",
+                escrow_order,
+                "/payment/fee_minor",
+                "payment",
+                Amount,
+            ),
+            (
+                "escrow.fund",
+                escrow,
+                "/amount_minor",
+                "amount_minor",
+                Amount,
+            ),
+            (
+                "payment.acknowledge",
+                acknowledge,
+                "/installment",
+                "installment",
+                Max(u32::MAX.into()),
+            ),
+            ("claim.review", review, "/level", "level", Max(255)),
+        ]
+    }
+
+    #[derive(Clone, Copy)]
+    enum Bound {
+        /// An instant: MIN_TIMESTAMP_MS to MAX_TIMESTAMP_MS.
+        Instant,
+        /// A duration: 0 to MAX_DURATION_MS.
+        Duration,
+        /// An amount: 0 to 2^53 - 1.
+        Amount,
+        /// 0 to this.
+        Max(u64),
+    }
+
+    fn with(body: &Value, pointer: &str, value: Value) -> Value {
+        let mut body = body.clone();
+        *body.pointer_mut(pointer).expect("the field is in the body") = value;
+        body
+    }
+
+    #[test]
+    fn every_integer_field_is_accepted_at_its_bounds_and_refused_past_them() {
+        for (command_type, body, pointer, field, bound) in integer_fields() {
+            Command::parse(command_type, &body).unwrap_or_else(|e| panic!("{command_type}: {e}"));
+            let (inside, outside): (Vec<u64>, Vec<u64>) = match bound {
+                Bound::Instant => (
+                    vec![MIN_TIMESTAMP_MS, MAX_TIMESTAMP_MS],
+                    vec![0, MIN_TIMESTAMP_MS - 1, MAX_TIMESTAMP_MS + 1],
+                ),
+                Bound::Duration => (vec![0, MAX_DURATION_MS], vec![MAX_DURATION_MS + 1]),
+                Bound::Amount => (vec![0, (1 << 53) - 1], vec![1 << 53]),
+                Bound::Max(max) => (vec![0, max], vec![max + 1]),
+            };
+            for value in inside {
+                let body = with(&body, pointer, json!(value));
+                assert!(
+                    Command::parse(command_type, &body).is_ok(),
+                    "{command_type} {pointer} = {value} is within its bound"
+                );
+            }
+            for value in outside.into_iter().chain([(1 << 53) + 1, u64::MAX]) {
+                let body = with(&body, pointer, json!(value));
+                match Command::parse(command_type, &body) {
+                    Err(Rejection::InvalidValue { field: f, reason }) => {
+                        assert_eq!(f, field, "{command_type} {pointer} = {value}");
+                        assert!(reason.contains(&value.to_string()), "{reason}");
+                    }
+                    other => panic!("{command_type} {pointer} = {value}: {other:?}"),
+                }
+            }
+            // A negative number is outside every bound too.
+            let body = with(&body, pointer, json!(-1));
+            assert!(matches!(
+                Command::parse(command_type, &body),
+                Err(Rejection::InvalidValue { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn the_fields_the_issue_names_refuse_numbers_beyond_2_pow_53() {
+        let cases = [
+            (
+                "program.create",
+                program(),
+                "/valid_until_ms",
+                (1u64 << 53) + 1,
+            ),
+            ("program.create", program(), "/claim_deadline_ms", u64::MAX),
+            ("program.create", program(), "/notice_period_ms", u64::MAX),
+            (
+                "agency.accredit",
+                json!({ "agency": KEY, "expires_at_ms": NOW }),
+                "/expires_at_ms",
+                u64::MAX,
+            ),
+            ("order.place", order(), "/auto_confirm_after_ms", u64::MAX),
+        ];
+        for (command_type, body, pointer, value) in cases {
+            let refused = Command::parse(command_type, &with(&body, pointer, json!(value)));
+            let Err(rejection) = refused else {
+                panic!("{command_type} {pointer} = {value} was accepted");
+            };
+            assert_eq!(rejection.code(), "invalid-field");
+            // The detail names the field and the bound.
+            let detail = rejection.to_string();
+            assert!(detail.contains(&pointer[1..]), "{detail}");
+            assert!(
+                detail.contains("9999-12-31") || detail.contains("316224000000"),
+                "{detail}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_that_a_url_path_would_rewrite_are_refused() {
+        let issue = |id: &str| json!({ "voucher_id": id, "program_id": "p", "holder": KEY, "face_value_minor": 1 });
+        for id in ["v1", "V-1.2_3", "2026.Q1", "a..b", "x."] {
+            assert!(Command::parse("voucher.issue", &issue(id)).is_ok(), "{id}");
+        }
+        for id in [
+            "",
+            ".",
+            "..",
+            "...",
+            ".hidden",
+            "-v",
+            "_v",
+            "a/b",
+            "a\\b",
+            "a%2e",
+            "a?b",
+            "a#b",
+            "a b",
+            "a\u{0}b",
+            "a\tb",
+            "凭证",
+            &"v".repeat(65),
+        ] {
+            match Command::parse("voucher.issue", &issue(id)) {
+                Err(Rejection::InvalidValue { field, .. }) => assert_eq!(field, "voucher_id"),
+                other => panic!("{id:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_that_does_not_fit_is_still_malformed_and_names_where() {
+        let body = with(&program(), "/valid_until_ms", json!("tomorrow"));
+        match Command::parse("program.create", &body) {
+            Err(Rejection::MalformedBody(detail)) => {
+                assert!(detail.starts_with("valid_until_ms: "), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_listed_type_is_a_command() {
+        for command_type in Command::TYPES {
+            let result = Command::parse(command_type, &serde_json::json!({}));
+            assert!(
+                matches!(result, Err(Rejection::MalformedBody(_))),
+                "{command_type}: {result:?}"
+            );
+        }
+    }
+}

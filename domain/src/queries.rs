@@ -1,0 +1,149 @@
+//! The reads the HTTP interface and the CLI make of the projections, as pure functions over
+//! [`StateRead`]: record lists in id order with filters and cursors, fraud flags by entry, and
+//! settlement positions. Record keys and their prefixes stay inside the domain; a caller names
+//! the record type and gets records and a cursor back.
+
+use serde::de::DeserializeOwned;
+
+use crate::claims::{ClaimRecord, SettlementPosition, SETTLEMENT_PREFIX};
+use crate::limits::{LIST_SCAN_CHUNK, MAX_FLAGS_PAGE, MAX_LIST_SCAN, MIN_FLAGS_PAGE};
+use crate::orders::{FraudFlagRecord, OrderRecord, FRAUD_FLAG_PREFIX};
+use crate::programs::ProgramRecord;
+use crate::state::{decode_record, StateError, StateRead};
+use crate::types::{LogIndex, RecordId};
+use crate::vouchers::VoucherRecord;
+use crate::{claims, orders, programs, vouchers};
+
+/// A record type kept in id order under one key prefix, so that it can be listed.
+pub trait Listed: DeserializeOwned {
+    /// The prefix of its keys; the record's id follows it.
+    const PREFIX: &'static [u8];
+}
+
+impl Listed for ProgramRecord {
+    const PREFIX: &'static [u8] = programs::PROGRAM_PREFIX;
+}
+impl Listed for VoucherRecord {
+    const PREFIX: &'static [u8] = vouchers::VOUCHER_PREFIX;
+}
+impl Listed for OrderRecord {
+    const PREFIX: &'static [u8] = orders::ORDER_PREFIX;
+}
+impl Listed for ClaimRecord {
+    const PREFIX: &'static [u8] = claims::CLAIM_PREFIX;
+}
+
+/// One page of a list: the records kept, and the id to resume after when there may be more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage<T> {
+    pub records: Vec<T>,
+    pub next_after: Option<RecordId>,
+}
+
+/// Records of type `T` with ids after `after`, in id order, that `keep` accepts: at most `limit`
+/// of them, and at most [`MAX_LIST_SCAN`] examined. A page that stops early (full, or the scan
+/// bound reached) names the last id examined as its cursor, so the next page resumes there.
+pub fn list<T: Listed>(
+    state: &impl StateRead,
+    after: Option<&RecordId>,
+    limit: usize,
+    keep: impl Fn(&T) -> bool,
+) -> Result<ListPage<T>, StateError> {
+    let prefix = T::PREFIX;
+    let mut start = prefix.to_vec();
+    if let Some(after) = after {
+        start.extend_from_slice(after.as_str().as_bytes());
+        // The smallest key after `after`'s own.
+        start.push(0);
+    }
+    let mut records = Vec::new();
+    let mut examined = 0usize;
+    loop {
+        let rows = state.scan_prefix_from(prefix, &start, LIST_SCAN_CHUNK)?;
+        let exhausted = rows.len() < LIST_SCAN_CHUNK;
+        for (key, value) in rows {
+            examined += 1;
+            let record: T = decode_record(&key, &value)?;
+            if keep(&record) {
+                records.push(record);
+            }
+            if records.len() == limit || examined == MAX_LIST_SCAN {
+                return Ok(ListPage {
+                    records,
+                    next_after: Some(record_id_of(prefix, &key)?),
+                });
+            }
+            start = key;
+            start.push(0);
+        }
+        if exhausted {
+            return Ok(ListPage {
+                records,
+                next_after: None,
+            });
+        }
+    }
+}
+
+fn record_id_of(prefix: &[u8], key: &[u8]) -> Result<RecordId, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason,
+    };
+    let id = String::from_utf8(key[prefix.len()..].to_vec()).map_err(|e| corrupt(e.to_string()))?;
+    RecordId::try_from(id).map_err(|e| corrupt(e.to_string()))
+}
+
+/// One page of fraud flags, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagsPage {
+    pub flags: Vec<FraudFlagRecord>,
+    /// The `after_index` of the next page, if there may be more.
+    pub next_after_index: Option<LogIndex>,
+}
+
+/// Fraud flags raised by entries after `after_index`, oldest first. `limit` (at most
+/// [`MAX_FLAGS_PAGE`]) is raised to [`MIN_FLAGS_PAGE`], the most one entry raises, so that a
+/// page ends on an entry boundary and paging by entry index never skips a flag.
+pub fn fraud_flags(
+    state: &impl StateRead,
+    after_index: Option<LogIndex>,
+    limit: usize,
+) -> Result<FlagsPage, StateError> {
+    let limit = limit.clamp(MIN_FLAGS_PAGE, MAX_FLAGS_PAGE);
+    let mut start = FRAUD_FLAG_PREFIX.to_vec();
+    start.extend_from_slice(&after_index.map_or(0, |i| i.saturating_add(1)).to_be_bytes());
+    let rows = state.scan_prefix_from(FRAUD_FLAG_PREFIX, &start, limit + 1)?;
+    let mut flags = rows
+        .iter()
+        .map(|(k, v)| decode_record::<FraudFlagRecord>(k, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_after_index = if flags.len() > limit {
+        flags.truncate(limit);
+        let last = flags
+            .last()
+            .map(|f| f.index)
+            .expect("a full page is not empty");
+        flags.retain(|f| f.index < last);
+        flags.last().map(|f| f.index)
+    } else {
+        None
+    };
+    Ok(FlagsPage {
+        flags,
+        next_after_index,
+    })
+}
+
+/// Every open settlement position (debtor, creditor, amount), in (debtor, creditor) order, at
+/// most `limit` of them.
+pub fn settlement_positions(
+    state: &impl StateRead,
+    limit: usize,
+) -> Result<Vec<SettlementPosition>, StateError> {
+    state
+        .scan_prefix(SETTLEMENT_PREFIX, limit)?
+        .iter()
+        .map(|(k, v)| decode_record(k, v))
+        .collect()
+}

@@ -1,0 +1,8 @@
+//! A region's node: the RocksDB store, the record cache, the single writer with its commit
+//! thread, the clock, and the reads and proofs the API serves. The imperative shell around the
+//! pure state machine of `vledger-domain`, and the only crate that reads the time.
+
+pub mod node;
+pub mod record_cache;
+pub mod store;
+pub mod writer;

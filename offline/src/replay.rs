@@ -1,0 +1,397 @@
+//! Replay: re-derives the state from the log alone, checking every entry on the way: its index,
+//! the hash chain, the envelope's signature, and that the state machine produces exactly the
+//! events the entry recorded. The same code serves `vledger rebuild` and offline verification.
+
+use std::collections::HashSet;
+
+use vledger_domain::types::{LogIndex, RegionId};
+use vledger_domain::{
+    self as domain, ApplyContext, ApplyError, Command, MemoryState, ScannedRecords, StateError,
+    StateRead, StateWrite,
+};
+use vledger_tlog::keys::PublicKey;
+use vledger_tlog::merkle::{leaf_hash, Hash};
+use vledger_wire::entry::Entry;
+use vledger_wire::envelope::VerifiedEnvelope;
+
+/// Why an entry failed replay, named by its index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry {index}: {reason}")]
+pub struct ReplayError {
+    pub index: LogIndex,
+    pub reason: String,
+}
+
+/// What a replay keeps: the state records, and the (signer ‖ nonce) pairs already used (the
+/// same pair never applies twice).
+pub trait ReplayState: StateRead + StateWrite {
+    fn nonce_used(&self, key: &[u8]) -> Result<bool, StateError>;
+    fn record_nonce(&mut self, key: Vec<u8>);
+    /// Called after each applied entry: a state on disk writes its buffered changes out here.
+    fn entry_applied(&mut self) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+/// A replay's state in memory: for `vledger rebuild`, tests and small logs.
+/// [`crate::scratch::ScratchState`] keeps it on disk instead.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryReplay {
+    pub state: MemoryState,
+    pub nonces: HashSet<Vec<u8>>,
+}
+
+impl StateRead for MemoryReplay {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.state.get_raw(key)
+    }
+    fn scan_prefix_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<ScannedRecords, StateError> {
+        self.state.scan_prefix_from(prefix, start, limit)
+    }
+}
+
+impl StateWrite for MemoryReplay {
+    fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.state.put_raw(key, value);
+    }
+    fn delete(&mut self, key: Vec<u8>) {
+        self.state.delete(key);
+    }
+}
+
+impl ReplayState for MemoryReplay {
+    fn nonce_used(&self, key: &[u8]) -> Result<bool, StateError> {
+        Ok(self.nonces.contains(key))
+    }
+    fn record_nonce(&mut self, key: Vec<u8>) {
+        self.nonces.insert(key);
+    }
+}
+
+/// What a replay checks of an entry without its state, so that it can run ahead on another
+/// thread: the entry's leaf hash, the entry decoded, its envelope with the signature checked and
+/// its command parsed (or why the command does not parse); or why the entry or its envelope is
+/// unusable.
+pub struct PrecheckedEntry(Result<PrecheckedParts, String>);
+
+type PrecheckedParts = (Hash, Entry, VerifiedEnvelope, Result<Command, String>);
+
+impl PrecheckedEntry {
+    /// Decodes `bytes`, checks the envelope's signature and parses its command.
+    pub fn check(bytes: &[u8]) -> Self {
+        let parts = Entry::decode(bytes)
+            .map_err(|e| format!("does not decode: {e}"))
+            .and_then(|entry| {
+                let envelope = VerifiedEnvelope::parse_and_verify(&entry.envelope)
+                    .map_err(|e| format!("envelope: {e}"))?;
+                let command =
+                    Command::parse(&envelope.payload.command_type, &envelope.payload.body)
+                        .map_err(|e| format!("command: {e}"));
+                Ok((leaf_hash(bytes), entry, envelope, command))
+            });
+        Self(parts)
+    }
+}
+
+/// Where a replay stands in the log, apart from its state: what a resumed replay needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayPosition {
+    pub next_index: LogIndex,
+    pub prev_leaf: Hash,
+    pub last_time_ms: u64,
+    /// The region and node key the log was founded with, once genesis is replayed.
+    pub origin: Option<(RegionId, PublicKey)>,
+}
+
+impl ReplayPosition {
+    /// Before the first entry.
+    pub fn start() -> Self {
+        Self {
+            next_index: 0,
+            prev_leaf: [0; 32],
+            last_time_ms: 0,
+            origin: None,
+        }
+    }
+}
+
+/// Replays entries in order onto a state.
+#[derive(Clone)]
+pub struct Replayer<S> {
+    state: S,
+    position: ReplayPosition,
+}
+
+impl Replayer<MemoryReplay> {
+    /// A replayer onto empty in-memory state.
+    pub fn in_memory() -> Self {
+        Self::new(MemoryReplay::default())
+    }
+}
+
+impl<S> Replayer<S> {
+    /// A replayer that continues from `position` with the state replayed up to it.
+    pub fn resume(state: S, position: ReplayPosition) -> Self {
+        Self { state, position }
+    }
+
+    /// Where the replay stands.
+    pub fn position(&self) -> &ReplayPosition {
+        &self.position
+    }
+
+    /// The leaf hash of the last entry replayed (zeros before the first).
+    pub fn prev_leaf(&self) -> Hash {
+        self.position.prev_leaf
+    }
+
+    /// The region and node key the log was founded with, once genesis is replayed.
+    pub fn origin(&self) -> Option<&(RegionId, PublicKey)> {
+        self.position.origin.as_ref()
+    }
+
+    /// The state after the entries replayed so far.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// The state, to read it whole (e.g. its digest) or save it.
+    pub fn state_mut(&mut self) -> &mut S {
+        &mut self.state
+    }
+
+    pub fn into_state(self) -> S {
+        self.state
+    }
+
+    /// The number of entries replayed.
+    pub fn size(&self) -> u64 {
+        self.position.next_index
+    }
+}
+
+impl<S: ReplayState> Replayer<S> {
+    pub fn new(state: S) -> Self {
+        Self::resume(state, ReplayPosition::start())
+    }
+
+    /// Checks and applies the next entry's canonical bytes.
+    pub fn apply_entry(&mut self, bytes: &[u8]) -> Result<(), ReplayError> {
+        self.apply_prechecked(PrecheckedEntry::check(bytes))
+    }
+
+    /// Applies the next entry, decoded and its signature checked by [`PrecheckedEntry::check`]
+    /// (e.g. on another thread).
+    pub fn apply_prechecked(&mut self, entry: PrecheckedEntry) -> Result<(), ReplayError> {
+        let index = self.position.next_index;
+        let (leaf, entry, envelope, command) =
+            entry.0.map_err(|reason| ReplayError { index, reason })?;
+        self.apply_parsed(leaf, &entry, &envelope, command)
+    }
+
+    /// Applies the next entry already decoded into `entry`, whose leaf hash is `leaf`, whose
+    /// envelope was already checked (signature and key rule) into `envelope` and whose command
+    /// was parsed from it (or the reason it does not parse), e.g. by a pool of threads ahead of
+    /// the replay. Checks everything else: index, chain, time, region, nonce and the events the
+    /// state machine produces.
+    pub fn apply_parsed(
+        &mut self,
+        leaf: Hash,
+        entry: &Entry,
+        envelope: &VerifiedEnvelope,
+        command: Result<Command, String>,
+    ) -> Result<(), ReplayError> {
+        let index = self.position.next_index;
+        let fail = |reason: String| ReplayError { index, reason };
+        if entry.index != index {
+            return Err(fail(format!("says it is entry {}", entry.index)));
+        }
+        if entry.prev_leaf_hash != self.position.prev_leaf {
+            return Err(fail(
+                "its previous-leaf hash does not match the entry before it".into(),
+            ));
+        }
+        if entry.node_time_ms < self.position.last_time_ms {
+            return Err(fail("its node time goes backwards".into()));
+        }
+        let payload = &envelope.payload;
+        let (region, node_key) = match &self.position.origin {
+            Some(origin) => origin.clone(),
+            None if payload.command_type == "region.genesis" => {
+                (payload.region.clone(), payload.signer)
+            }
+            None => return Err(fail("the log does not start with region.genesis".into())),
+        };
+        if payload.region != region {
+            return Err(fail(format!(
+                "command is for region `{}`, the log's region is `{region}`",
+                payload.region
+            )));
+        }
+        let mut nonce_key = payload.signer.as_bytes().to_vec();
+        nonce_key.extend_from_slice(payload.nonce.as_bytes());
+        let state_error = |e: StateError| ReplayError {
+            index,
+            reason: format!("state: {e}"),
+        };
+        if self.state.nonce_used(&nonce_key).map_err(state_error)? {
+            return Err(fail(format!(
+                "signer {} used nonce `{}` before",
+                payload.signer, payload.nonce
+            )));
+        }
+        let command = command.map_err(fail)?;
+        let ctx = ApplyContext {
+            index,
+            node_time_ms: entry.node_time_ms,
+            region: region.clone(),
+            node_key,
+        };
+        let events = match domain::apply(&mut self.state, &ctx, &payload.signer, &command) {
+            Ok(events) => events,
+            Err(ApplyError::Rejected(r)) => {
+                return Err(fail(format!("the state machine refuses it: {r}")))
+            }
+            Err(ApplyError::State(e)) => return Err(fail(format!("state: {e}"))),
+        };
+        if domain::encode_events(&events) != entry.events {
+            return Err(fail(
+                "the recorded events differ from the events the state machine produces".into(),
+            ));
+        }
+        self.state.record_nonce(nonce_key);
+        self.state.entry_applied().map_err(state_error)?;
+        self.position = ReplayPosition {
+            next_index: index + 1,
+            prev_leaf: leaf,
+            last_time_ms: entry.node_time_ms,
+            origin: Some((region, node_key)),
+        };
+        Ok(())
+    }
+}
+
+/// An entry and its recorded events, decoded for [`EventFolder::fold_decoded`], or why they do
+/// not decode.
+pub struct FoldInput(Result<(Entry, Vec<domain::Event>), String>);
+
+impl FoldInput {
+    /// Decodes an entry's canonical bytes and its recorded events.
+    pub fn decode(bytes: &[u8]) -> Self {
+        Self(
+            Entry::decode(bytes)
+                .map_err(|e| format!("does not decode: {e}"))
+                .and_then(|entry| {
+                    let events = serde_json::from_slice(&entry.events)
+                        .map_err(|e| format!("its recorded events do not decode: {e}"))?;
+                    Ok((entry, events))
+                }),
+        )
+    }
+}
+
+/// Folds entries' recorded events into a state ([`RebuildMode::Events`]): the projections of
+/// an event log, built without deciding any command again.
+pub struct EventFolder<S = MemoryReplay> {
+    pub(crate) state: S,
+    pub(crate) next_index: LogIndex,
+    origin: Option<(RegionId, PublicKey)>,
+}
+
+impl Default for EventFolder<MemoryReplay> {
+    fn default() -> Self {
+        Self::new(MemoryReplay::default())
+    }
+}
+
+impl<S: ReplayState> EventFolder<S> {
+    /// A folder onto `state` (empty: the first entry folded is genesis).
+    pub fn new(state: S) -> Self {
+        Self {
+            state,
+            next_index: 0,
+            origin: None,
+        }
+    }
+
+    /// The state folded so far.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// Folds the next entry's recorded events (its canonical bytes).
+    pub fn fold(&mut self, bytes: &[u8]) -> Result<(), ReplayError> {
+        self.fold_decoded(FoldInput::decode(bytes))
+    }
+
+    /// Folds the next entry, decoded by [`FoldInput::decode`] (e.g. on another thread).
+    pub fn fold_decoded(&mut self, input: FoldInput) -> Result<(), ReplayError> {
+        let index = self.next_index;
+        let fail = |reason: String| ReplayError { index, reason };
+        let (entry, events) = input.0.map_err(fail)?;
+        if entry.index != index {
+            return Err(fail(format!("says it is entry {}", entry.index)));
+        }
+        let (region, node_key) = match &self.origin {
+            Some(origin) => origin.clone(),
+            None => {
+                let genesis = VerifiedEnvelope::parse_and_verify(&entry.envelope)
+                    .map_err(|e| fail(format!("envelope: {e}")))?;
+                (genesis.payload.region.clone(), genesis.payload.signer)
+            }
+        };
+        let ctx = ApplyContext {
+            index,
+            node_time_ms: entry.node_time_ms,
+            region: region.clone(),
+            node_key,
+        };
+        for event in &events {
+            domain::evolve(&mut self.state, &ctx, event)
+                .map_err(|e| fail(format!("state: {e}")))?;
+        }
+        self.state
+            .entry_applied()
+            .map_err(|e| fail(format!("state: {e}")))?;
+        self.origin = Some((region, node_key));
+        self.next_index += 1;
+        Ok(())
+    }
+}
+
+/// The digest of a whole state: SHA-256 over every record in key order, each as
+/// `u32 BE key length ‖ key ‖ u32 BE value length ‖ value`. Two states are equal exactly when
+/// their digests are (docs/FORMAT.md, "State digest").
+pub fn state_digest<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Hash {
+    let mut digest = StateDigest::default();
+    for (key, value) in records {
+        digest.update(key, value);
+    }
+    digest.finish()
+}
+
+/// [`state_digest`] fed one record at a time, in key order.
+#[derive(Default)]
+pub struct StateDigest(sha2::Sha256);
+
+impl StateDigest {
+    /// Adds the next record (keys must come in increasing order).
+    pub fn update(&mut self, key: &[u8], value: &[u8]) {
+        use sha2::Digest;
+        self.0.update((key.len() as u32).to_be_bytes());
+        self.0.update(key);
+        self.0.update((value.len() as u32).to_be_bytes());
+        self.0.update(value);
+    }
+
+    /// The digest of the records added.
+    pub fn finish(self) -> Hash {
+        use sha2::Digest;
+        self.0.finalize().into()
+    }
+}

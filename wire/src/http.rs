@@ -1,0 +1,175 @@
+//! The bodies of the HTTP interface's answers, as a client reads them (the node's `vledger-api`
+//! writes them; `vledger-client` and other integrators read them without linking the server).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use vledger_domain::catalog::ListingRecord;
+use vledger_domain::orders::FraudFlagRecord;
+use vledger_domain::types::RecordId;
+use vledger_domain::Event;
+
+use crate::envelope::DsseEnvelope;
+use crate::receipt::Receipt;
+
+/// Prefix of every problem `type`.
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:vledger:problem:";
+
+/// An RFC 9457 problem, as the API returns it (`application/problem+json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct Problem {
+    /// `urn:vledger:problem:<code>`: one stable type per rule broken (see `code`).
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The stable code (the last part of `type`), for clients that prefer a short string.
+    pub code: String,
+}
+
+/// The answer to an accepted command.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CommandAccepted {
+    pub receipt: Receipt,
+    /// The signed checkpoint of the batch that committed the command.
+    pub checkpoint: String,
+    /// True when this repeats the receipt of an earlier identical submission.
+    pub replayed: bool,
+}
+
+/// What `GET /v1/node` answers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeInfo {
+    pub region: String,
+    /// The checkpoint origin (the log's name).
+    pub origin: String,
+    /// The node's key as a C2SP verifier key, `name+hash+base64`.
+    pub verifier_key: String,
+    /// The node's ed25519 public key, standard base64.
+    pub node_key: String,
+    pub tree_size: u64,
+}
+
+/// One stored checkpoint: the tree size and the signed note.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    /// The C2SP signed note, as signed.
+    pub note: String,
+}
+
+/// A page of the node's checkpoint history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointsPage {
+    pub checkpoints: Vec<StoredCheckpoint>,
+    /// The `from` of the next page, if there may be more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+/// One entry as `GET /v1/entries` answers it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryView {
+    pub index: u64,
+    /// The exact entry bytes, standard base64: the leaf hash is SHA-256(0x00 ‖ these bytes).
+    pub entry: String,
+    pub leaf_hash: String,
+    pub decoded: DecodedEntry,
+}
+
+/// The same entry, decoded for reading.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DecodedEntry {
+    pub node_time_ms: u64,
+    pub prev_leaf_hash: String,
+    pub envelope: DsseEnvelope,
+    /// The DSSE payload, decoded: `v`, `type`, `region`, `signer`, `nonce`, `body`.
+    #[schema(value_type = Object)]
+    pub command: serde_json::Value,
+    #[schema(value_type = Vec<vledger_domain::Event>)]
+    pub events: serde_json::Value,
+}
+
+/// A page of entries.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntriesPage {
+    pub entries: Vec<EntryView>,
+    pub tree_size: u64,
+}
+
+/// One entry with its inclusion proof in the tree of the latest checkpoint.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryWithProof {
+    pub entry: EntryView,
+    /// The proof that the entry is in the tree of `checkpoint`.
+    pub inclusion: InclusionProof,
+    /// The signed checkpoint (C2SP note) whose root the proof leads to.
+    pub checkpoint: String,
+}
+
+/// An RFC 9162 inclusion proof.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub size: u64,
+    pub leaf_hash: String,
+    pub root_hash: String,
+    /// Sibling hashes from the leaf up, standard base64.
+    pub proof: Vec<String>,
+}
+
+/// An RFC 9162 consistency proof.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    pub proof: Vec<String>,
+}
+
+/// A page of fraud flags, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FraudFlagsPage {
+    pub flags: Vec<FraudFlagRecord>,
+    /// Pass as `after_index` for the next page; absent at the end.
+    pub next_after_index: Option<u64>,
+}
+
+/// What `/healthz` answers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` (a node that cannot write answers 503 `storage-failure` instead).
+    pub status: String,
+    pub tree_size: u64,
+}
+
+/// The listings that fit a demand, cheapest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DemandMatches {
+    pub demand_id: RecordId,
+    pub listings: Vec<ListingRecord>,
+}
+
+/// The `data` of one streamed event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StreamedEvent {
+    /// The entry that recorded the event.
+    pub index: u64,
+    /// The event's position among the entry's events, from 0.
+    pub position: u32,
+    pub node_time_ms: u64,
+    /// The type of the command that caused the event.
+    pub command_type: String,
+    /// The key that signed that command, standard base64.
+    pub signer: String,
+    #[schema(value_type = Event)]
+    pub event: Value,
+}
+
+/// One page of a list, in id order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecordsPage<T> {
+    pub records: Vec<T>,
+    /// Pass as `after` for the next page; null at the end.
+    pub next_after: Option<RecordId>,
+}
