@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 
 use crate::record_cache::{CachedStore, RecordCache};
-use crate::store::{CommitBatch, NonceRecord, StateChanges, Store};
+use crate::store::{CommitBatch, NonceRecord, StateChanges, Store, StoreError};
 use vledger_domain::limits::STORAGE_RETRY_INTERVAL_MS;
 use vledger_domain::types::{LogIndex, RegionId, TimeMs};
 use vledger_domain::{
@@ -149,7 +149,7 @@ pub struct Writer {
     /// The batch in its synced write, if any (see [`Writer::run`]).
     pub(crate) in_flight: Option<InFlight>,
     /// The outcome of that write, when it came while the writer was deciding the next batch.
-    pub(crate) in_flight_outcome: Option<Result<(), String>>,
+    pub(crate) in_flight_outcome: Option<Result<(), CommitError>>,
     /// The (signer ‖ nonce) table of the last batch written, emptied and used again for the
     /// next one rather than grown from nothing for every batch.
     pub(crate) spare_nonces: BatchNonces,
@@ -160,11 +160,19 @@ pub struct Writer {
 /// A batch's (signer ‖ nonce) pairs, for the retries and reuses within it and the next batch.
 pub(crate) type BatchNonces = HashMap<Vec<u8>, NonceRecord>;
 
-/// Why a batch's write has no outcome.
-const COMMIT_THREAD_GONE: &str = "the commit thread stopped";
+/// Why a batch was not committed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    /// The synced write failed (the store is then unwritable until it is reopened).
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+    /// The commit thread is gone, so the batch has no outcome.
+    #[error("the commit thread stopped")]
+    CommitThreadGone,
+}
 
 /// The commit thread's report of each batch's write: what the writer waits on.
-pub(crate) type CommitOutcomes = crossbeam_channel::Receiver<Result<(), String>>;
+pub(crate) type CommitOutcomes = crossbeam_channel::Receiver<Result<(), CommitError>>;
 
 enum Outcome {
     Applied(ReceiptData),
@@ -260,7 +268,7 @@ struct Committer {
 }
 
 impl Committer {
-    fn run(self, batches: Receiver<DecidedBatch>, done: Sender<Result<(), String>>) {
+    fn run(self, batches: Receiver<DecidedBatch>, done: Sender<Result<(), CommitError>>) {
         for batch in batches {
             let result = self.commit(batch);
             if done.send(result).is_err() {
@@ -271,7 +279,7 @@ impl Committer {
 
     /// Commits `batch` (if it has entries) and answers it; the error says why it was not
     /// committed.
-    fn commit(&self, mut batch: DecidedBatch) -> Result<(), String> {
+    fn commit(&self, mut batch: DecidedBatch) -> Result<(), CommitError> {
         let mut result = Ok(());
         if !batch.commit.entries.is_empty() {
             let accepted = batch.commit.entries.len() as u64;
@@ -305,7 +313,7 @@ impl Committer {
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, "batch commit failed; its commands are refused");
                     batch.fail_all(&e.to_string());
-                    result = Err(e.to_string());
+                    result = Err(CommitError::Store(Arc::new(e)));
                 }
             }
         }
@@ -392,7 +400,7 @@ impl Writer {
     /// commands.
     pub fn run(mut self, queue: crossbeam_channel::Receiver<Submission>) {
         let (to_commit, batches) = sync_channel::<DecidedBatch>(0);
-        let (done_sender, done) = crossbeam_channel::unbounded::<Result<(), String>>();
+        let (done_sender, done) = crossbeam_channel::unbounded::<Result<(), CommitError>>();
         let committer = Committer {
             store: self.store.clone(),
             published: self.published.clone(),
@@ -438,7 +446,7 @@ impl Writer {
                     crossbeam_channel::select! {
                         recv(queue) -> next => next.ok(),
                         recv(done) -> written => {
-                            outcome = Some(written.unwrap_or_else(|_| Err(COMMIT_THREAD_GONE.to_string())));
+                            outcome = Some(written.unwrap_or_else(|_| Err(CommitError::CommitThreadGone)));
                             None
                         }
                     }
@@ -471,7 +479,7 @@ impl Writer {
                 recv(queue) -> next => return next.ok().map(Some),
                 recv(done) -> written => {
                     self.in_flight_outcome =
-                        Some(written.unwrap_or_else(|_| Err(COMMIT_THREAD_GONE.to_string())));
+                        Some(written.unwrap_or_else(|_| Err(CommitError::CommitThreadGone)));
                     let _ = self.settle_in_flight(done);
                 }
             }
@@ -584,7 +592,7 @@ impl Writer {
 
     /// Waits for the batch in flight, if any: on success its changes enter the record cache;
     /// on failure the writer goes back to its position before that batch.
-    fn settle_in_flight(&mut self, done: &CommitOutcomes) -> Result<(), String> {
+    fn settle_in_flight(&mut self, done: &CommitOutcomes) -> Result<(), CommitError> {
         let Some(mut in_flight) = self.in_flight.take() else {
             return Ok(());
         };
@@ -593,7 +601,7 @@ impl Writer {
             Some(outcome) => outcome,
             None => done
                 .recv()
-                .unwrap_or_else(|_| Err(COMMIT_THREAD_GONE.to_string())),
+                .unwrap_or_else(|_| Err(CommitError::CommitThreadGone)),
         };
         match &result {
             Ok(()) => {
@@ -858,7 +866,7 @@ mod tests {
                 .hand_over(decided, before, &self.to_commit, &self.done));
         }
 
-        fn settle(&mut self) -> Result<(), String> {
+        fn settle(&mut self) -> Result<(), CommitError> {
             self.writer.settle_in_flight(&self.done)
         }
 

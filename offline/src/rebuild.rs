@@ -8,6 +8,29 @@ use vledger_node::store::{Store, StoreError};
 use crate::replay::{EventFolder, FoldInput, PrecheckedEntry, ReplayError, Replayer};
 use crate::scratch::ScratchState;
 
+/// Why a rebuild stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// An entry of the log does not replay (or its events do not fold).
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    /// The node's store could not be read (entries from `index` on) or written.
+    #[error("the node's store, at entry {index}: {source}")]
+    Store {
+        index: u64,
+        #[source]
+        source: StoreError,
+    },
+    /// The scratch state the log is replayed onto failed.
+    #[error("rebuilt state: {0}")]
+    Scratch(#[source] StateError),
+    /// The log ends before the stored tree size.
+    #[error("entry {replayed}: missing; the tree size is {tree_size}")]
+    Missing { replayed: u64, tree_size: u64 },
+    #[error("cannot start the reading thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 /// The outcome of rebuilding a store's state from its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuildReport {
@@ -43,7 +66,7 @@ fn read_ahead<T: Send>(
     size: u64,
     prepare: impl Fn(Vec<u8>) -> T + Send,
     mut apply: impl FnMut(T) -> Result<(), ReplayError>,
-) -> Result<(), ReplayError> {
+) -> Result<(), RebuildError> {
     std::thread::scope(|scope| {
         let (pages, pages_read) = std::sync::mpsc::sync_channel(REBUILD_PAGES_AHEAD);
         std::thread::Builder::new()
@@ -65,14 +88,11 @@ fn read_ahead<T: Send>(
                     start = end;
                 }
             })
-            .map_err(|e| ReplayError {
-                index: 0,
-                reason: format!("cannot start a thread: {e}"),
-            })?;
+            .map_err(RebuildError::Thread)?;
         for (start, page) in pages_read {
-            let page = page.map_err(|e| ReplayError {
+            let page = page.map_err(|source| RebuildError::Store {
                 index: start,
-                reason: e.to_string(),
+                source,
             })?;
             for item in page {
                 apply(item)?;
@@ -92,10 +112,9 @@ pub fn rebuild(
     mode: RebuildMode,
     write: bool,
     scratch_dir: &std::path::Path,
-) -> Result<RebuildReport, ReplayError> {
-    let fail = |reason: String| ReplayError { index: 0, reason };
-    let storage = |e: StoreError| fail(e.to_string());
-    let scratch = |e: StateError| fail(format!("rebuilt state: {e}"));
+) -> Result<RebuildReport, RebuildError> {
+    let storage = |source: StoreError| RebuildError::Store { index: 0, source };
+    let scratch = RebuildError::Scratch;
     let size = store.tree_size().map_err(storage)?.unwrap_or(0);
     let state = ScratchState::create(scratch_dir).map_err(scratch)?;
     let (replayed_count, mut rebuilt) = match mode {
@@ -121,9 +140,9 @@ pub fn rebuild(
         }
     };
     if replayed_count != size {
-        return Err(ReplayError {
-            index: replayed_count,
-            reason: format!("missing; the tree size is {size}"),
+        return Err(RebuildError::Missing {
+            replayed: replayed_count,
+            tree_size: size,
         });
     }
     rebuilt.flush().map_err(scratch)?;

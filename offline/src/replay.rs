@@ -6,20 +6,73 @@ use std::collections::HashSet;
 
 use vledger_domain::types::{LogIndex, RegionId};
 use vledger_domain::{
-    self as domain, ApplyContext, ApplyError, Command, MemoryState, ScannedRecords, StateError,
-    StateRead, StateWrite,
+    self as domain, ApplyContext, ApplyError, Command, MemoryState, Rejection, ScannedRecords,
+    StateError, StateRead, StateWrite,
 };
 use vledger_tlog::keys::PublicKey;
 use vledger_tlog::merkle::{leaf_hash, Hash};
-use vledger_wire::entry::Entry;
-use vledger_wire::envelope::VerifiedEnvelope;
+use vledger_wire::entry::{Entry, EntryError};
+use vledger_wire::envelope::{EnvelopeError, VerifiedEnvelope};
 
 /// Why an entry failed replay, named by its index.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("entry {index}: {reason}")]
+#[error("entry {index}: {failure}")]
 pub struct ReplayError {
     pub index: LogIndex,
-    pub reason: String,
+    pub failure: ReplayFailure,
+}
+
+/// What was wrong with the entry a replay stopped at. The verifier reports each kind under a
+/// rule of its own ([`ReplayFailure::rule`]); the messages are for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayFailure {
+    #[error("does not decode: {0}")]
+    Undecodable(EntryError),
+    #[error("envelope: {0}")]
+    Envelope(EnvelopeError),
+    #[error("command: {0}")]
+    Command(Rejection),
+    #[error("says it is entry {0}")]
+    WrongIndex(LogIndex),
+    #[error("its previous-leaf hash does not match the entry before it")]
+    BrokenChain,
+    #[error("its node time goes backwards")]
+    TimeBackwards,
+    #[error("the log does not start with region.genesis")]
+    NoGenesis,
+    #[error("command is for region `{command}`, the log's region is `{log}`")]
+    OtherRegion { command: RegionId, log: RegionId },
+    #[error("signer {signer} used nonce `{nonce}` before")]
+    NonceReused { signer: PublicKey, nonce: String },
+    #[error("the state machine refuses it: {0}")]
+    Refused(Rejection),
+    #[error("the recorded events differ from the events the state machine produces")]
+    EventsDiffer,
+    #[error("its recorded events do not parse: {0}")]
+    UnreadableEvents(String),
+    #[error("state: {0}")]
+    State(StateError),
+}
+
+impl ReplayFailure {
+    /// The verifier's rule for this failure (docs/FORMAT.md, "Verification report").
+    pub fn rule(&self) -> &'static str {
+        match self {
+            ReplayFailure::BrokenChain => "chain",
+            ReplayFailure::WrongIndex(_) => "sequence",
+            ReplayFailure::EventsDiffer => "events",
+            ReplayFailure::TimeBackwards => "time",
+            ReplayFailure::Undecodable(_)
+            | ReplayFailure::Envelope(_)
+            | ReplayFailure::Command(_)
+            | ReplayFailure::NoGenesis
+            | ReplayFailure::OtherRegion { .. }
+            | ReplayFailure::NonceReused { .. }
+            | ReplayFailure::Refused(_)
+            | ReplayFailure::UnreadableEvents(_)
+            | ReplayFailure::State(_) => "replay",
+        }
+    }
 }
 
 /// What a replay keeps: the state records, and the (signer ‖ nonce) pairs already used (the
@@ -77,21 +130,20 @@ impl ReplayState for MemoryReplay {
 /// thread: the entry's leaf hash, the entry decoded, its envelope with the signature checked and
 /// its command parsed (or why the command does not parse); or why the entry or its envelope is
 /// unusable.
-pub struct PrecheckedEntry(Result<PrecheckedParts, String>);
+pub struct PrecheckedEntry(Result<PrecheckedParts, ReplayFailure>);
 
-type PrecheckedParts = (Hash, Entry, VerifiedEnvelope, Result<Command, String>);
+type PrecheckedParts = (Hash, Entry, VerifiedEnvelope, Result<Command, Rejection>);
 
 impl PrecheckedEntry {
     /// Decodes `bytes`, checks the envelope's signature and parses its command.
     pub fn check(bytes: &[u8]) -> Self {
         let parts = Entry::decode(bytes)
-            .map_err(|e| format!("does not decode: {e}"))
+            .map_err(ReplayFailure::Undecodable)
             .and_then(|entry| {
                 let envelope = VerifiedEnvelope::parse_and_verify(&entry.envelope)
-                    .map_err(|e| format!("envelope: {e}"))?;
+                    .map_err(ReplayFailure::Envelope)?;
                 let command =
-                    Command::parse(&envelope.payload.command_type, &envelope.payload.body)
-                        .map_err(|e| format!("command: {e}"));
+                    Command::parse(&envelope.payload.command_type, &envelope.payload.body);
                 Ok((leaf_hash(bytes), entry, envelope, command))
             });
         Self(parts)
@@ -190,7 +242,7 @@ impl<S: ReplayState> Replayer<S> {
     pub fn apply_prechecked(&mut self, entry: PrecheckedEntry) -> Result<(), ReplayError> {
         let index = self.position.next_index;
         let (leaf, entry, envelope, command) =
-            entry.0.map_err(|reason| ReplayError { index, reason })?;
+            entry.0.map_err(|failure| ReplayError { index, failure })?;
         self.apply_parsed(leaf, &entry, &envelope, command)
     }
 
@@ -204,20 +256,18 @@ impl<S: ReplayState> Replayer<S> {
         leaf: Hash,
         entry: &Entry,
         envelope: &VerifiedEnvelope,
-        command: Result<Command, String>,
+        command: Result<Command, Rejection>,
     ) -> Result<(), ReplayError> {
         let index = self.position.next_index;
-        let fail = |reason: String| ReplayError { index, reason };
+        let fail = |failure: ReplayFailure| ReplayError { index, failure };
         if entry.index != index {
-            return Err(fail(format!("says it is entry {}", entry.index)));
+            return Err(fail(ReplayFailure::WrongIndex(entry.index)));
         }
         if entry.prev_leaf_hash != self.position.prev_leaf {
-            return Err(fail(
-                "its previous-leaf hash does not match the entry before it".into(),
-            ));
+            return Err(fail(ReplayFailure::BrokenChain));
         }
         if entry.node_time_ms < self.position.last_time_ms {
-            return Err(fail("its node time goes backwards".into()));
+            return Err(fail(ReplayFailure::TimeBackwards));
         }
         let payload = &envelope.payload;
         let (region, node_key) = match &self.position.origin {
@@ -225,27 +275,27 @@ impl<S: ReplayState> Replayer<S> {
             None if payload.command_type == "region.genesis" => {
                 (payload.region.clone(), payload.signer)
             }
-            None => return Err(fail("the log does not start with region.genesis".into())),
+            None => return Err(fail(ReplayFailure::NoGenesis)),
         };
         if payload.region != region {
-            return Err(fail(format!(
-                "command is for region `{}`, the log's region is `{region}`",
-                payload.region
-            )));
+            return Err(fail(ReplayFailure::OtherRegion {
+                command: payload.region.clone(),
+                log: region,
+            }));
         }
         let mut nonce_key = payload.signer.as_bytes().to_vec();
         nonce_key.extend_from_slice(payload.nonce.as_bytes());
         let state_error = |e: StateError| ReplayError {
             index,
-            reason: format!("state: {e}"),
+            failure: ReplayFailure::State(e),
         };
         if self.state.nonce_used(&nonce_key).map_err(state_error)? {
-            return Err(fail(format!(
-                "signer {} used nonce `{}` before",
-                payload.signer, payload.nonce
-            )));
+            return Err(fail(ReplayFailure::NonceReused {
+                signer: payload.signer,
+                nonce: payload.nonce.clone(),
+            }));
         }
-        let command = command.map_err(fail)?;
+        let command = command.map_err(|r| fail(ReplayFailure::Command(r)))?;
         let ctx = ApplyContext {
             index,
             node_time_ms: entry.node_time_ms,
@@ -254,15 +304,11 @@ impl<S: ReplayState> Replayer<S> {
         };
         let events = match domain::apply(&mut self.state, &ctx, &payload.signer, &command) {
             Ok(events) => events,
-            Err(ApplyError::Rejected(r)) => {
-                return Err(fail(format!("the state machine refuses it: {r}")))
-            }
-            Err(ApplyError::State(e)) => return Err(fail(format!("state: {e}"))),
+            Err(ApplyError::Rejected(r)) => return Err(fail(ReplayFailure::Refused(r))),
+            Err(ApplyError::State(e)) => return Err(fail(ReplayFailure::State(e))),
         };
         if domain::encode_events(&events) != entry.events {
-            return Err(fail(
-                "the recorded events differ from the events the state machine produces".into(),
-            ));
+            return Err(fail(ReplayFailure::EventsDiffer));
         }
         self.state.record_nonce(nonce_key);
         self.state.entry_applied().map_err(state_error)?;
@@ -278,17 +324,17 @@ impl<S: ReplayState> Replayer<S> {
 
 /// An entry and its recorded events, decoded for [`EventFolder::fold_decoded`], or why they do
 /// not decode.
-pub struct FoldInput(Result<(Entry, Vec<domain::Event>), String>);
+pub struct FoldInput(Result<(Entry, Vec<domain::Event>), ReplayFailure>);
 
 impl FoldInput {
     /// Decodes an entry's canonical bytes and its recorded events.
     pub fn decode(bytes: &[u8]) -> Self {
         Self(
             Entry::decode(bytes)
-                .map_err(|e| format!("does not decode: {e}"))
+                .map_err(ReplayFailure::Undecodable)
                 .and_then(|entry| {
                     let events = serde_json::from_slice(&entry.events)
-                        .map_err(|e| format!("its recorded events do not decode: {e}"))?;
+                        .map_err(|e| ReplayFailure::UnreadableEvents(e.to_string()))?;
                     Ok((entry, events))
                 }),
         )
@@ -332,16 +378,16 @@ impl<S: ReplayState> EventFolder<S> {
     /// Folds the next entry, decoded by [`FoldInput::decode`] (e.g. on another thread).
     pub fn fold_decoded(&mut self, input: FoldInput) -> Result<(), ReplayError> {
         let index = self.next_index;
-        let fail = |reason: String| ReplayError { index, reason };
+        let fail = |failure: ReplayFailure| ReplayError { index, failure };
         let (entry, events) = input.0.map_err(fail)?;
         if entry.index != index {
-            return Err(fail(format!("says it is entry {}", entry.index)));
+            return Err(fail(ReplayFailure::WrongIndex(entry.index)));
         }
         let (region, node_key) = match &self.origin {
             Some(origin) => origin.clone(),
             None => {
                 let genesis = VerifiedEnvelope::parse_and_verify(&entry.envelope)
-                    .map_err(|e| fail(format!("envelope: {e}")))?;
+                    .map_err(|e| fail(ReplayFailure::Envelope(e)))?;
                 (genesis.payload.region.clone(), genesis.payload.signer)
             }
         };
@@ -353,11 +399,11 @@ impl<S: ReplayState> EventFolder<S> {
         };
         for event in &events {
             domain::evolve(&mut self.state, &ctx, event)
-                .map_err(|e| fail(format!("state: {e}")))?;
+                .map_err(|e| fail(ReplayFailure::State(e)))?;
         }
         self.state
             .entry_applied()
-            .map_err(|e| fail(format!("state: {e}")))?;
+            .map_err(|e| fail(ReplayFailure::State(e)))?;
         self.origin = Some((region, node_key));
         self.next_index += 1;
         Ok(())

@@ -25,7 +25,7 @@ use crate::archive::{ArchiveHeader, ArchiveLine};
 use crate::replay::{ReplayPosition, Replayer};
 use crate::scratch::ScratchState;
 use vledger_domain::types::RegionId;
-use vledger_domain::Command;
+use vledger_domain::{Command, Rejection};
 use vledger_tlog::merkle::{leaf_hash, Frontier, Hash};
 use vledger_tlog::note::{Checkpoint, NoteVerifier, SignedNote};
 use vledger_wire::entry::Entry;
@@ -192,7 +192,7 @@ impl VerifyReport {
 }
 
 /// An entry as the pool leaves it for the replay.
-type DecodedEntry = (Entry, VerifiedEnvelope, Result<Command, String>);
+type DecodedEntry = (Entry, VerifiedEnvelope, Result<Command, Rejection>);
 
 /// What a worker made of one item.
 enum Checked {
@@ -342,8 +342,7 @@ fn check_item(item: SourceItem, skip_below: u64) -> Checked {
         Ok(entry) => match VerifiedEnvelope::parse_and_verify(&entry.envelope) {
             Ok(envelope) => {
                 let command =
-                    Command::parse(&envelope.payload.command_type, &envelope.payload.body)
-                        .map_err(|e| format!("command: {e}"));
+                    Command::parse(&envelope.payload.command_type, &envelope.payload.body);
                 Ok(Box::new((entry, envelope, command)))
             }
             Err(e @ (EnvelopeError::BadSignature(_) | EnvelopeError::BadSignerKey(_))) => {
@@ -552,8 +551,9 @@ impl Checker {
                         if let Some(replayer) = &mut self.replayer {
                             if let Err(e) = replayer.apply_parsed(leaf, &entry, &envelope, command)
                             {
-                                let rule = replay_rule(&e.reason);
-                                self.fail(Some(e.index), None, Some(line), rule, e.reason);
+                                let rule = e.failure.rule();
+                                let reason = e.failure.to_string();
+                                self.fail(Some(e.index), None, Some(line), rule, reason);
                                 self.stop_replay();
                             }
                         }
@@ -788,21 +788,6 @@ impl Checker {
                 .map(Some)
                 .map_err(|e| e.to_string()),
         }
-    }
-}
-
-/// The rule a replay error breaks, from its reason.
-fn replay_rule(reason: &str) -> &'static str {
-    if reason.contains("previous-leaf") {
-        "chain"
-    } else if reason.starts_with("says it is entry") {
-        "sequence"
-    } else if reason.contains("recorded events differ") {
-        "events"
-    } else if reason.contains("node time") {
-        "time"
-    } else {
-        "replay"
     }
 }
 

@@ -234,7 +234,7 @@ fn rebuild_from_the_log_reproduces_the_stored_state_and_repairs_it() {
 
 #[test]
 fn replay_names_the_entry_whose_events_were_altered() {
-    use vledger_offline::replay::Replayer;
+    use vledger_offline::replay::{ReplayFailure, Replayer};
     use vledger_wire::entry::Entry;
     let f = Fixture::new();
     f.populate(3);
@@ -252,10 +252,13 @@ fn replay_names_the_entry_whose_events_were_altered() {
     entry.events = altered.into_bytes();
     let error = replayer.apply_entry(&entry.encode()).unwrap_err();
     assert_eq!(error.index, 2);
-    assert!(error.reason.contains("recorded events differ"), "{error}");
+    assert_eq!(error.failure, ReplayFailure::EventsDiffer, "{error}");
     // Skipping an entry breaks the chain.
     let error = replayer.apply_entry(&entries[3].1).unwrap_err();
-    assert!(error.reason.contains("says it is entry 3"), "{error}");
+    assert!(
+        matches!(error.failure, ReplayFailure::WrongIndex(3)),
+        "{error}"
+    );
 }
 
 #[test]
