@@ -49,6 +49,14 @@ vledger_ensure_build_deps() {
 }
 
 vledger_ensure_test_deps() {
+  # The suite checks formatting and lints.
+  local component
+  for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+      if command -v rustup >/dev/null 2>&1; then rustup component add "$component"; else
+        vledger_log "cargo ${component/rustfmt/fmt} is missing: install the $component component"; return 1; fi
+    fi
+  done
   local py_missing=()
   python3 -c 'import cryptography' 2>/dev/null || py_missing+=(cryptography)
   python3 -c 'import requests' 2>/dev/null || py_missing+=(requests)

@@ -13,7 +13,9 @@ use vledger_domain::catalog::{
 use vledger_domain::limits::MAX_CATALOG_PAGE;
 use vledger_domain::types::{RecordId, RegionId};
 
-use super::{read_failure, record_id, AppState, Problem, ProblemPath, ProblemQuery};
+use crate::problem::read_failure;
+use crate::records::record_id;
+use crate::{AppState, Problem, ProblemPath, ProblemQuery};
 pub use vledger_wire::http::DemandMatches;
 
 /// `GET /v1/catalog/listings`: every parameter is optional.

@@ -3,8 +3,10 @@
 //! Handlers translate between HTTP and [`vledger_node::node::Node`]; they hold no rules.
 
 pub mod catalog;
+pub mod commands;
 pub mod connections;
 pub mod events;
+pub mod log;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
@@ -16,31 +18,16 @@ pub mod witnessing;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use serde::Deserialize;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use utoipa::IntoParams;
-use vledger_domain::claims::{load_claim, ClaimRecord, SettlementPosition};
-use vledger_domain::limits::{MAX_ENTRIES_PAGE, MAX_ENVELOPE_BYTES};
-use vledger_domain::money::AmountMinor;
-use vledger_domain::orders::{load_order, OrderQuote, OrderRecord};
-use vledger_domain::programs::{load_program, ProgramRecord};
-use vledger_domain::queries;
-use vledger_domain::types::RecordId;
-use vledger_domain::vouchers::{load_voucher, VoucherRecord};
-use vledger_node::node::{CommittedState, Node};
-use vledger_tlog::merkle::leaf_hash;
-use vledger_wire::entry::Entry;
-use vledger_wire::envelope::{DsseEnvelope, VerifiedEnvelope};
+use vledger_node::node::Node;
 
 pub use connections::ConnectionLimits;
 pub use metrics::HttpMetrics;
@@ -132,13 +119,13 @@ fn app(
     }));
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
     let router = Router::new()
-        .route("/v1/commands", post(post_command))
-        .route("/v1/node", get(get_node))
-        .route("/v1/checkpoint", get(get_checkpoint))
+        .route("/v1/commands", post(commands::post_command))
+        .route("/v1/node", get(log::get_node))
+        .route("/v1/checkpoint", get(log::get_checkpoint))
         .route("/v1/checkpoint/cosigned", get(witnessing::get_cosigned))
-        .route("/v1/checkpoints", get(get_checkpoints))
-        .route("/v1/entries", get(get_entries))
-        .route("/v1/entries/{index}", get(get_entry))
+        .route("/v1/checkpoints", get(log::get_checkpoints))
+        .route("/v1/entries", get(log::get_entries))
+        .route("/v1/entries/{index}", get(log::get_entry))
         .route("/v1/events", get(events::get_events))
         .route("/v1/programs", get(records::list_programs))
         .route("/v1/vouchers", get(records::list_vouchers))
@@ -146,10 +133,10 @@ fn app(
         .route("/v1/claims", get(records::list_claims))
         .route("/v1/parties/{key}", get(records::get_party))
         .route("/openapi.json", get(openapi::get_openapi))
-        .route("/v1/proofs/inclusion", get(get_inclusion_proof))
-        .route("/v1/proofs/consistency", get(get_consistency_proof))
-        .route("/v1/programs/{program_id}", get(get_program))
-        .route("/v1/vouchers/{voucher_id}", get(get_voucher))
+        .route("/v1/proofs/inclusion", get(log::get_inclusion_proof))
+        .route("/v1/proofs/consistency", get(log::get_consistency_proof))
+        .route("/v1/programs/{program_id}", get(records::get_program))
+        .route("/v1/vouchers/{voucher_id}", get(records::get_voucher))
         .route("/v1/catalog/listings", get(catalog::get_listings))
         .route(
             "/v1/catalog/listings/{listing_id}",
@@ -160,11 +147,14 @@ fn app(
             "/v1/catalog/demands/{demand_id}/matches",
             get(catalog::get_demand_matches),
         )
-        .route("/v1/orders/{order_id}", get(get_order))
-        .route("/v1/order-quote", get(get_order_quote))
-        .route("/v1/claims/{order_id}", get(get_claim))
-        .route("/v1/fraud-flags", get(get_fraud_flags))
-        .route("/v1/settlement/positions", get(get_settlement_positions))
+        .route("/v1/orders/{order_id}", get(records::get_order))
+        .route("/v1/order-quote", get(records::get_order_quote))
+        .route("/v1/claims/{order_id}", get(records::get_claim))
+        .route("/v1/fraud-flags", get(records::get_fraud_flags))
+        .route(
+            "/v1/settlement/positions",
+            get(records::get_settlement_positions),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(get_metrics))
         .fallback(not_found)
@@ -348,573 +338,6 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Pro
             .map(|q| ProblemQuery(q.0))
             .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid-query", e.body_text()))
     }
-}
-
-/// Submit a signed command.
-///
-/// The body is a DSSE envelope (`payloadType` `application/vnd.vledger.command+json`) whose
-/// payload is `{"v":1,"type":...,"region":...,"signer":...,"nonce":...,"body":...}`, signed by
-/// `signer`; `type` and `body` are one of the `Command` schemas. The answer comes once the
-/// command is durable: 201 with a signed receipt, or 200 with a receipt of the original entry
-/// (the same index, leaf hash, time and command hash) when the same command was already
-/// accepted under the same (signer, nonce).
-#[utoipa::path(post, path = "/v1/commands", tag = "commands",
-    request_body(content = DsseEnvelope, content_type = "application/json"),
-    responses(
-        (status = 201, description = "Accepted and durable", body = CommandAccepted),
-        (status = 200, description = "A repeat of an accepted command: a receipt of its original entry", body = CommandAccepted),
-        (status = 400, description = "Malformed envelope, payload or body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "The signature does not verify", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The signer is unknown, revoked, suspended or not allowed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The command names a record that does not exist", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A conflict: the record exists, or the nonce was used for another command", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the envelope limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Wrong payloadType", body = Problem, content_type = "application/problem+json"),
-        (status = 421, description = "The command is for another region", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A domain rule refused the command", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The writer is busy or stopping; retry", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn post_command(State(state): State<AppState>, body: Body) -> Result<Response, Problem> {
-    // Read one byte past the limit so that "too large" is told apart from "exactly at the limit".
-    let bytes =
-        axum::body::to_bytes(body, MAX_ENVELOPE_BYTES + 1)
-            .await
-            .map_err(|_| {
-                Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            format!("the request body is over the {MAX_ENVELOPE_BYTES}-byte limit of one envelope"),
-        )
-            })?;
-    let envelope = VerifiedEnvelope::parse_and_verify(&bytes)?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    state
-        .node
-        .submit(envelope, Box::new(move |answer| drop(tx.send(answer))));
-    let accepted = rx.await.map_err(|_| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting-down",
-            "the writer stopped",
-        )
-    })??;
-    let receipt = state.node.receipt(&accepted);
-    let status = if accepted.replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    let body = CommandAccepted {
-        receipt,
-        checkpoint: accepted.checkpoint.to_string(),
-        replayed: accepted.replayed,
-    };
-    Ok((status, Json(body)).into_response())
-}
-
-/// The node's region, log origin and keys, and its tree size.
-#[utoipa::path(get, path = "/v1/node", tag = "log",
-    responses((status = 200, description = "The node", body = NodeInfo)))]
-async fn get_node(State(state): State<AppState>) -> Json<NodeInfo> {
-    let node = &state.node;
-    Json(NodeInfo {
-        region: node.region().to_string(),
-        origin: node.origin().to_string(),
-        verifier_key: node.verifier_key(),
-        node_key: node.node_key().to_base64(),
-        tree_size: node.tree_size(),
-    })
-}
-
-/// The latest signed checkpoint, a C2SP signed note.
-#[utoipa::path(get, path = "/v1/checkpoint", tag = "log",
-    responses((status = 200, description = "The checkpoint note", body = String, content_type = "text/plain")))]
-async fn get_checkpoint(State(state): State<AppState>) -> Response {
-    let note = state.node.checkpoint();
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        note.to_string(),
-    )
-        .into_response()
-}
-
-pub use vledger_domain::limits::MAX_CHECKPOINTS_PAGE;
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct CheckpointsQuery {
-    /// The smallest tree size wanted (default 0).
-    #[serde(default, deserialize_with = "params::int64")]
-    from: u64,
-    /// 1 to 1,000 (the default).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<usize>,
-}
-
-/// Every checkpoint the node signed (one per committed batch), in size order: a regulator's
-/// archive (`vledger export --url`) holds them all, so successive checkpoints can be checked
-/// against one another offline.
-#[utoipa::path(get, path = "/v1/checkpoints", tag = "log", params(CheckpointsQuery),
-    responses((status = 200, description = "A page of checkpoints", body = CheckpointsPage),
-        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json")))]
-async fn get_checkpoints(
-    State(state): State<AppState>,
-    ProblemQuery(q): ProblemQuery<CheckpointsQuery>,
-) -> Result<Json<CheckpointsPage>, Problem> {
-    let limit = q.limit.unwrap_or(MAX_CHECKPOINTS_PAGE);
-    if limit == 0 || limit > MAX_CHECKPOINTS_PAGE {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
-            format!("limit must be between 1 and {MAX_CHECKPOINTS_PAGE}"),
-        ));
-    }
-    let node = state.node.clone();
-    let rows = tokio::task::spawn_blocking(move || node.checkpoints_from(q.from, limit))
-        .await
-        .expect("read task")?;
-    let next = (rows.len() == limit)
-        .then(|| rows.last().map(|(size, _)| size + 1))
-        .flatten();
-    Ok(Json(CheckpointsPage {
-        checkpoints: rows
-            .into_iter()
-            .map(|(size, note)| StoredCheckpoint { size, note })
-            .collect(),
-        next,
-    }))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct EntriesQuery {
-    /// The first index.
-    #[serde(deserialize_with = "params::int64")]
-    start: u64,
-    /// One past the last index; a page holds at most 1,000 entries, and none when `end` is not
-    /// above `start` or `start` is not below the tree size.
-    #[serde(deserialize_with = "params::int64")]
-    end: u64,
-}
-
-fn entry_view(index: u64, bytes: &[u8]) -> Result<EntryView, Problem> {
-    let corrupt = |what: String| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "storage-failure",
-            format!("entry {index}: {what}"),
-        )
-    };
-    let entry = Entry::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let envelope: DsseEnvelope =
-        serde_json::from_slice(&entry.envelope).map_err(|e| corrupt(e.to_string()))?;
-    let payload = B64
-        .decode(&envelope.payload)
-        .map_err(|e| corrupt(e.to_string()))?;
-    Ok(EntryView {
-        index,
-        entry: B64.encode(bytes),
-        leaf_hash: B64.encode(leaf_hash(bytes)),
-        decoded: DecodedEntry {
-            node_time_ms: entry.node_time_ms,
-            prev_leaf_hash: B64.encode(entry.prev_leaf_hash),
-            command: serde_json::from_slice(&payload).map_err(|e| corrupt(e.to_string()))?,
-            events: serde_json::from_slice(&entry.events).map_err(|e| corrupt(e.to_string()))?,
-            envelope,
-        },
-    })
-}
-
-/// Entries `start` to `end` (exclusive), as stored and decoded.
-#[utoipa::path(get, path = "/v1/entries", tag = "log", params(EntriesQuery),
-    responses(
-        (status = 200, description = "The entries that exist in the range (at most 1,000; none for an empty range or one past the tree)", body = EntriesPage),
-        (status = 400, description = "start or end is not an integer of the documented range", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn get_entries(
-    State(state): State<AppState>,
-    ProblemQuery(q): ProblemQuery<EntriesQuery>,
-) -> Result<Json<EntriesPage>, Problem> {
-    // The entries that exist in the range: none when it is empty or starts past the tree.
-    let tree_size = state.node.tree_size();
-    let end = q
-        .end
-        .min(q.start.saturating_add(MAX_ENTRIES_PAGE))
-        .min(tree_size);
-    let rows = if q.start < end {
-        let node = state.node.clone();
-        tokio::task::spawn_blocking(move || node.entries(q.start, end))
-            .await
-            .expect("read task")?
-    } else {
-        Vec::new()
-    };
-    let entries = rows
-        .iter()
-        .map(|(i, b)| entry_view(*i, b))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(EntriesPage { entries, tree_size }))
-}
-
-/// Entry `index` with its inclusion proof in the tree of the latest checkpoint: everything a
-/// client needs to check, offline, that the entry is in the log the node signed.
-#[utoipa::path(get, path = "/v1/entries/{index}", tag = "log",
-    params(("index" = u64, Path, description = "The entry's index, from 0")),
-    responses(
-        (status = 200, description = "The entry, its proof and the checkpoint", body = EntryWithProof),
-        (status = 400, description = "The index is not a number", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The log has no entry at this index yet", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn get_entry(
-    State(state): State<AppState>,
-    ProblemPath(index): ProblemPath<String>,
-) -> Result<Json<EntryWithProof>, Problem> {
-    let index: u64 = index.parse().map_err(|_| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-path",
-            format!("entry index `{index}` is not a non-negative integer"),
-        )
-    })?;
-    let checkpoint = state.node.checkpoint();
-    let size: u64 = checkpoint
-        .lines()
-        .nth(1)
-        .and_then(|line| line.parse().ok())
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage-failure",
-                "the latest checkpoint has no tree size",
-            )
-        })?;
-    if index >= size {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "entry-not-found",
-            format!("the log holds {size} entries; there is no entry {index} yet"),
-        ));
-    }
-    let node = state.node.clone();
-    let (rows, proof, root) = tokio::task::spawn_blocking(move || {
-        let rows = node.entries(index, index + 1)?;
-        let proof = node.inclusion_proof(index, size)?;
-        let root = node.root(size)?;
-        Ok::<_, vledger_node::node::ReadError>((rows, proof, root))
-    })
-    .await
-    .expect("read task")?;
-    let (_, bytes) = rows.first().ok_or_else(|| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "storage-failure",
-            format!("entry {index} is missing below the tree size {size}"),
-        )
-    })?;
-    let entry = entry_view(index, bytes)?;
-    Ok(Json(EntryWithProof {
-        inclusion: InclusionProof {
-            index,
-            size,
-            leaf_hash: entry.leaf_hash.clone(),
-            root_hash: B64.encode(root),
-            proof: proof.iter().map(|h| B64.encode(h)).collect(),
-        },
-        entry,
-        checkpoint: checkpoint.to_string(),
-    }))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct InclusionQuery {
-    /// The entry's index, below `size`.
-    #[serde(deserialize_with = "params::int64")]
-    index: u64,
-    /// The tree size the proof is for (a checkpoint's size), at most the latest one.
-    #[serde(deserialize_with = "params::int64")]
-    size: u64,
-}
-
-/// The inclusion proof of entry `index` in the tree of size `size`.
-#[utoipa::path(get, path = "/v1/proofs/inclusion", tag = "log", params(InclusionQuery),
-    responses(
-        (status = 200, description = "The proof", body = InclusionProof),
-        (status = 400, description = "index or size is not an integer of the documented range", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "size is beyond the latest tree size, or index is not below size (`out-of-range`)", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn get_inclusion_proof(
-    State(state): State<AppState>,
-    ProblemQuery(q): ProblemQuery<InclusionQuery>,
-) -> Result<Json<InclusionProof>, Problem> {
-    if q.index >= q.size {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "out-of-range",
-            format!(
-                "a tree of size {} has no entry {}; index must be below size",
-                q.size, q.index
-            ),
-        ));
-    }
-    let node = state.node.clone();
-    let (proof, root, leaf) = tokio::task::spawn_blocking(move || {
-        let proof = node.inclusion_proof(q.index, q.size)?;
-        let root = node.root(q.size)?;
-        let leaf = node.inclusion_leaf(q.index)?;
-        Ok::<_, vledger_node::node::ReadError>((proof, root, leaf))
-    })
-    .await
-    .expect("read task")?;
-    Ok(Json(InclusionProof {
-        index: q.index,
-        size: q.size,
-        leaf_hash: B64.encode(leaf),
-        root_hash: B64.encode(root),
-        proof: proof.iter().map(|h| B64.encode(h)).collect(),
-    }))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct ConsistencyQuery {
-    /// The older tree size, at most `to`.
-    #[serde(deserialize_with = "params::int64")]
-    from: u64,
-    /// The newer tree size, at most the latest one.
-    #[serde(deserialize_with = "params::int64")]
-    to: u64,
-}
-
-/// The consistency proof between tree sizes `from` and `to`.
-#[utoipa::path(get, path = "/v1/proofs/consistency", tag = "log", params(ConsistencyQuery),
-    responses(
-        (status = 200, description = "The proof (empty when from is 0 or equals to)", body = ConsistencyProof),
-        (status = 400, description = "from or to is not an integer of the documented range", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "to is beyond the latest tree size, or from is above to (`out-of-range`)", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn get_consistency_proof(
-    State(state): State<AppState>,
-    ProblemQuery(q): ProblemQuery<ConsistencyQuery>,
-) -> Result<Json<ConsistencyProof>, Problem> {
-    if q.from > q.to {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "out-of-range",
-            format!(
-                "there is no consistency proof from size {} to the smaller size {}",
-                q.from, q.to
-            ),
-        ));
-    }
-    let node = state.node.clone();
-    let proof = tokio::task::spawn_blocking(move || node.consistency_proof(q.from, q.to))
-        .await
-        .expect("read task")?;
-    Ok(Json(ConsistencyProof {
-        from: q.from,
-        to: q.to,
-        proof: proof.iter().map(|h| B64.encode(h)).collect(),
-    }))
-}
-
-fn record_id(text: String, what: &str) -> Result<RecordId, Problem> {
-    RecordId::try_from(text).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-path",
-            format!("{what}: {e}"),
-        )
-    })
-}
-
-fn read_failure(e: vledger_domain::StateError) -> Problem {
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "storage-failure",
-        e.to_string(),
-    )
-}
-
-/// Reads one record named by a path id: 400 `invalid-path` for a malformed id, 404 with
-/// `missing_code` when there is no such record.
-fn read_record<'s, T>(
-    state: &'s AppState,
-    raw_id: String,
-    what: &str,
-    missing_code: &str,
-    load: impl FnOnce(&CommittedState<'s>, &RecordId) -> Result<Option<T>, vledger_domain::StateError>,
-) -> Result<Json<T>, Problem> {
-    let id = record_id(raw_id, what)?;
-    load(&state.node.state(), &id)
-        .map_err(read_failure)?
-        .map(Json)
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                missing_code,
-                format!("{what} `{id}` does not exist"),
-            )
-        })
-}
-
-/// The program with its terms and budget buckets.
-#[utoipa::path(get, path = "/v1/programs/{program_id}", tag = "records",
-    params(("program_id" = RecordId, Path, description = "The program's id")),
-    responses(
-        (status = 200, description = "The program with its terms and budget buckets", body = ProgramRecord),
-        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn get_program(
-    State(state): State<AppState>,
-    ProblemPath(id): ProblemPath<String>,
-) -> Result<Json<ProgramRecord>, Problem> {
-    read_record(&state, id, "program", "program-not-found", load_program)
-}
-
-/// The voucher with its balance.
-#[utoipa::path(get, path = "/v1/vouchers/{voucher_id}", tag = "records",
-    params(("voucher_id" = RecordId, Path, description = "The voucher's id")),
-    responses(
-        (status = 200, description = "The voucher with its balance", body = VoucherRecord),
-        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn get_voucher(
-    State(state): State<AppState>,
-    ProblemPath(id): ProblemPath<String>,
-) -> Result<Json<VoucherRecord>, Problem> {
-    read_record(&state, id, "voucher", "voucher-not-found", load_voucher)
-}
-
-/// The order with its installments, escrow and evidence.
-#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "records",
-    params(("order_id" = RecordId, Path, description = "The order's id")),
-    responses(
-        (status = 200, description = "The order with its installments, escrow and evidence", body = OrderRecord),
-        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn get_order(
-    State(state): State<AppState>,
-    ProblemPath(id): ProblemPath<String>,
-) -> Result<Json<OrderRecord>, Problem> {
-    read_record(&state, id, "order", "order-not-found", load_order)
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct QuoteQuery {
-    /// The voucher that would pay the subsidised share.
-    voucher: RecordId,
-    /// The listing ordered.
-    listing: RecordId,
-    /// The order's price in minor units (at most the listing's price).
-    price: AmountMinor,
-}
-
-/// The voucher share an order would get now, and the limit that binds.
-///
-/// Computed by the same rules as `order.place`, for the voucher's holder, on the node's clock
-/// and its latest state: an order placed next with the same voucher, listing and price gets
-/// this share unless something changes in between. A refusal is the problem `order.place`
-/// would answer.
-#[utoipa::path(get, path = "/v1/order-quote", tag = "records", params(QuoteQuery),
-    responses(
-        (status = 200, description = "The share, the enterprise's part and the binding limit", body = OrderQuote),
-        (status = 400, description = "A parameter is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such voucher or listing", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An order at this price would be refused (the problem names the rule)", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn get_order_quote(
-    State(state): State<AppState>,
-    ProblemQuery(q): ProblemQuery<QuoteQuery>,
-) -> Result<Json<OrderQuote>, Problem> {
-    state
-        .node
-        .quote_order(&q.voucher, &q.listing, q.price)
-        .map(Json)
-        .map_err(|e| match e {
-            vledger_domain::ApplyError::Rejected(r) => {
-                Problem::from(vledger_node::writer::SubmitError::Rejected(r))
-            }
-            vledger_domain::ApplyError::State(e) => read_failure(e),
-        })
-}
-
-/// The claim of the order with its reviews.
-#[utoipa::path(get, path = "/v1/claims/{order_id}", tag = "records",
-    params(("order_id" = RecordId, Path, description = "The order's id")),
-    responses(
-        (status = 200, description = "The claim of the order with its reviews", body = ClaimRecord),
-        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn get_claim(
-    State(state): State<AppState>,
-    ProblemPath(id): ProblemPath<String>,
-) -> Result<Json<ClaimRecord>, Problem> {
-    read_record(&state, id, "claim of order", "claim-not-found", load_claim)
-}
-
-use vledger_domain::limits::{MAX_FLAGS_PAGE, MAX_SETTLEMENT_POSITIONS};
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct FlagsQuery {
-    /// Only flags raised by entries after this index.
-    #[serde(default, deserialize_with = "params::opt_int64")]
-    after_index: Option<u64>,
-    /// 1 to 500 (the default); values below 256 are raised to 256.
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<usize>,
-}
-
-/// Fraud flags raised for regulators, oldest first.
-#[utoipa::path(get, path = "/v1/fraud-flags", tag = "records", params(FlagsQuery),
-    responses(
-        (status = 200, description = "A page of flags", body = FraudFlagsPage),
-        (status = 400, description = "A parameter is not valid", body = Problem, content_type = "application/problem+json"),
-    ))]
-async fn get_fraud_flags(
-    State(state): State<AppState>,
-    ProblemQuery(q): ProblemQuery<FlagsQuery>,
-) -> Result<Json<FraudFlagsPage>, Problem> {
-    let limit = match q.limit {
-        None => MAX_FLAGS_PAGE,
-        Some(n) if (1..=MAX_FLAGS_PAGE).contains(&n) => n,
-        Some(n) => {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-query",
-                format!("limit {n} must be between 1 and {MAX_FLAGS_PAGE}"),
-            ))
-        }
-    };
-    let page =
-        queries::fraud_flags(&state.node.state(), q.after_index, limit).map_err(read_failure)?;
-    Ok(Json(FraudFlagsPage {
-        flags: page.flags,
-        next_after_index: page.next_after_index,
-    }))
-}
-
-/// What each region owes another from cross-region payouts it advanced.
-#[utoipa::path(get, path = "/v1/settlement/positions", tag = "records",
-    responses((status = 200, description = "Every open position", body = Vec<SettlementPosition>)))]
-async fn get_settlement_positions(
-    State(state): State<AppState>,
-) -> Result<Json<Vec<SettlementPosition>>, Problem> {
-    queries::settlement_positions(&state.node.state(), MAX_SETTLEMENT_POSITIONS)
-        .map(Json)
-        .map_err(read_failure)
 }
 
 /// Whether the node is up and can write, with its tree size.

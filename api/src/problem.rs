@@ -131,6 +131,15 @@ pub async fn every_error_a_problem(request: Request, next: Next) -> Response {
     Response::from_parts(parts, problem_body)
 }
 
+/// A state read that failed: the store, not the request, is at fault.
+pub(crate) fn read_failure(e: vledger_domain::StateError) -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage-failure",
+        e.to_string(),
+    )
+}
+
 impl From<EnvelopeError> for Problem {
     fn from(e: EnvelopeError) -> Self {
         let (status, code) = match &e {

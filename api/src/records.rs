@@ -11,19 +11,22 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use vledger_domain::claims::{ClaimRecord, ClaimStatus};
-use vledger_domain::orders::{OrderRecord, OrderStatus};
-use vledger_domain::programs::ProgramRecord;
+use vledger_domain::claims::{load_claim, ClaimRecord, ClaimStatus, SettlementPosition};
+use vledger_domain::limits::{MAX_FLAGS_PAGE, MAX_SETTLEMENT_POSITIONS};
+use vledger_domain::money::AmountMinor;
+use vledger_domain::orders::{load_order, OrderQuote, OrderRecord, OrderStatus};
+use vledger_domain::programs::{load_program, ProgramRecord};
 use vledger_domain::queries::{self, Listed};
-use vledger_domain::vouchers::{VoucherRecord, VoucherStatus};
-use vledger_domain::{load_party, PartyRecord};
-use vledger_tlog::keys::PublicKey;
-
-use crate::params::KeyFilter;
 use vledger_domain::types::{RecordId, RegionId};
+use vledger_domain::vouchers::{load_voucher, VoucherRecord, VoucherStatus};
+use vledger_domain::{load_party, PartyRecord};
+use vledger_node::node::CommittedState;
+use vledger_tlog::keys::PublicKey;
+pub use vledger_wire::http::{FraudFlagsPage, RecordsPage};
 
-use super::{read_failure, AppState, Problem, ProblemPath, ProblemQuery};
-pub use vledger_wire::http::RecordsPage;
+use crate::params::{self, KeyFilter};
+use crate::problem::read_failure;
+use crate::{AppState, Problem, ProblemPath, ProblemQuery};
 
 pub use vledger_domain::limits::MAX_LIST_PAGE;
 
@@ -239,4 +242,189 @@ pub(crate) async fn get_party(
         .map_err(read_failure)?
         .map(Json)
         .ok_or_else(not_found)
+}
+
+pub(crate) fn record_id(text: String, what: &str) -> Result<RecordId, Problem> {
+    RecordId::try_from(text).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+            format!("{what}: {e}"),
+        )
+    })
+}
+
+/// Reads one record named by a path id: 400 `invalid-path` for a malformed id, 404 with
+/// `missing_code` when there is no such record.
+fn read_record<'s, T>(
+    state: &'s AppState,
+    raw_id: String,
+    what: &str,
+    missing_code: &str,
+    load: impl FnOnce(&CommittedState<'s>, &RecordId) -> Result<Option<T>, vledger_domain::StateError>,
+) -> Result<Json<T>, Problem> {
+    let id = record_id(raw_id, what)?;
+    load(&state.node.state(), &id)
+        .map_err(read_failure)?
+        .map(Json)
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                missing_code,
+                format!("{what} `{id}` does not exist"),
+            )
+        })
+}
+
+/// The program with its terms and budget buckets.
+#[utoipa::path(get, path = "/v1/programs/{program_id}", tag = "records",
+    params(("program_id" = RecordId, Path, description = "The program's id")),
+    responses(
+        (status = 200, description = "The program with its terms and budget buckets", body = ProgramRecord),
+        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_program(
+    State(state): State<AppState>,
+    ProblemPath(id): ProblemPath<String>,
+) -> Result<Json<ProgramRecord>, Problem> {
+    read_record(&state, id, "program", "program-not-found", load_program)
+}
+
+/// The voucher with its balance.
+#[utoipa::path(get, path = "/v1/vouchers/{voucher_id}", tag = "records",
+    params(("voucher_id" = RecordId, Path, description = "The voucher's id")),
+    responses(
+        (status = 200, description = "The voucher with its balance", body = VoucherRecord),
+        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_voucher(
+    State(state): State<AppState>,
+    ProblemPath(id): ProblemPath<String>,
+) -> Result<Json<VoucherRecord>, Problem> {
+    read_record(&state, id, "voucher", "voucher-not-found", load_voucher)
+}
+
+/// The order with its installments, escrow and evidence.
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "records",
+    params(("order_id" = RecordId, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order with its installments, escrow and evidence", body = OrderRecord),
+        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_order(
+    State(state): State<AppState>,
+    ProblemPath(id): ProblemPath<String>,
+) -> Result<Json<OrderRecord>, Problem> {
+    read_record(&state, id, "order", "order-not-found", load_order)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct QuoteQuery {
+    /// The voucher that would pay the subsidised share.
+    voucher: RecordId,
+    /// The listing ordered.
+    listing: RecordId,
+    /// The order's price in minor units (at most the listing's price).
+    price: AmountMinor,
+}
+
+/// The voucher share an order would get now, and the limit that binds.
+///
+/// Computed by the same rules as `order.place`, for the voucher's holder, on the node's clock
+/// and its latest state: an order placed next with the same voucher, listing and price gets
+/// this share unless something changes in between. A refusal is the problem `order.place`
+/// would answer.
+#[utoipa::path(get, path = "/v1/order-quote", tag = "records", params(QuoteQuery),
+    responses(
+        (status = 200, description = "The share, the enterprise's part and the binding limit", body = OrderQuote),
+        (status = 400, description = "A parameter is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such voucher or listing", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An order at this price would be refused (the problem names the rule)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_order_quote(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<QuoteQuery>,
+) -> Result<Json<OrderQuote>, Problem> {
+    state
+        .node
+        .quote_order(&q.voucher, &q.listing, q.price)
+        .map(Json)
+        .map_err(|e| match e {
+            vledger_domain::ApplyError::Rejected(r) => {
+                Problem::from(vledger_node::writer::SubmitError::Rejected(r))
+            }
+            vledger_domain::ApplyError::State(e) => read_failure(e),
+        })
+}
+
+/// The claim of the order with its reviews.
+#[utoipa::path(get, path = "/v1/claims/{order_id}", tag = "records",
+    params(("order_id" = RecordId, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The claim of the order with its reviews", body = ClaimRecord),
+        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_claim(
+    State(state): State<AppState>,
+    ProblemPath(id): ProblemPath<String>,
+) -> Result<Json<ClaimRecord>, Problem> {
+    read_record(&state, id, "claim of order", "claim-not-found", load_claim)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct FlagsQuery {
+    /// Only flags raised by entries after this index.
+    #[serde(default, deserialize_with = "params::opt_int64")]
+    after_index: Option<u64>,
+    /// 1 to 500 (the default); values below 256 are raised to 256.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+}
+
+/// Fraud flags raised for regulators, oldest first.
+#[utoipa::path(get, path = "/v1/fraud-flags", tag = "records", params(FlagsQuery),
+    responses(
+        (status = 200, description = "A page of flags", body = FraudFlagsPage),
+        (status = 400, description = "A parameter is not valid", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_fraud_flags(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<FlagsQuery>,
+) -> Result<Json<FraudFlagsPage>, Problem> {
+    let limit = match q.limit {
+        None => MAX_FLAGS_PAGE,
+        Some(n) if (1..=MAX_FLAGS_PAGE).contains(&n) => n,
+        Some(n) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                format!("limit {n} must be between 1 and {MAX_FLAGS_PAGE}"),
+            ))
+        }
+    };
+    let page =
+        queries::fraud_flags(&state.node.state(), q.after_index, limit).map_err(read_failure)?;
+    Ok(Json(FraudFlagsPage {
+        flags: page.flags,
+        next_after_index: page.next_after_index,
+    }))
+}
+
+/// What each region owes another from cross-region payouts it advanced.
+#[utoipa::path(get, path = "/v1/settlement/positions", tag = "records",
+    responses((status = 200, description = "Every open position", body = Vec<SettlementPosition>)))]
+pub(crate) async fn get_settlement_positions(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<SettlementPosition>>, Problem> {
+    queries::settlement_positions(&state.node.state(), MAX_SETTLEMENT_POSITIONS)
+        .map(Json)
+        .map_err(read_failure)
 }

@@ -238,12 +238,12 @@ pub enum Event {
 /// The canonical bytes of an entry's events: a JSON array in RFC 8785 (JCS) form. Object keys
 /// are sorted and no whitespace is written; every number is an integer below 2^53, where JCS
 /// and plain integer formatting agree. Written by [`vledger_tlog::canonical_json`] without an
-/// intermediate JSON value; debug builds check every encoding against serde_json's sorted
+/// intermediate JSON value; debug and self-check builds check every encoding against serde_json's sorted
 /// `Value`, the encoding's first definition.
 pub fn encode_events(events: &[Event]) -> Vec<u8> {
     let bytes =
         vledger_tlog::canonical_json::to_vec(events).expect("events have a canonical encoding");
-    debug_assert_eq!(
+    vledger_tlog::self_check_eq!(
         bytes,
         serde_json::to_vec(&serde_json::to_value(events).expect("events serialize"))
             .expect("values serialize"),

@@ -1444,6 +1444,6 @@ pub(super) fn release_voucher_share<S: StateRead + StateWrite>(
             -i128::from(share),
         )?;
     }
-    debug_assert!(load_program(state, &order.program_id)?.is_some());
+    vledger_tlog::self_check!(load_program(state, &order.program_id)?.is_some());
     Ok(())
 }

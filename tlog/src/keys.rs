@@ -197,7 +197,7 @@ impl PublicKey {
         let accepted = match checked.as_deref().and_then(checked_keys::CheckedKey::table) {
             Some(table) => {
                 let accepted = cofactorless_with_table(table, &self.0, message, signature);
-                debug_assert_eq!(
+                crate::self_check_eq!(
                     accepted,
                     cofactorless_with_dalek(
                         checked.as_ref().map(|c| c.decoded),
@@ -681,7 +681,7 @@ impl SigningKey {
     pub fn public_key(&self) -> PublicKey {
         // [s]B with a clamped s is always canonical, torsion-free and not small-order.
         let bytes = self.0.verifying_key().to_bytes();
-        debug_assert!(check_key(&bytes).is_ok());
+        crate::self_check!(check_key(&bytes).is_ok());
         PublicKey(bytes)
     }
 

@@ -173,13 +173,13 @@ pub enum ProofError {
 
 /// Largest power of two strictly less than `n`. Requires `n >= 2`.
 fn split_point(n: u64) -> u64 {
-    debug_assert!(n >= 2);
+    crate::self_check!(n >= 2);
     1 << (n - 1).ilog2()
 }
 
 /// Level of the power of two `k`.
 fn level_of(k: u64) -> u8 {
-    debug_assert!(k.is_power_of_two());
+    crate::self_check!(k.is_power_of_two());
     k.trailing_zeros() as u8
 }
 
@@ -198,7 +198,7 @@ fn read_perfect<S: SubtreeSource>(
     k: u64,
 ) -> Result<Hash, TreeError<S::Error>> {
     let level = level_of(k);
-    debug_assert_eq!(start % k, 0, "perfect subtree must be aligned");
+    crate::self_check_eq!(start % k, 0, "perfect subtree must be aligned");
     src.perfect_subtree(level, start >> level)
         .map_err(TreeError::Source)
 }
@@ -211,7 +211,7 @@ fn range_hash<S: SubtreeSource>(
     start: u64,
     end: u64,
 ) -> Result<Hash, TreeError<S::Error>> {
-    debug_assert!(start < end);
+    crate::self_check!(start < end);
     // The range splits, left to right, into perfect subtrees of decreasing size, one per set
     // bit of its length; the RFC tree over them is a right-leaning fold.
     let mut parts = [[0u8; 32]; 64];
@@ -226,7 +226,7 @@ fn range_hash<S: SubtreeSource>(
             pos += k;
         }
     }
-    debug_assert_eq!(pos, end);
+    crate::self_check_eq!(pos, end);
     Ok(fold_right(&parts[..count]))
 }
 

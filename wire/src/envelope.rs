@@ -251,7 +251,7 @@ fn parse_payload(payload_bytes: &[u8]) -> Result<CommandPayload, EnvelopeError> 
             "type must be 1 to {MAX_COMMAND_TYPE_BYTES} bytes"
         )));
     }
-    debug_assert!(payload.region.as_str().len() <= MAX_REGION_ID_BYTES);
+    vledger_tlog::self_check!(payload.region.as_str().len() <= MAX_REGION_ID_BYTES);
     Ok(payload)
 }
 

@@ -103,7 +103,7 @@ impl BatchReceipts {
             .expect("the receipt is one of the batch's");
         let proof = merkle::inclusion_proof(&self.tree, position, self.tree.size())
             .expect("a position inside the tree");
-        debug_assert_eq!(
+        vledger_tlog::self_check_eq!(
             self.tree.perfect_subtree(0, position).ok(),
             Some(leaf_hash(data.line().as_bytes())),
             "the receipt's facts are those the tree holds"
