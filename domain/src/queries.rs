@@ -1,16 +1,20 @@
 //! The reads the HTTP interface and the CLI make of the projections, as pure functions over
 //! [`StateRead`]: record lists in id order with filters and cursors, fraud flags by entry, and
-//! settlement positions. Record keys and their prefixes stay inside the domain; a caller names
-//! the record type and gets records and a cursor back.
+//! settlement positions, and the commands the node owes when a time passes. Record keys and
+//! their prefixes stay inside the domain; a caller names the record type and gets records and a
+//! cursor back.
 
 use serde::de::DeserializeOwned;
 
 use crate::claims::{ClaimRecord, SettlementPosition, SETTLEMENT_PREFIX};
-use crate::limits::{LIST_SCAN_CHUNK, MAX_FLAGS_PAGE, MAX_LIST_SCAN, MIN_FLAGS_PAGE};
+use crate::limits::{
+    LIST_SCAN_CHUNK, MAX_AUTO_CONFIRMS_PER_SWEEP, MAX_EXPIRIES_PER_SWEEP, MAX_FLAGS_PAGE,
+    MAX_LIST_SCAN, MAX_UNCLAIMED_RELEASES_PER_SWEEP, MIN_FLAGS_PAGE,
+};
 use crate::orders::{FraudFlagRecord, OrderRecord, FRAUD_FLAG_PREFIX};
 use crate::programs::ProgramRecord;
 use crate::state::{decode_record, StateError, StateRead};
-use crate::types::{LogIndex, RecordId};
+use crate::types::{LogIndex, RecordId, TimeMs};
 use crate::vouchers::VoucherRecord;
 use crate::{claims, orders, programs, vouchers};
 
@@ -146,4 +150,107 @@ pub fn settlement_positions(
         .iter()
         .map(|(k, v)| decode_record(k, v))
         .collect()
+}
+
+/// A command the node signs itself because a time has passed (a voucher's expiry, an order's
+/// confirmation period, a program's claim deadline). The nonce is derived from the record, so
+/// a command found due twice is recorded once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCommand {
+    pub command_type: &'static str,
+    pub nonce: String,
+    pub body: serde_json::Value,
+    /// The record it acts on, for the node's log lines.
+    pub record: String,
+}
+
+/// The records of a time index (`prefix`, then the time as a big-endian u64, then the record
+/// id) whose time `is_due` at `now`, earliest first, at most `limit`.
+fn due_in_index(
+    state: &impl StateRead,
+    prefix: &[u8],
+    limit: usize,
+    is_due: impl Fn(TimeMs) -> bool,
+) -> Result<Vec<String>, StateError> {
+    let mut due = Vec::new();
+    for (key, _) in state.scan_prefix(prefix, limit)? {
+        let rest = &key[prefix.len()..];
+        let corrupt = || StateError::Corrupt {
+            key: String::from_utf8_lossy(&key).into_owned(),
+            reason: "a time index key holds a time and an id".into(),
+        };
+        let time = rest.get(..8).ok_or_else(corrupt)?;
+        if !is_due(u64::from_be_bytes(time.try_into().expect("8 bytes"))) {
+            break;
+        }
+        due.push(String::from_utf8(rest[8..].to_vec()).map_err(|_| corrupt())?);
+    }
+    Ok(due)
+}
+
+/// `voucher.expire` for every voucher whose expiry has passed at `now`.
+pub fn due_voucher_expiries(
+    state: &impl StateRead,
+    now: TimeMs,
+) -> Result<Vec<DueCommand>, StateError> {
+    let due = due_in_index(
+        state,
+        vouchers::EXPIRY_INDEX_PREFIX,
+        MAX_EXPIRIES_PER_SWEEP,
+        |t| t <= now,
+    )?;
+    Ok(due
+        .into_iter()
+        .map(|voucher_id| DueCommand {
+            command_type: "voucher.expire",
+            nonce: format!("expire/{voucher_id}"),
+            body: serde_json::json!({ "voucher_id": voucher_id }),
+            record: voucher_id,
+        })
+        .collect())
+}
+
+/// `order.auto_confirm` for every delivered order whose confirmation period has passed.
+pub fn due_auto_confirms(
+    state: &impl StateRead,
+    now: TimeMs,
+) -> Result<Vec<DueCommand>, StateError> {
+    let due = due_in_index(
+        state,
+        orders::AUTO_CONFIRM_INDEX_PREFIX,
+        MAX_AUTO_CONFIRMS_PER_SWEEP,
+        |t| t <= now,
+    )?;
+    Ok(due
+        .into_iter()
+        .map(|order_id| DueCommand {
+            command_type: "order.auto_confirm",
+            nonce: format!("auto-confirm/{order_id}"),
+            body: serde_json::json!({ "order_id": order_id, "reason": "confirmation period passed" }),
+            record: order_id,
+        })
+        .collect())
+}
+
+/// `order.release_unclaimed` for every order whose program's claim deadline has passed with no
+/// claim on it. Claims are taken until the deadline itself; the share is released after it.
+pub fn due_unclaimed_releases(
+    state: &impl StateRead,
+    now: TimeMs,
+) -> Result<Vec<DueCommand>, StateError> {
+    let due = due_in_index(
+        state,
+        orders::CLAIM_DEADLINE_INDEX_PREFIX,
+        MAX_UNCLAIMED_RELEASES_PER_SWEEP,
+        |t| t < now,
+    )?;
+    Ok(due
+        .into_iter()
+        .map(|order_id| DueCommand {
+            command_type: "order.release_unclaimed",
+            nonce: format!("release-unclaimed/{order_id}"),
+            body: serde_json::json!({ "order_id": order_id }),
+            record: order_id,
+        })
+        .collect())
 }

@@ -7,11 +7,9 @@ use std::thread::JoinHandle;
 
 use crate::store::{Store, TreeReadError};
 use crate::writer::{Accepted, Published, Reply, Submission, SubmitError, Writer};
-use vledger_domain::limits::{
-    MAX_AUTO_CONFIRMS_PER_SWEEP, MAX_EXPIRIES_PER_SWEEP, MAX_UNCLAIMED_RELEASES_PER_SWEEP,
-    WRITER_QUEUE_CAPACITY,
-};
-use vledger_domain::types::{LogIndex, RegionId};
+use vledger_domain::limits::WRITER_QUEUE_CAPACITY;
+use vledger_domain::queries::{self, DueCommand};
+use vledger_domain::types::{LogIndex, RegionId, TimeMs};
 use vledger_domain::{
     Command, GenesisBody, ScannedRecords, StateError, StateRead, STATE_RECORD_ENCODING,
 };
@@ -199,114 +197,49 @@ impl Node {
     /// Submits `voucher.expire` for every voucher whose expiry has passed (up to a bound per
     /// sweep). The nonce is derived from the voucher, so a repeated sweep is idempotent.
     pub fn sweep_expired_vouchers(&self) {
-        use vledger_domain::vouchers::EXPIRY_INDEX_PREFIX;
-        let now = crate::writer::wall_clock_ms();
-        let due = match self
-            .store
-            .scan_state(EXPIRY_INDEX_PREFIX, MAX_EXPIRIES_PER_SWEEP)
-        {
-            Ok(due) => due,
-            Err(e) => return tracing::error!(error = %e, "expiry sweep could not read the index"),
-        };
-        for (key, _) in due {
-            let rest = &key[EXPIRY_INDEX_PREFIX.len()..];
-            let expires_at =
-                u64::from_be_bytes(rest[..8].try_into().expect("expiry keys hold a time"));
-            if expires_at > now {
-                break;
-            }
-            let voucher_id = String::from_utf8_lossy(&rest[8..]).into_owned();
-            let body = serde_json::json!({ "voucher_id": voucher_id });
-            let envelope = self.seal_own("voucher.expire", &format!("expire/{voucher_id}"), body);
-            self.submit(
-                envelope,
-                Box::new(move |answer| {
-                    if let Err(e) = answer {
-                        tracing::warn!(voucher = %voucher_id, error = %e, "voucher expiry not recorded");
-                    }
-                }),
-            );
-        }
+        self.sweep("expiry", |state, now| {
+            queries::due_voucher_expiries(state, now)
+        });
     }
 
     /// Submits `order.auto_confirm` for every delivered order whose confirmation period has
     /// passed (up to a bound per sweep); the nonce is derived from the order.
     pub fn sweep_auto_confirms(&self) {
-        use vledger_domain::orders::AUTO_CONFIRM_INDEX_PREFIX;
-        let now = crate::writer::wall_clock_ms();
-        let due = match self
-            .store
-            .scan_state(AUTO_CONFIRM_INDEX_PREFIX, MAX_AUTO_CONFIRMS_PER_SWEEP)
-        {
-            Ok(due) => due,
-            Err(e) => {
-                return tracing::error!(error = %e, "auto-confirm sweep could not read the index")
-            }
-        };
-        for (key, _) in due {
-            let rest = &key[AUTO_CONFIRM_INDEX_PREFIX.len()..];
-            let deadline =
-                u64::from_be_bytes(rest[..8].try_into().expect("auto-confirm keys hold a time"));
-            if deadline > now {
-                break;
-            }
-            let order_id = String::from_utf8_lossy(&rest[8..]).into_owned();
-            let body =
-                serde_json::json!({ "order_id": order_id, "reason": "confirmation period passed" });
-            let envelope = self.seal_own(
-                "order.auto_confirm",
-                &format!("auto-confirm/{order_id}"),
-                body,
-            );
-            self.submit(
-                envelope,
-                Box::new(move |answer| {
-                    if let Err(e) = answer {
-                        tracing::warn!(order = %order_id, error = %e, "auto-confirmation not recorded");
-                    }
-                }),
-            );
-        }
+        self.sweep("auto-confirm", |state, now| {
+            queries::due_auto_confirms(state, now)
+        });
     }
 
     /// Submits `order.release_unclaimed` for every order whose program's claim deadline has
     /// passed with no claim on it (up to a bound per sweep); the nonce is derived from the order,
     /// so a repeated sweep is idempotent.
     pub fn sweep_unclaimed(&self) {
-        use vledger_domain::orders::CLAIM_DEADLINE_INDEX_PREFIX;
+        self.sweep("claim-deadline", |state, now| {
+            queries::due_unclaimed_releases(state, now)
+        });
+    }
+
+    /// Signs and submits what `due` finds due on the node's clock.
+    fn sweep(
+        &self,
+        what: &'static str,
+        due: impl Fn(&CommittedState<'_>, TimeMs) -> Result<Vec<DueCommand>, StateError>,
+    ) {
         let now = crate::writer::wall_clock_ms();
-        let due = match self.store.scan_state(
-            CLAIM_DEADLINE_INDEX_PREFIX,
-            MAX_UNCLAIMED_RELEASES_PER_SWEEP,
-        ) {
+        let due = match due(&self.state(), now) {
             Ok(due) => due,
             Err(e) => {
-                return tracing::error!(error = %e, "claim-deadline sweep could not read the index")
+                return tracing::error!(error = %e, sweep = what, "a sweep could not read its index")
             }
         };
-        for (key, _) in due {
-            let rest = &key[CLAIM_DEADLINE_INDEX_PREFIX.len()..];
-            let deadline = u64::from_be_bytes(
-                rest[..8]
-                    .try_into()
-                    .expect("claim-deadline keys hold a time"),
-            );
-            // Claims are taken until the deadline itself; the share is released after it.
-            if deadline >= now {
-                break;
-            }
-            let order_id = String::from_utf8_lossy(&rest[8..]).into_owned();
-            let body = serde_json::json!({ "order_id": order_id });
-            let envelope = self.seal_own(
-                "order.release_unclaimed",
-                &format!("release-unclaimed/{order_id}"),
-                body,
-            );
+        for command in due {
+            let envelope = self.seal_own(command.command_type, &command.nonce, command.body);
+            let (command_type, record) = (command.command_type, command.record);
             self.submit(
                 envelope,
                 Box::new(move |answer| {
                     if let Err(e) = answer {
-                        tracing::warn!(order = %order_id, error = %e, "unclaimed share release not recorded");
+                        tracing::warn!(command = command_type, record = %record, error = %e, "a due command was not recorded");
                     }
                 }),
             );
