@@ -23,6 +23,9 @@ pub mod standing;
 mod state;
 pub mod vouchers;
 
+/// The type of the command that founds a region: the first entry of every log.
+pub const GENESIS_COMMAND_TYPE: &str = "region.genesis";
+
 pub use command::{Command, GenesisBody, RegisterPartyBody, RevokeKeyBody};
 pub use event::{encode_events, Event};
 pub use parties::{load_party, PartyRecord, RegionRecord, Role};

@@ -284,7 +284,7 @@ impl Node {
 
     fn found_region(&self, genesis: GenesisBody) -> Result<(), OpenError> {
         let body = serde_json::to_value(&genesis).expect("genesis body serializes");
-        let envelope = self.seal_own("region.genesis", GENESIS_NONCE, body);
+        let envelope = self.seal_own(vledger_domain::GENESIS_COMMAND_TYPE, GENESIS_NONCE, body);
         self.submit_and_wait(envelope)
             .map(|_| ())
             .map_err(|e| OpenError::GenesisRefused(e.to_string()))

@@ -183,12 +183,6 @@ enum Outcome {
     Failed(SubmitError),
 }
 
-fn nonce_key(signer: &PublicKey, nonce: &str) -> Vec<u8> {
-    let mut key = signer.as_bytes().to_vec();
-    key.extend_from_slice(nonce.as_bytes());
-    key
-}
-
 /// The machine's clock in ms since the Unix epoch; read only by the shell, never by the domain.
 pub fn wall_clock_ms() -> TimeMs {
     SystemTime::now()
@@ -655,7 +649,7 @@ impl Writer {
             }
             let payload = &submission.envelope.payload;
             let command_hash = submission.envelope.command_hash;
-            let key = nonce_key(&payload.signer, &payload.nonce);
+            let key = payload.nonce_key();
             let seen = match batch_nonces
                 .get(&key)
                 .or_else(|| in_flight.and_then(|f| f.nonces.get(&key)))

@@ -272,7 +272,7 @@ impl<S: ReplayState> Replayer<S> {
         let payload = &envelope.payload;
         let (region, node_key) = match &self.position.origin {
             Some(origin) => origin.clone(),
-            None if payload.command_type == "region.genesis" => {
+            None if payload.command_type == domain::GENESIS_COMMAND_TYPE => {
                 (payload.region.clone(), payload.signer)
             }
             None => return Err(fail(ReplayFailure::NoGenesis)),
@@ -283,8 +283,7 @@ impl<S: ReplayState> Replayer<S> {
                 log: region,
             }));
         }
-        let mut nonce_key = payload.signer.as_bytes().to_vec();
-        nonce_key.extend_from_slice(payload.nonce.as_bytes());
+        let nonce_key = payload.nonce_key();
         let state_error = |e: StateError| ReplayError {
             index,
             failure: ReplayFailure::State(e),

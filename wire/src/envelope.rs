@@ -107,6 +107,17 @@ pub struct CommandPayload {
     pub body: serde_json::Value,
 }
 
+impl CommandPayload {
+    /// The key of its (signer, nonce) pair, under which a node and a replay remember that the
+    /// pair was used: the signer's 32 bytes, then the nonce's.
+    pub fn nonce_key(&self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(32 + self.nonce.len());
+        key.extend_from_slice(self.signer.as_bytes());
+        key.extend_from_slice(self.nonce.as_bytes());
+        key
+    }
+}
+
 /// DSSE pre-authentication encoding: `"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + payload_type.len() + payload.len());
