@@ -276,7 +276,7 @@ mod tests {
         let last = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
         assert_eq!(first.timestamp_millis(), MIN_TIMESTAMP_MS as i64);
         assert_eq!(last.timestamp_millis() + 999, MAX_TIMESTAMP_MS as i64);
-        assert!(MAX_TIMESTAMP_MS + MAX_DURATION_MS < 1 << 53);
+        const { assert!(MAX_TIMESTAMP_MS + MAX_DURATION_MS < 1 << 53) };
         for (expected, figure) in [
             (TIMESTAMP_EXPECTED, MIN_TIMESTAMP_MS),
             (TIMESTAMP_EXPECTED, MAX_TIMESTAMP_MS),

@@ -440,7 +440,7 @@ impl Writer {
                     crossbeam_channel::select! {
                         recv(queue) -> next => next.ok(),
                         recv(done) -> written => {
-                            outcome = Some(written.unwrap_or_else(|_| Err(CommitError::CommitThreadGone)));
+                            outcome = Some(written.unwrap_or(Err(CommitError::CommitThreadGone)));
                             None
                         }
                     }
@@ -473,7 +473,7 @@ impl Writer {
                 recv(queue) -> next => return next.ok().map(Some),
                 recv(done) -> written => {
                     self.in_flight_outcome =
-                        Some(written.unwrap_or_else(|_| Err(CommitError::CommitThreadGone)));
+                        Some(written.unwrap_or(Err(CommitError::CommitThreadGone)));
                     let _ = self.settle_in_flight(done);
                 }
             }
@@ -593,9 +593,7 @@ impl Writer {
         self.spare_nonces = std::mem::take(&mut in_flight.nonces);
         let result = match self.in_flight_outcome.take() {
             Some(outcome) => outcome,
-            None => done
-                .recv()
-                .unwrap_or_else(|_| Err(CommitError::CommitThreadGone)),
+            None => done.recv().unwrap_or(Err(CommitError::CommitThreadGone)),
         };
         match &result {
             Ok(()) => {
