@@ -172,9 +172,12 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         R::UnknownCommandType(_) | R::MalformedBody(_) => StatusCode::BAD_REQUEST,
         R::UnknownSigner
         | R::SignerRevoked { .. }
-        | R::NotAuthorized { .. }
-        | R::NotListingOwner
-        | R::NotDemandOwner => StatusCode::FORBIDDEN,
+        | R::SignerSuspended
+        | R::GenesisSignerNotNode
+        | R::NotAuthorized(_)
+        | R::NotVoucherHolder(_)
+        | R::NotListingOwner(_)
+        | R::NotDemandOwner(_) => StatusCode::FORBIDDEN,
         R::PartyNotFound
         | R::ProgramNotFound(_)
         | R::VoucherNotFound(_)
@@ -198,7 +201,6 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | R::ClaimExists(_)
         | R::ShareAlreadyReleased => StatusCode::CONFLICT,
         R::GenesisRequired
-        | R::GenesisSignerNotNode
         | R::WeakKey(_)
         | R::CannotRevokeNodeKey
         | R::LastAdmin
@@ -217,7 +219,6 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | R::PartySuspended
         | R::AgencyNotAccredited
         | R::OrderWrongState { .. }
-        | R::NotVoucherHolder
         | R::VoucherFrozen
         | R::VoucherAlreadyUsed
         | R::ListingWithdrawn(_)
@@ -317,15 +318,24 @@ mod tests {
         "x".to_string()
     }
 
+    fn refusal() -> vledger_domain::Refusal {
+        vledger_domain::Refusal {
+            command: "order.confirm",
+            required: "the order's enterprise".into(),
+            signer: "an agency".into(),
+        }
+    }
+
     pinned_rejections! {
         UnknownCommandType = Rejection::UnknownCommandType(s()) => "unknown-command-type", 400;
         MalformedBody = Rejection::MalformedBody(s()) => "malformed-body", 400;
         UnknownSigner = Rejection::UnknownSigner => "unknown-signer", 403;
         SignerRevoked = Rejection::SignerRevoked { revoked_at: 1 } => "signer-revoked", 403;
-        NotAuthorized = Rejection::NotAuthorized { needed: "admin", actual: s() } => "not-authorized", 403;
+        SignerSuspended = Rejection::SignerSuspended => "signer-suspended", 403;
+        NotAuthorized = Rejection::NotAuthorized(refusal()) => "not-authorized", 403;
         GenesisRequired = Rejection::GenesisRequired => "genesis-required", 422;
         GenesisAlreadyDone = Rejection::GenesisAlreadyDone => "genesis-already-done", 409;
-        GenesisSignerNotNode = Rejection::GenesisSignerNotNode => "genesis-signer-not-node", 422;
+        GenesisSignerNotNode = Rejection::GenesisSignerNotNode => "genesis-signer-not-node", 403;
         WeakKey = Rejection::WeakKey(KeyError::NotOnCurve) => "weak-key", 422;
         PartyExists = Rejection::PartyExists => "party-exists", 409;
         PartyNotFound = Rejection::PartyNotFound => "party-not-found", 404;
@@ -355,17 +365,17 @@ mod tests {
         OrderExists = Rejection::OrderExists(s()) => "order-exists", 409;
         OrderNotFound = Rejection::OrderNotFound(s()) => "order-not-found", 404;
         OrderWrongState = Rejection::OrderWrongState { order_id: s(), status: s() } => "order-wrong-state", 422;
-        NotVoucherHolder = Rejection::NotVoucherHolder => "not-voucher-holder", 422;
+        NotVoucherHolder = Rejection::NotVoucherHolder(refusal()) => "not-voucher-holder", 403;
         VoucherFrozen = Rejection::VoucherFrozen => "voucher-frozen", 422;
         VoucherAlreadyUsed = Rejection::VoucherAlreadyUsed => "voucher-already-used", 422;
         ListingNotFound = Rejection::ListingNotFound(s()) => "listing-not-found", 404;
         ListingWithdrawn = Rejection::ListingWithdrawn(s()) => "listing-withdrawn", 422;
         ListingExists = Rejection::ListingExists(s()) => "listing-exists", 409;
-        NotListingOwner = Rejection::NotListingOwner => "not-listing-owner", 403;
+        NotListingOwner = Rejection::NotListingOwner(refusal()) => "not-listing-owner", 403;
         DemandExists = Rejection::DemandExists(s()) => "demand-exists", 409;
         DemandNotFound = Rejection::DemandNotFound(s()) => "demand-not-found", 404;
         DemandClosed = Rejection::DemandClosed(s()) => "demand-closed", 422;
-        NotDemandOwner = Rejection::NotDemandOwner => "not-demand-owner", 403;
+        NotDemandOwner = Rejection::NotDemandOwner(refusal()) => "not-demand-owner", 403;
         CategoryNotEligible = Rejection::CategoryNotEligible { category: s() } => "category-not-eligible", 422;
         CurrencyMismatch = Rejection::CurrencyMismatch { expected: s(), got: s() } => "currency-mismatch", 422;
         RegionNotAllowed = Rejection::RegionNotAllowed { region: s() } => "region-not-allowed", 422;

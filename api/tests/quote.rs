@@ -130,6 +130,7 @@ async fn a_quote_answers_the_share_placement_then_gives() {
         &sme,
         "order.place",
         order("o2", 1_000_001),
+        422,
         "price-above-listing",
     )
     .await;
@@ -184,6 +185,7 @@ async fn the_node_releases_an_unclaimed_share_after_the_claim_deadline() {
         &lab,
         "claim.submit",
         json!({ "order_id": "o1" }),
+        422,
         "claim-deadline-passed",
     )
     .await;

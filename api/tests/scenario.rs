@@ -181,6 +181,7 @@ async fn the_voucher_lifecycle_through_the_api() {
         &admin,
         "claim.review",
         json!({ "order_id": "o-1", "level": 2, "decision": "approve" }),
+        422,
         "same-reviewer",
     )
     .await;
@@ -194,6 +195,7 @@ async fn the_voucher_lifecycle_through_the_api() {
         &admin,
         "claim.pay",
         json!({ "order_id": "o-1", "reference": "TREASURY-1" }),
+        422,
         "notice-period-running",
     )
     .await;
@@ -237,7 +239,7 @@ async fn the_voucher_lifecycle_through_the_api() {
     .await;
     api.refused(&sme, "order.place", json!({ "order_id": "o-3", "listing_id": "dc-1", "voucher_id": "CQ-1", "price_minor": 100_000,
         "payment": { "mode": "escrow", "escrow_provider": b64(&escrow), "fee_minor": 0 }, "auto_confirm_after_ms": DAY_MS }),
-        "related-parties").await;
+        422, "related-parties").await;
 
     // A dispute that refunds the escrow and returns the voucher share.
     let before = api.get("/v1/vouchers/CQ-1").await["balance_minor"]

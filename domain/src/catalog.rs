@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::money::AmountMinor;
-use super::parties::{check_text, require_role, PartyRecord, Role};
+use super::parties::{check_text, PartyRecord};
 use super::state::{StateError, StateRead, StateWrite};
 use super::{ApplyContext, ApplyError, Event, Rejection};
 use crate::limits::{
@@ -340,7 +340,6 @@ pub(super) fn decide_list<S: StateRead>(
     actor: &PartyRecord,
     body: &ListingBody,
 ) -> Result<Vec<Event>, ApplyError> {
-    require_role(actor, Role::Agency)?;
     match (body.pool, &body.industry) {
         (Pool::Industry, None) => {
             return Err(invalid("industry", "pool `industry` needs an industry name").into())
@@ -369,13 +368,9 @@ pub(super) fn decide_list<S: StateRead>(
 
 pub(super) fn decide_update<S: StateRead>(
     state: &S,
-    actor: &PartyRecord,
     body: &UpdateListingBody,
 ) -> Result<Vec<Event>, ApplyError> {
     let listing = require_listing(state, &body.listing_id)?;
-    if actor.key != listing.agency {
-        return Err(Rejection::NotListingOwner.into());
-    }
     if listing.status == ListingStatus::Withdrawn {
         return Err(Rejection::ListingWithdrawn(body.listing_id.to_string()).into());
     }
@@ -414,10 +409,6 @@ pub(super) fn decide_withdraw<S: StateRead>(
     body: &WithdrawListingBody,
 ) -> Result<Vec<Event>, ApplyError> {
     let listing = require_listing(state, &body.listing_id)?;
-    let region_admin = actor.role == Role::Admin && actor.home_region == listing.region;
-    if actor.key != listing.agency && !region_admin {
-        return Err(Rejection::NotListingOwner.into());
-    }
     check_text("reason", &body.reason, MAX_REASON_BYTES)?;
     if listing.status == ListingStatus::Withdrawn {
         return Err(Rejection::ListingWithdrawn(body.listing_id.to_string()).into());
@@ -434,7 +425,6 @@ pub(super) fn decide_post_demand<S: StateRead>(
     actor: &PartyRecord,
     body: &DemandBody,
 ) -> Result<Vec<Event>, ApplyError> {
-    require_role(actor, Role::Enterprise)?;
     if body.industry.is_some() && body.pool != Some(Pool::Industry) {
         return Err(invalid(
             "industry",
@@ -460,13 +450,9 @@ pub(super) fn decide_post_demand<S: StateRead>(
 
 pub(super) fn decide_close_demand<S: StateRead>(
     state: &S,
-    actor: &PartyRecord,
     body: &CloseDemandBody,
 ) -> Result<Vec<Event>, ApplyError> {
     let demand = require_demand(state, &body.demand_id)?;
-    if actor.key != demand.enterprise {
-        return Err(Rejection::NotDemandOwner.into());
-    }
     if demand.status == DemandStatus::Closed {
         return Err(Rejection::DemandClosed(body.demand_id.to_string()).into());
     }

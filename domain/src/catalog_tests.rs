@@ -8,7 +8,7 @@ use super::catalog::{
     load_demand, load_listing, match_demand, search, CatalogQuery, DemandStatus, Industry,
     ListingBody, ListingStatus, Pool, QueryError,
 };
-use super::tests::{key, World};
+use super::tests::{key, refusal, World};
 use super::vouchers_tests::program_body;
 use super::*;
 use crate::limits::{MAX_CATALOG_PAGE, MAX_CATALOG_SCAN, MAX_CATALOG_TAGS};
@@ -141,13 +141,14 @@ fn invalid_field(result: Result<Vec<Event>, Rejection>) -> &'static str {
 fn listing_rules() {
     let mut c = Catalog::new();
     let enterprise = c.enterprise.clone();
-    assert!(matches!(
+    assert_eq!(
         c.w.run(&enterprise, "catalog.list", listing("l1", "testing", 1)),
-        Err(Rejection::NotAuthorized {
-            needed: "agency",
-            ..
-        })
-    ));
+        Err(Rejection::NotAuthorized(refusal(
+            "catalog.list",
+            "an agency",
+            "an enterprise"
+        )))
+    );
 
     let cases: Vec<(&str, Value, &str)> = vec![
         ("pool", json!("industry"), "industry"),
@@ -245,13 +246,16 @@ fn update_rules() {
     let (agency, other, admin) = (c.agency.clone(), c.other_agency.clone(), c.admin.clone());
     c.list(listing("l1", "testing", 1000)).unwrap();
     let change = json!({ "listing_id": "l1", "price_minor": 900 });
+    let update = |signer| refusal("catalog.update", "the listing's agency", signer);
     assert_eq!(
         c.update(&other, change.clone()),
-        Err(Rejection::NotListingOwner)
+        Err(Rejection::NotListingOwner(update(
+            "an agency that is not the listing's agency"
+        )))
     );
     assert_eq!(
         c.update(&admin, change.clone()),
-        Err(Rejection::NotListingOwner)
+        Err(Rejection::NotListingOwner(update("an admin")))
     );
     assert_eq!(
         c.update(&agency, json!({ "listing_id": "nope", "price_minor": 1 })),
@@ -308,10 +312,20 @@ fn withdrawal_rules() {
     );
     c.list(listing("l1", "testing", 1000)).unwrap();
     c.list(listing("l2", "testing", 1000)).unwrap();
-    assert_eq!(c.withdraw(&other, "l1"), Err(Rejection::NotListingOwner));
+    let withdraw = |signer| {
+        Rejection::NotListingOwner(refusal(
+            "catalog.withdraw",
+            "the listing's agency or an admin of the listing's region",
+            signer,
+        ))
+    };
+    assert_eq!(
+        c.withdraw(&other, "l1"),
+        Err(withdraw("an agency that is not the listing's agency"))
+    );
     assert_eq!(
         c.withdraw(&enterprise, "l1"),
-        Err(Rejection::NotListingOwner)
+        Err(withdraw("an enterprise"))
     );
     assert_eq!(
         c.withdraw(&agency, "nope"),
@@ -335,7 +349,12 @@ fn withdrawal_rules() {
         matches!(&events[..], [Event::ListingWithdrawn { by, .. }] if *by == admin.public_key())
     );
     c.list_elsewhere("sc", listing("sc-1", "testing", 1000));
-    assert_eq!(c.withdraw(&admin, "sc-1"), Err(Rejection::NotListingOwner));
+    assert_eq!(
+        c.withdraw(&admin, "sc-1"),
+        Err(withdraw(
+            "an admin that is not an admin of the listing's region"
+        ))
+    );
 
     // Withdrawn listings leave the search and the price index.
     assert_eq!(c.search(CatalogQuery::default()), ["sc-1"]);
@@ -358,10 +377,7 @@ fn demand_rules() {
     );
     assert!(matches!(
         c.w.run(&agency, "demand.post", demand("d1", "testing", None)),
-        Err(Rejection::NotAuthorized {
-            needed: "enterprise",
-            ..
-        })
+        Err(Rejection::NotAuthorized(r)) if r == refusal("demand.post", "an enterprise", "an agency")
     ));
     let cases: Vec<(&str, Value, &str)> = vec![
         ("industry", json!("automotive"), "industry"),
@@ -402,7 +418,11 @@ fn demand_rules() {
     let close = json!({ "demand_id": "d1" });
     assert_eq!(
         c.w.run(&other, "demand.close", close.clone()),
-        Err(Rejection::NotDemandOwner)
+        Err(Rejection::NotDemandOwner(refusal(
+            "demand.close",
+            "the demand's enterprise",
+            "an enterprise that is not the demand's enterprise"
+        )))
     );
     assert_eq!(
         c.w.run(&enterprise, "demand.close", json!({ "demand_id": "nope" })),

@@ -21,113 +21,254 @@ use crate::types::RegionId;
 use vledger_tlog::keys::PublicKey;
 
 /// A command the state machine understands. The serde tag is the payload's `type`.
+///
+/// Who may sign each command is stated once, in [`crate::permissions`]; the comments here say
+/// what a command does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", content = "body")]
 pub enum Command {
     /// The region's first entry: founds the region and registers its first admin.
     #[serde(rename = "region.genesis")]
     Genesis(GenesisBody),
-    /// A region admin registers a party (key, role, home region).
+    /// Registers a party (key, role, home region).
     #[serde(rename = "party.register")]
     RegisterParty(RegisterPartyBody),
-    /// A region admin, or the key's own holder, revokes a key: it can never sign again.
+    /// Revokes a key: it can never sign again.
     #[serde(rename = "party.revoke_key")]
     RevokeKey(RevokeKeyBody),
-    /// A region admin creates a voucher program with its budget and rules.
+    /// Creates a voucher program with its budget and rules.
     #[serde(rename = "program.create")]
     CreateProgram(ProgramTerms),
-    /// A region admin qualifies an enterprise for a program, until a date.
+    /// Qualifies an enterprise for a program, until a date.
     #[serde(rename = "enterprise.qualify")]
     QualifyEnterprise(QualifyBody),
-    /// A region admin issues a voucher to a qualified enterprise against a program's budget.
+    /// Issues a voucher to a qualified enterprise against a program's budget.
     #[serde(rename = "voucher.issue")]
     IssueVoucher(IssueVoucherBody),
-    /// An admin or regulator freezes a voucher: it cannot be spent, and no claim on its orders
-    /// approved or paid, until unfrozen.
+    /// Freezes a voucher: it cannot be spent, and no claim on its orders approved or paid, until
+    /// unfrozen.
     #[serde(rename = "voucher.freeze")]
     FreezeVoucher(VoucherActionBody),
-    /// An admin or regulator lifts a freeze.
+    /// Lifts a freeze.
     #[serde(rename = "voucher.unfreeze")]
     UnfreezeVoucher(VoucherActionBody),
-    /// A region admin revokes a voucher; its unspent value returns to the budget.
+    /// Revokes a voucher; its unspent value returns to the budget.
     #[serde(rename = "voucher.revoke")]
     RevokeVoucher(VoucherActionBody),
-    /// The node expires a voucher past its expiry; its unspent value returns to the budget.
+    /// Expires a voucher past its expiry (the node's clock issues it); its unspent value returns
+    /// to the budget.
     #[serde(rename = "voucher.expire")]
     ExpireVoucher(ExpireVoucherBody),
-    /// A region admin accredits an agency to serve voucher orders, until a date.
+    /// Accredits an agency to serve voucher orders, until a date.
     #[serde(rename = "agency.accredit")]
     AccreditAgency(AccreditBody),
-    /// A regulator or admin suspends a party: it may not act or be ordered from.
+    /// Suspends a party: it may not act or be ordered from.
     #[serde(rename = "party.suspend")]
     SuspendParty(SuspendBody),
-    /// A regulator or admin lifts a suspension.
+    /// Lifts a suspension.
     #[serde(rename = "party.reinstate")]
     ReinstateParty(SuspendBody),
-    /// An admin, or the party itself, declares its controlling group and related parties.
+    /// Declares a party's controlling group and related parties.
     #[serde(rename = "party.declare_affiliation")]
     DeclareAffiliation(AffiliationBody),
-    /// An agency lists a resource or service in a pool of the shared catalog.
+    /// Lists a resource or service in a pool of the shared catalog.
     #[serde(rename = "catalog.list")]
     AddListing(ListingBody),
-    /// The listing's agency changes its price, title, description, category or tags.
+    /// Changes a listing's price, title, description, category or tags.
     #[serde(rename = "catalog.update")]
     UpdateListing(UpdateListingBody),
-    /// The listing's agency, or an admin of its region, withdraws it from the catalog.
+    /// Withdraws a listing from the catalog.
     #[serde(rename = "catalog.withdraw")]
     WithdrawListing(WithdrawListingBody),
-    /// An enterprise posts what it needs, for the catalog to match.
+    /// Posts what an enterprise needs, for the catalog to match.
     #[serde(rename = "demand.post")]
     PostDemand(DemandBody),
-    /// The enterprise closes its demand.
+    /// Closes a demand.
     #[serde(rename = "demand.close")]
     CloseDemand(CloseDemandBody),
-    /// An enterprise orders a listed service, paying with a voucher and a payment plan.
+    /// Orders a listed service, paying with a voucher and a payment plan.
     #[serde(rename = "order.place")]
     PlaceOrder(PlaceOrderBody),
-    /// The enterprise or agency cancels an order before delivery.
+    /// Cancels an order before delivery.
     #[serde(rename = "order.cancel")]
     CancelOrder(OrderActionBody),
-    /// The escrow provider attests that the enterprise's share arrived and is held.
+    /// Attests that the enterprise's share arrived in escrow and is held.
     #[serde(rename = "escrow.fund")]
     FundEscrow(FundEscrowBody),
-    /// The agency acknowledges an installment paid directly.
+    /// Acknowledges an installment paid directly.
     #[serde(rename = "payment.acknowledge")]
     AcknowledgePayment(AcknowledgePaymentBody),
-    /// The agency records delivery with evidence hashes.
+    /// Records delivery with evidence hashes.
     #[serde(rename = "order.deliver")]
     DeliverOrder(DeliverBody),
-    /// The enterprise confirms delivery (escrow is released).
+    /// Confirms delivery (escrow is released).
     #[serde(rename = "order.confirm")]
     ConfirmOrder(OrderActionBody),
-    /// The node confirms a delivered order whose confirmation period passed.
+    /// Confirms a delivered order whose confirmation period passed (the node's clock issues it).
     #[serde(rename = "order.auto_confirm")]
     AutoConfirmOrder(OrderActionBody),
-    /// The enterprise disputes a delivery (escrow is frozen).
+    /// Disputes a delivery (escrow is frozen).
     #[serde(rename = "order.dispute")]
     DisputeOrder(OrderActionBody),
-    /// A region admin settles a dispute: release or refund.
+    /// Settles a dispute: release or refund.
     #[serde(rename = "dispute.resolve")]
     ResolveDispute(ResolveDisputeBody),
-    /// The agency claims a confirmed order's voucher share.
+    /// Claims a confirmed order's voucher share.
     #[serde(rename = "claim.submit")]
     SubmitClaim(SubmitClaimBody),
-    /// A region admin reviews a claim at one level.
+    /// Reviews a claim at one level; each level needs a different reviewer.
     #[serde(rename = "claim.review")]
     ReviewClaim(ReviewClaimBody),
-    /// A region admin records the payout of an approved claim after its notice period.
+    /// Records the payout of an approved claim after its notice period.
     #[serde(rename = "claim.pay")]
     PayClaim(PayClaimBody),
-    /// An admin or regulator turns a paid claim found fraudulent into a clawback receivable.
+    /// Turns a paid claim found fraudulent into a clawback receivable.
     #[serde(rename = "claim.clawback")]
     ClawbackClaim(ClawbackBody),
-    /// The node releases the voucher share of an order left unclaimed past the program's claim
-    /// deadline: to the voucher, or to the program budget if the voucher has ended.
+    /// Releases the voucher share of an order left unclaimed past the program's claim deadline
+    /// (the node's clock issues it): to the voucher, or to the program budget if the voucher
+    /// has ended.
     #[serde(rename = "order.release_unclaimed")]
     ReleaseUnclaimed(ReleaseUnclaimedBody),
-    /// A region admin records money recovered from a clawed-back claim's receivable.
+    /// Records money recovered from a clawed-back claim's receivable.
     #[serde(rename = "claim.recover")]
     RecoverClaim(RecoverClaimBody),
+}
+
+/// The type of a command without its body, one for each [`Command`] variant, named by the
+/// payload's `type`. [`CommandType::ALL`] lists them all; a test holds the list to the variants
+/// serde knows, so none can be left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CommandType {
+    Genesis,
+    RegisterParty,
+    RevokeKey,
+    CreateProgram,
+    QualifyEnterprise,
+    IssueVoucher,
+    FreezeVoucher,
+    UnfreezeVoucher,
+    RevokeVoucher,
+    ExpireVoucher,
+    AccreditAgency,
+    SuspendParty,
+    ReinstateParty,
+    DeclareAffiliation,
+    AddListing,
+    UpdateListing,
+    WithdrawListing,
+    PostDemand,
+    CloseDemand,
+    PlaceOrder,
+    CancelOrder,
+    FundEscrow,
+    AcknowledgePayment,
+    DeliverOrder,
+    ConfirmOrder,
+    AutoConfirmOrder,
+    DisputeOrder,
+    ResolveDispute,
+    SubmitClaim,
+    ReviewClaim,
+    PayClaim,
+    ClawbackClaim,
+    ReleaseUnclaimed,
+    RecoverClaim,
+}
+
+impl CommandType {
+    /// Every command type, in the order of [`Command`]'s variants.
+    pub const ALL: [CommandType; 34] = {
+        use CommandType::*;
+        [
+            Genesis,
+            RegisterParty,
+            RevokeKey,
+            CreateProgram,
+            QualifyEnterprise,
+            IssueVoucher,
+            FreezeVoucher,
+            UnfreezeVoucher,
+            RevokeVoucher,
+            ExpireVoucher,
+            AccreditAgency,
+            SuspendParty,
+            ReinstateParty,
+            DeclareAffiliation,
+            AddListing,
+            UpdateListing,
+            WithdrawListing,
+            PostDemand,
+            CloseDemand,
+            PlaceOrder,
+            CancelOrder,
+            FundEscrow,
+            AcknowledgePayment,
+            DeliverOrder,
+            ConfirmOrder,
+            AutoConfirmOrder,
+            DisputeOrder,
+            ResolveDispute,
+            SubmitClaim,
+            ReviewClaim,
+            PayClaim,
+            ClawbackClaim,
+            ReleaseUnclaimed,
+            RecoverClaim,
+        ]
+    };
+
+    /// The payload's `type` for this command, e.g. `order.confirm`.
+    pub const fn name(self) -> &'static str {
+        use CommandType::*;
+        match self {
+            Genesis => "region.genesis",
+            RegisterParty => "party.register",
+            RevokeKey => "party.revoke_key",
+            CreateProgram => "program.create",
+            QualifyEnterprise => "enterprise.qualify",
+            IssueVoucher => "voucher.issue",
+            FreezeVoucher => "voucher.freeze",
+            UnfreezeVoucher => "voucher.unfreeze",
+            RevokeVoucher => "voucher.revoke",
+            ExpireVoucher => "voucher.expire",
+            AccreditAgency => "agency.accredit",
+            SuspendParty => "party.suspend",
+            ReinstateParty => "party.reinstate",
+            DeclareAffiliation => "party.declare_affiliation",
+            AddListing => "catalog.list",
+            UpdateListing => "catalog.update",
+            WithdrawListing => "catalog.withdraw",
+            PostDemand => "demand.post",
+            CloseDemand => "demand.close",
+            PlaceOrder => "order.place",
+            CancelOrder => "order.cancel",
+            FundEscrow => "escrow.fund",
+            AcknowledgePayment => "payment.acknowledge",
+            DeliverOrder => "order.deliver",
+            ConfirmOrder => "order.confirm",
+            AutoConfirmOrder => "order.auto_confirm",
+            DisputeOrder => "order.dispute",
+            ResolveDispute => "dispute.resolve",
+            SubmitClaim => "claim.submit",
+            ReviewClaim => "claim.review",
+            PayClaim => "claim.pay",
+            ClawbackClaim => "claim.clawback",
+            ReleaseUnclaimed => "order.release_unclaimed",
+            RecoverClaim => "claim.recover",
+        }
+    }
+
+    /// The command type a payload's `type` names, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl std::fmt::Display for CommandType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Body of `region.genesis`.
@@ -186,43 +327,57 @@ impl Command {
             .map_err(body_rejection)
     }
 
-    /// Every command type this node accepts.
-    pub const TYPES: &'static [&'static str] = &[
-        "region.genesis",
-        "party.register",
-        "party.revoke_key",
-        "program.create",
-        "enterprise.qualify",
-        "voucher.issue",
-        "voucher.freeze",
-        "voucher.unfreeze",
-        "voucher.revoke",
-        "voucher.expire",
-        "agency.accredit",
-        "party.suspend",
-        "party.reinstate",
-        "party.declare_affiliation",
-        "catalog.list",
-        "catalog.update",
-        "catalog.withdraw",
-        "demand.post",
-        "demand.close",
-        "order.place",
-        "order.cancel",
-        "escrow.fund",
-        "payment.acknowledge",
-        "order.deliver",
-        "order.confirm",
-        "order.auto_confirm",
-        "order.dispute",
-        "dispute.resolve",
-        "claim.submit",
-        "claim.review",
-        "claim.pay",
-        "claim.clawback",
-        "order.release_unclaimed",
-        "claim.recover",
-    ];
+    /// Every command type this node accepts, by name, in the order of [`CommandType::ALL`].
+    pub const TYPES: [&'static str; CommandType::ALL.len()] = {
+        let mut names = [""; CommandType::ALL.len()];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = CommandType::ALL[i].name();
+            i += 1;
+        }
+        names
+    };
+
+    /// This command's type.
+    pub const fn command_type(&self) -> CommandType {
+        use CommandType as T;
+        match self {
+            Command::Genesis(_) => T::Genesis,
+            Command::RegisterParty(_) => T::RegisterParty,
+            Command::RevokeKey(_) => T::RevokeKey,
+            Command::CreateProgram(_) => T::CreateProgram,
+            Command::QualifyEnterprise(_) => T::QualifyEnterprise,
+            Command::IssueVoucher(_) => T::IssueVoucher,
+            Command::FreezeVoucher(_) => T::FreezeVoucher,
+            Command::UnfreezeVoucher(_) => T::UnfreezeVoucher,
+            Command::RevokeVoucher(_) => T::RevokeVoucher,
+            Command::ExpireVoucher(_) => T::ExpireVoucher,
+            Command::AccreditAgency(_) => T::AccreditAgency,
+            Command::SuspendParty(_) => T::SuspendParty,
+            Command::ReinstateParty(_) => T::ReinstateParty,
+            Command::DeclareAffiliation(_) => T::DeclareAffiliation,
+            Command::AddListing(_) => T::AddListing,
+            Command::UpdateListing(_) => T::UpdateListing,
+            Command::WithdrawListing(_) => T::WithdrawListing,
+            Command::PostDemand(_) => T::PostDemand,
+            Command::CloseDemand(_) => T::CloseDemand,
+            Command::PlaceOrder(_) => T::PlaceOrder,
+            Command::CancelOrder(_) => T::CancelOrder,
+            Command::FundEscrow(_) => T::FundEscrow,
+            Command::AcknowledgePayment(_) => T::AcknowledgePayment,
+            Command::DeliverOrder(_) => T::DeliverOrder,
+            Command::ConfirmOrder(_) => T::ConfirmOrder,
+            Command::AutoConfirmOrder(_) => T::AutoConfirmOrder,
+            Command::DisputeOrder(_) => T::DisputeOrder,
+            Command::ResolveDispute(_) => T::ResolveDispute,
+            Command::SubmitClaim(_) => T::SubmitClaim,
+            Command::ReviewClaim(_) => T::ReviewClaim,
+            Command::PayClaim(_) => T::PayClaim,
+            Command::ClawbackClaim(_) => T::ClawbackClaim,
+            Command::ReleaseUnclaimed(_) => T::ReleaseUnclaimed,
+            Command::RecoverClaim(_) => T::RecoverClaim,
+        }
+    }
 }
 
 /// A value that has the right JSON type but lies outside its type's bounds (a time before 2000,
@@ -660,5 +815,143 @@ mod tests {
                 "{command_type}: {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_list_of_types_holds_every_variant_in_order() {
+        assert_eq!(examples::serde_variants_of_command(), Command::TYPES);
+        let mut names: Vec<&str> = Command::TYPES.to_vec();
+        names.dedup();
+        assert_eq!(names.len(), CommandType::ALL.len());
+    }
+
+    #[test]
+    fn each_type_is_the_type_of_its_command() {
+        for command_type in CommandType::ALL {
+            let command = examples::command(command_type);
+            assert_eq!(command.command_type(), command_type);
+            assert_eq!(
+                CommandType::from_name(command_type.name()),
+                Some(command_type)
+            );
+            let json = serde_json::to_value(&command).unwrap();
+            assert_eq!(json["type"], command_type.name());
+        }
+    }
+}
+
+/// A well-formed command of each type, and the names serde gives an enum's variants, for the
+/// tests that hold the lists of types and roles to the enums.
+#[cfg(test)]
+pub(crate) mod examples {
+    use serde::Deserialize;
+    use serde_json::{json, Value};
+
+    use super::{Command, CommandType};
+
+    const KEY: &str = "7UkoxijRwsbq6QM4kFmVYSlZJzpcY/k2NsFGFKyHN9E=";
+    const NOW: u64 = 1_767_225_600_000;
+    const DAY_MS: u64 = 86_400_000;
+
+    /// A command of `command_type` whose body parses.
+    pub(crate) fn command(command_type: CommandType) -> Command {
+        let body = body(command_type);
+        Command::parse(command_type.name(), &body).unwrap_or_else(|e| panic!("{command_type}: {e}"))
+    }
+
+    fn body(command_type: CommandType) -> Value {
+        use CommandType as T;
+        let order = json!({ "order_id": "o" });
+        let reason = json!({ "order_id": "o", "reason": "r" });
+        let voucher = json!({ "voucher_id": "v", "reason": "r" });
+        let party = json!({ "key": KEY, "reason": "r" });
+        match command_type {
+            T::Genesis => json!({ "region_name": "R", "admin_key": KEY, "admin_name": "A" }),
+            T::RegisterParty => {
+                json!({ "key": KEY, "role": "agency", "home_region": "cq", "name": "P" })
+            }
+            T::RevokeKey | T::SuspendParty | T::ReinstateParty => party,
+            T::CreateProgram => json!({
+                "program_id": "p", "name": "Vouchers", "kind": "resource_sharing",
+                "currency": "CNY", "budget_minor": 1_000_000, "subsidy_ratio_bps": 5000,
+                "caps": { "per_voucher_minor": 1, "per_order_minor": 1,
+                          "per_enterprise_year_minor": 1, "per_group_year_minor": 1 },
+                "eligible_categories": ["testing"], "valid_from_ms": NOW,
+                "valid_until_ms": NOW + DAY_MS, "claim_deadline_ms": NOW + 2 * DAY_MS,
+                "spend_regions": ["cq"], "cross_region_payer": "agency_region",
+                "use_mode": "multi", "review_levels": 1, "notice_period_ms": DAY_MS
+            }),
+            T::QualifyEnterprise => {
+                json!({ "program_id": "p", "enterprise": KEY, "expires_at_ms": NOW })
+            }
+            T::IssueVoucher => json!({ "voucher_id": "v", "program_id": "p", "holder": KEY,
+                                       "face_value_minor": 1 }),
+            T::FreezeVoucher | T::UnfreezeVoucher | T::RevokeVoucher => voucher,
+            T::ExpireVoucher => json!({ "voucher_id": "v" }),
+            T::AccreditAgency => json!({ "agency": KEY, "expires_at_ms": NOW }),
+            T::DeclareAffiliation => json!({ "party": KEY, "controlling_group": "G" }),
+            T::AddListing => json!({ "listing_id": "l", "pool": "literature",
+                                     "category": "testing", "title": "T", "description": "D",
+                                     "price_minor": 1, "currency": "CNY" }),
+            T::UpdateListing => json!({ "listing_id": "l", "price_minor": 1 }),
+            T::WithdrawListing => json!({ "listing_id": "l", "reason": "r" }),
+            T::PostDemand => json!({ "demand_id": "d", "category": "testing", "title": "T",
+                                     "description": "D", "currency": "CNY" }),
+            T::CloseDemand => json!({ "demand_id": "d" }),
+            T::PlaceOrder => json!({
+                "order_id": "o", "listing_id": "l", "voucher_id": "v", "price_minor": 100,
+                "payment": { "mode": "direct" }, "auto_confirm_after_ms": DAY_MS
+            }),
+            T::CancelOrder | T::DisputeOrder => reason,
+            T::FundEscrow => json!({ "order_id": "o", "amount_minor": 1, "reference": "r" }),
+            T::AcknowledgePayment => {
+                json!({ "order_id": "o", "installment": 0, "reference": "r" })
+            }
+            T::DeliverOrder => json!({ "order_id": "o",
+                                       "evidence": [{ "kind": "invoice", "sha256": "a".repeat(64) }] }),
+            T::ConfirmOrder | T::AutoConfirmOrder | T::SubmitClaim | T::ReleaseUnclaimed => order,
+            T::ResolveDispute => json!({ "order_id": "o", "outcome": "refund", "reason": "r" }),
+            T::ReviewClaim => json!({ "order_id": "o", "level": 1, "decision": "approve" }),
+            T::PayClaim => json!({ "order_id": "o", "reference": "r" }),
+            T::ClawbackClaim => reason,
+            T::RecoverClaim => json!({ "order_id": "o", "amount_minor": 1, "reference": "r" }),
+        }
+    }
+
+    /// The error of a deserializer that only records the variant names serde expected.
+    #[derive(Debug)]
+    struct Expected(Vec<&'static str>);
+
+    impl std::fmt::Display for Expected {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "expected one of {:?}", self.0)
+        }
+    }
+
+    impl std::error::Error for Expected {}
+
+    impl serde::de::Error for Expected {
+        fn custom<T: std::fmt::Display>(message: T) -> Self {
+            panic!("not an unknown variant: {message}")
+        }
+
+        fn unknown_variant(_variant: &str, expected: &'static [&'static str]) -> Self {
+            Expected(expected.to_vec())
+        }
+    }
+
+    /// The variant names of [`Command`] as serde derives them: the `type` values it accepts.
+    pub(crate) fn serde_variants_of_command() -> Vec<&'static str> {
+        let tagged = serde::de::value::MapDeserializer::<_, Expected>::new(
+            [("type", "no such type")].into_iter(),
+        );
+        Command::deserialize(tagged).unwrap_err().0
+    }
+
+    /// The variant names serde derives for a field-less enum.
+    pub(crate) fn serde_variants_of<T: for<'de> Deserialize<'de> + std::fmt::Debug>(
+    ) -> Vec<&'static str> {
+        let name = serde::de::value::StrDeserializer::<Expected>::new("no such variant");
+        T::deserialize(name).unwrap_err().0
     }
 }

@@ -16,6 +16,7 @@ mod event;
 pub mod money;
 pub mod orders;
 mod parties;
+pub mod permissions;
 pub mod programs;
 pub mod queries;
 mod rejection;
@@ -26,10 +27,10 @@ pub mod vouchers;
 /// The type of the command that founds a region: the first entry of every log.
 pub const GENESIS_COMMAND_TYPE: &str = "region.genesis";
 
-pub use command::{Command, GenesisBody, RegisterPartyBody, RevokeKeyBody};
+pub use command::{Command, CommandType, GenesisBody, RegisterPartyBody, RevokeKeyBody};
 pub use event::{encode_events, Event};
 pub use parties::{load_party, PartyRecord, RegionRecord, Role};
-pub use rejection::Rejection;
+pub use rejection::{Refusal, Rejection};
 pub use state::{
     decode_record, encode_record, merged_scan, MemoryState, Overlay, ScannedRecords, StateError,
     StateRead, StateWrite, STATE_RECORD_ENCODING,
@@ -75,7 +76,8 @@ pub fn apply<S: StateRead + StateWrite>(
     Ok(events)
 }
 
-/// Checks a command against the state and returns the events it produces.
+/// Checks a command against the state and returns the events it produces: first the signer's
+/// standing, then who may sign it ([`permissions`], once), then the command's own rules.
 pub fn decide<S: StateRead>(
     state: &S,
     ctx: &ApplyContext,
@@ -84,65 +86,55 @@ pub fn decide<S: StateRead>(
 ) -> Result<Vec<Event>, ApplyError> {
     let region = parties::load_region(state)?;
     match (command, region) {
-        (Command::Genesis(body), None) => Ok(parties::decide_genesis(ctx, signer, body)?),
+        (Command::Genesis(body), None) => {
+            permissions::authorize_genesis(ctx, signer, command)?;
+            Ok(parties::decide_genesis(ctx, body)?)
+        }
         (Command::Genesis(_), Some(_)) => Err(Rejection::GenesisAlreadyDone.into()),
         (_, None) => Err(Rejection::GenesisRequired.into()),
         (command, Some(region)) => {
             let actor = parties::active_signer(state, signer)?;
+            permissions::authorize(state, ctx, &actor, command)?;
             match command {
                 Command::Genesis(_) => unreachable!("handled above"),
-                Command::RegisterParty(body) => {
-                    parties::decide_register(state, &region, &actor, body)
-                }
-                Command::RevokeKey(body) => parties::decide_revoke(state, &region, &actor, body),
-                Command::CreateProgram(terms) => {
-                    programs::decide_create(state, &region, &actor, terms)
-                }
-                Command::QualifyEnterprise(body) => {
-                    programs::decide_qualify(state, ctx, &actor, body)
-                }
-                Command::IssueVoucher(body) => vouchers::decide_issue(state, ctx, &actor, body),
+                Command::RegisterParty(body) => parties::decide_register(state, &region, body),
+                Command::RevokeKey(body) => parties::decide_revoke(state, &region, body),
+                Command::CreateProgram(terms) => programs::decide_create(state, &region, terms),
+                Command::QualifyEnterprise(body) => programs::decide_qualify(state, ctx, body),
+                Command::IssueVoucher(body) => vouchers::decide_issue(state, ctx, body),
                 Command::FreezeVoucher(body) => vouchers::decide_freeze(state, &actor, body, true),
                 Command::UnfreezeVoucher(body) => {
                     vouchers::decide_freeze(state, &actor, body, false)
                 }
-                Command::RevokeVoucher(body) => vouchers::decide_revoke(state, &actor, body),
-                Command::ExpireVoucher(body) => vouchers::decide_expire(state, ctx, &actor, body),
-                Command::AccreditAgency(body) => {
-                    standing::decide_accredit(state, ctx, &actor, body)
-                }
+                Command::RevokeVoucher(body) => vouchers::decide_revoke(state, body),
+                Command::ExpireVoucher(body) => vouchers::decide_expire(state, ctx, body),
+                Command::AccreditAgency(body) => standing::decide_accredit(state, ctx, body),
                 Command::SuspendParty(body) => standing::decide_suspend(state, &actor, body, true),
                 Command::ReinstateParty(body) => {
                     standing::decide_suspend(state, &actor, body, false)
                 }
-                Command::DeclareAffiliation(body) => {
-                    standing::decide_affiliation(state, &actor, body)
-                }
+                Command::DeclareAffiliation(body) => standing::decide_affiliation(state, body),
                 Command::AddListing(body) => catalog::decide_list(state, &actor, body),
-                Command::UpdateListing(body) => catalog::decide_update(state, &actor, body),
+                Command::UpdateListing(body) => catalog::decide_update(state, body),
                 Command::WithdrawListing(body) => catalog::decide_withdraw(state, &actor, body),
                 Command::PostDemand(body) => catalog::decide_post_demand(state, &actor, body),
-                Command::CloseDemand(body) => catalog::decide_close_demand(state, &actor, body),
+                Command::CloseDemand(body) => catalog::decide_close_demand(state, body),
                 Command::PlaceOrder(body) => orders::decide_place(state, ctx, &actor, body),
-                Command::CancelOrder(body) => orders::decide_cancel(state, &actor, body),
-                Command::FundEscrow(body) => orders::decide_fund_escrow(state, &actor, body),
-                Command::AcknowledgePayment(body) => {
-                    orders::decide_acknowledge(state, &actor, body)
-                }
-                Command::DeliverOrder(body) => orders::decide_deliver(state, &actor, body),
-                Command::ConfirmOrder(body) => orders::decide_confirm(state, &actor, body),
-                Command::AutoConfirmOrder(body) => {
-                    orders::decide_auto_confirm(state, ctx, &actor, body)
-                }
-                Command::DisputeOrder(body) => orders::decide_dispute(state, &actor, body),
-                Command::ResolveDispute(body) => orders::decide_resolve(state, &actor, body),
-                Command::SubmitClaim(body) => claims::decide_submit(state, ctx, &actor, body),
+                Command::CancelOrder(body) => orders::decide_cancel(state, body),
+                Command::FundEscrow(body) => orders::decide_fund_escrow(state, body),
+                Command::AcknowledgePayment(body) => orders::decide_acknowledge(state, body),
+                Command::DeliverOrder(body) => orders::decide_deliver(state, body),
+                Command::ConfirmOrder(body) => orders::decide_confirm(state, body),
+                Command::AutoConfirmOrder(body) => orders::decide_auto_confirm(state, ctx, body),
+                Command::DisputeOrder(body) => orders::decide_dispute(state, body),
+                Command::ResolveDispute(body) => orders::decide_resolve(state, body),
+                Command::SubmitClaim(body) => claims::decide_submit(state, ctx, body),
                 Command::ReviewClaim(body) => claims::decide_review(state, ctx, &actor, body),
-                Command::PayClaim(body) => claims::decide_pay(state, ctx, &actor, body),
-                Command::ClawbackClaim(body) => claims::decide_clawback(state, &actor, body),
-                Command::RecoverClaim(body) => claims::decide_recover(state, &actor, body),
+                Command::PayClaim(body) => claims::decide_pay(state, ctx, body),
+                Command::ClawbackClaim(body) => claims::decide_clawback(state, body),
+                Command::RecoverClaim(body) => claims::decide_recover(state, body),
                 Command::ReleaseUnclaimed(body) => {
-                    orders::decide_release_unclaimed(state, ctx, &actor, body)
+                    orders::decide_release_unclaimed(state, ctx, body)
                 }
             }
         }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::catalog::{load_listing, ListingRecord, ListingStatus};
 
 use super::money::AmountMinor;
-use super::parties::{load_party, require_role, PartyRecord, Role};
+use super::parties::{load_party, PartyRecord, Role};
 use super::programs::{load_program, require_program, ProgramRecord, UseMode};
 use super::rejection::state_word;
 use super::state::{StateError, StateRead, StateWrite};
@@ -122,14 +122,14 @@ pub struct OrderActionBody {
     pub reason: String,
 }
 
-/// Body of `order.release_unclaimed` (signed by the node).
+/// Body of `order.release_unclaimed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseUnclaimedBody {
     pub order_id: RecordId,
 }
 
-/// Body of `escrow.fund`: the escrow provider attests that it received the enterprise's share.
+/// Body of `escrow.fund`: the enterprise's share was received and is held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FundEscrowBody {
@@ -429,22 +429,6 @@ pub(super) fn save_order<S: StateWrite>(state: &mut S, order: &OrderRecord) {
     state.put(order_key(&order.order_id), order);
 }
 
-/// Only the named party of an order (its agency or its enterprise) may do this.
-pub(super) fn require_order_party(
-    actor: &PartyRecord,
-    party: &PublicKey,
-    needed: &'static str,
-) -> Result<(), Rejection> {
-    if actor.key == *party {
-        Ok(())
-    } else {
-        Err(Rejection::NotAuthorized {
-            needed,
-            actual: actor.role.as_str().into(),
-        })
-    }
-}
-
 fn invalid(field: &'static str, reason: impl Into<String>) -> Rejection {
     Rejection::InvalidField {
         field,
@@ -687,14 +671,11 @@ pub(super) fn decide_place<S: StateRead>(
     actor: &PartyRecord,
     body: &PlaceOrderBody,
 ) -> Result<Vec<Event>, ApplyError> {
-    require_role(actor, Role::Enterprise)?;
     if load_order(state, &body.order_id)?.is_some() {
         return Err(Rejection::OrderExists(body.order_id.to_string()).into());
     }
+    // The permission table has checked that the signer holds the voucher.
     let voucher = require_voucher(state, &body.voucher_id)?;
-    if voucher.holder != actor.key {
-        return Err(Rejection::NotVoucherHolder.into());
-    }
     let price = body.price_minor;
     let Pricing {
         program,
@@ -851,20 +832,11 @@ fn check_payment_plan<S: StateRead>(
 
 pub(super) fn decide_fund_escrow<S: StateRead>(
     state: &S,
-    actor: &PartyRecord,
     body: &FundEscrowBody,
 ) -> Result<Vec<Event>, ApplyError> {
-    require_role(actor, Role::Escrow)?;
     super::parties::check_text("reference", &body.reference, MAX_REFERENCE_BYTES)?;
     let order = require_order(state, &body.order_id)?;
     let escrow = order.escrow.as_ref().ok_or(Rejection::NotAnEscrowOrder)?;
-    if escrow.provider != actor.key {
-        return Err(Rejection::NotAuthorized {
-            needed: "the order's escrow provider",
-            actual: "another party".into(),
-        }
-        .into());
-    }
     require_status(&order, &[OrderStatus::Placed])?;
     if escrow.status != EscrowStatus::AwaitingFunds {
         return Err(Rejection::EscrowWrongState {
@@ -888,12 +860,10 @@ pub(super) fn decide_fund_escrow<S: StateRead>(
 
 pub(super) fn decide_acknowledge<S: StateRead>(
     state: &S,
-    actor: &PartyRecord,
     body: &AcknowledgePaymentBody,
 ) -> Result<Vec<Event>, ApplyError> {
     super::parties::check_text("reference", &body.reference, MAX_REFERENCE_BYTES)?;
     let order = require_order(state, &body.order_id)?;
-    require_order_party(actor, &order.agency, "the order's agency")?;
     require_status(
         &order,
         &[
@@ -924,7 +894,6 @@ pub(super) fn decide_acknowledge<S: StateRead>(
 
 pub(super) fn decide_deliver<S: StateRead>(
     state: &S,
-    actor: &PartyRecord,
     body: &DeliverBody,
 ) -> Result<Vec<Event>, ApplyError> {
     if body.evidence.is_empty() || body.evidence.len() > MAX_EVIDENCE_ITEMS {
@@ -941,7 +910,6 @@ pub(super) fn decide_deliver<S: StateRead>(
         }
     }
     let order = require_order(state, &body.order_id)?;
-    require_order_party(actor, &order.agency, "the order's agency")?;
     require_status(&order, &[OrderStatus::Placed])?;
     if let Some(escrow) = &order.escrow {
         if escrow.status != EscrowStatus::Held {
@@ -991,11 +959,9 @@ fn kind_name(kind: EvidenceKind) -> &'static str {
 
 pub(super) fn decide_confirm<S: StateRead>(
     state: &S,
-    actor: &PartyRecord,
     body: &OrderActionBody,
 ) -> Result<Vec<Event>, ApplyError> {
     let order = require_order(state, &body.order_id)?;
-    require_order_party(actor, &order.enterprise, "the order's enterprise")?;
     require_status(&order, &[OrderStatus::Delivered])?;
     Ok(vec![Event::OrderConfirmed {
         order_id: order.order_id,
@@ -1006,10 +972,8 @@ pub(super) fn decide_confirm<S: StateRead>(
 pub(super) fn decide_auto_confirm<S: StateRead>(
     state: &S,
     ctx: &ApplyContext,
-    actor: &PartyRecord,
     body: &OrderActionBody,
 ) -> Result<Vec<Event>, ApplyError> {
-    require_role(actor, Role::Node)?;
     let order = require_order(state, &body.order_id)?;
     require_status(&order, &[OrderStatus::Delivered])?;
     let deadline = order
@@ -1031,10 +995,8 @@ pub(super) fn decide_auto_confirm<S: StateRead>(
 pub(super) fn decide_release_unclaimed<S: StateRead>(
     state: &S,
     ctx: &ApplyContext,
-    actor: &PartyRecord,
     body: &ReleaseUnclaimedBody,
 ) -> Result<Vec<Event>, ApplyError> {
-    require_role(actor, Role::Node)?;
     let order = require_order(state, &body.order_id)?;
     require_status(
         &order,
@@ -1068,12 +1030,10 @@ pub(super) fn decide_release_unclaimed<S: StateRead>(
 
 pub(super) fn decide_dispute<S: StateRead>(
     state: &S,
-    actor: &PartyRecord,
     body: &OrderActionBody,
 ) -> Result<Vec<Event>, ApplyError> {
     super::parties::check_text("reason", &body.reason, MAX_REASON_BYTES)?;
     let order = require_order(state, &body.order_id)?;
-    require_order_party(actor, &order.enterprise, "the order's enterprise")?;
     require_status(&order, &[OrderStatus::Delivered])?;
     Ok(vec![Event::OrderDisputed {
         order_id: order.order_id,
@@ -1083,10 +1043,8 @@ pub(super) fn decide_dispute<S: StateRead>(
 
 pub(super) fn decide_resolve<S: StateRead>(
     state: &S,
-    actor: &PartyRecord,
     body: &ResolveDisputeBody,
 ) -> Result<Vec<Event>, ApplyError> {
-    require_role(actor, Role::Admin)?;
     super::parties::check_text("reason", &body.reason, MAX_REASON_BYTES)?;
     let order = require_order(state, &body.order_id)?;
     require_status(&order, &[OrderStatus::Disputed])?;
@@ -1105,18 +1063,10 @@ pub(super) fn decide_resolve<S: StateRead>(
 
 pub(super) fn decide_cancel<S: StateRead>(
     state: &S,
-    actor: &PartyRecord,
     body: &OrderActionBody,
 ) -> Result<Vec<Event>, ApplyError> {
     super::parties::check_text("reason", &body.reason, MAX_REASON_BYTES)?;
     let order = require_order(state, &body.order_id)?;
-    if order.enterprise != actor.key && order.agency != actor.key {
-        return Err(Rejection::NotAuthorized {
-            needed: "the order's enterprise or agency",
-            actual: actor.role.as_str().into(),
-        }
-        .into());
-    }
     require_status(&order, &[OrderStatus::Placed])?;
     if order.installments.iter().any(|i| i.paid_at_ms.is_some()) {
         return Err(Rejection::PaymentsRecorded.into());

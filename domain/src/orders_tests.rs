@@ -7,7 +7,7 @@ use super::orders::{
     load_order, EscrowStatus, FraudFlagRecord, FraudRule, OrderStatus, FRAUD_FLAG_PREFIX,
 };
 use super::programs::load_program;
-use super::tests::{key, World};
+use super::tests::{key, refusal, World};
 use super::vouchers::load_voucher;
 use super::vouchers_tests::program_body;
 use super::*;
@@ -177,10 +177,24 @@ fn escrow_order_from_placement_to_release() {
         Err(Rejection::NotAuthorized { .. })
     ));
     m.as_party(&agency, "order.deliver", deliver).unwrap();
-    assert!(matches!(
+    assert_eq!(
         m.as_party(&agency, "order.confirm", confirm.clone()),
-        Err(Rejection::NotAuthorized { .. })
-    ));
+        Err(Rejection::NotAuthorized(refusal(
+            "order.confirm",
+            "the order's enterprise",
+            "an agency"
+        )))
+    );
+    let other = key();
+    m.w.register(&other, "enterprise").unwrap();
+    assert_eq!(
+        m.as_party(&other, "order.confirm", confirm.clone()),
+        Err(Rejection::NotAuthorized(refusal(
+            "order.confirm",
+            "the order's enterprise",
+            "an enterprise that is not the order's enterprise"
+        )))
+    );
     m.as_party(&enterprise, "order.confirm", confirm).unwrap();
     let order = m.order("o1");
     assert_eq!(order.status, OrderStatus::Confirmed);
@@ -451,7 +465,11 @@ fn placement_refusals() {
     let body = m.order_body("o2", 100_000, m.escrow_plan());
     assert_eq!(
         m.w.run(&other, "order.place", body),
-        Err(Rejection::NotVoucherHolder)
+        Err(Rejection::NotVoucherHolder(refusal(
+            "order.place",
+            "the voucher's holder",
+            "an enterprise that is not the voucher's holder"
+        )))
     );
 
     let mut body = m.order_body("o2", 100_000, m.escrow_plan());
@@ -495,6 +513,11 @@ fn placement_refusals() {
     assert_eq!(
         m.place("o2", 100_000, m.escrow_plan()),
         Err(Rejection::PartySuspended)
+    );
+    // A suspended party signs nothing, whatever it may sign otherwise.
+    assert_eq!(
+        m.as_party(&agency, "order.confirm", json!({ "order_id": "o1" })),
+        Err(Rejection::SignerSuspended)
     );
     m.as_party(
         &admin,

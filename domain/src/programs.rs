@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::money::{AmountMinor, BasisPoints};
-use super::parties::{load_party, require_role, PartyRecord, RegionRecord, Role};
+use super::parties::{load_party, RegionRecord, Role};
 use super::state::{StateError, StateRead, StateWrite};
 use super::{ApplyContext, ApplyError, Event, Rejection};
 use crate::limits::{MAX_CATEGORIES, MAX_CATEGORY_BYTES, MAX_NAME_BYTES, MAX_SPEND_REGIONS};
@@ -270,10 +270,8 @@ fn check_terms(terms: &ProgramTerms) -> Result<(), Rejection> {
 pub(super) fn decide_create<S: StateRead>(
     state: &S,
     region: &RegionRecord,
-    actor: &PartyRecord,
     terms: &ProgramTerms,
 ) -> Result<Vec<Event>, ApplyError> {
-    require_role(actor, Role::Admin)?;
     check_terms(terms)?;
     if load_program(state, &terms.program_id)?.is_some() {
         return Err(Rejection::ProgramExists(terms.program_id.to_string()).into());
@@ -287,10 +285,8 @@ pub(super) fn decide_create<S: StateRead>(
 pub(super) fn decide_qualify<S: StateRead>(
     state: &S,
     ctx: &ApplyContext,
-    actor: &PartyRecord,
     body: &QualifyBody,
 ) -> Result<Vec<Event>, ApplyError> {
-    require_role(actor, Role::Admin)?;
     require_program(state, &body.program_id)?;
     let enterprise = load_party(state, &body.enterprise)?.ok_or(Rejection::PartyNotFound)?;
     if enterprise.role != Role::Enterprise {

@@ -12,6 +12,20 @@ pub(crate) fn state_word<T: serde::Serialize + std::fmt::Debug>(state: &T) -> St
     }
 }
 
+/// Who a command must be signed by and who signed it: what a refusal of the permission table
+/// says, e.g. "`order.confirm` must be signed by the order's enterprise; the signer is an
+/// enterprise that is not the order's enterprise".
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
+#[error("`{command}` must be signed by {required}; the signer is {signer}")]
+pub struct Refusal {
+    /// The command type, e.g. `order.confirm`.
+    pub command: &'static str,
+    /// Who may sign it, in words: "an admin or a regulator", "the order's enterprise".
+    pub required: String,
+    /// Who signed it, in words: "an agency", "an enterprise that is not the voucher's holder".
+    pub signer: String,
+}
+
 /// A refused command. The code of each variant is stable: clients match on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
@@ -23,11 +37,11 @@ pub enum Rejection {
     UnknownSigner,
     #[error("the signer's key was revoked at entry {revoked_at}")]
     SignerRevoked { revoked_at: u64 },
-    #[error("only a party with role {needed} may do this; the signer is {actual}")]
-    NotAuthorized {
-        needed: &'static str,
-        actual: String,
-    },
+    #[error("the signer's party is suspended")]
+    SignerSuspended,
+    /// The signer is not one that [`crate::permissions`] admits for the command.
+    #[error("{0}")]
+    NotAuthorized(Refusal),
     #[error("the region has no genesis entry yet; the first command must be `region.genesis`")]
     GenesisRequired,
     #[error("the region already has its genesis entry")]
@@ -109,8 +123,9 @@ pub enum Rejection {
     OrderNotFound(String),
     #[error("order `{order_id}` is {status}; this command does not apply")]
     OrderWrongState { order_id: String, status: String },
-    #[error("only the voucher's holder may spend it")]
-    NotVoucherHolder,
+    /// `order.place` signed by an enterprise that does not hold the voucher.
+    #[error("{0}")]
+    NotVoucherHolder(Refusal),
     #[error("the voucher is frozen")]
     VoucherFrozen,
     #[error("the program allows a single use per voucher and this voucher is in use")]
@@ -121,16 +136,18 @@ pub enum Rejection {
     ListingWithdrawn(String),
     #[error("listing `{0}` already exists")]
     ListingExists(String),
-    #[error("only the listing's agency (or, to withdraw it, an admin of its region) may do this")]
-    NotListingOwner,
+    /// A listing changed or withdrawn by a party the permission table does not admit.
+    #[error("{0}")]
+    NotListingOwner(Refusal),
     #[error("demand `{0}` already exists")]
     DemandExists(String),
     #[error("demand `{0}` does not exist")]
     DemandNotFound(String),
     #[error("demand `{0}` is closed")]
     DemandClosed(String),
-    #[error("only the enterprise that posted the demand may do this")]
-    NotDemandOwner,
+    /// A demand closed by another party than the enterprise that posted it.
+    #[error("{0}")]
+    NotDemandOwner(Refusal),
     #[error("category `{category}` is not eligible under the program")]
     CategoryNotEligible { category: String },
     #[error("currency {got} does not match the program's {expected}")]
@@ -204,7 +221,8 @@ impl Rejection {
             Self::MalformedBody(_) => "malformed-body",
             Self::UnknownSigner => "unknown-signer",
             Self::SignerRevoked { .. } => "signer-revoked",
-            Self::NotAuthorized { .. } => "not-authorized",
+            Self::SignerSuspended => "signer-suspended",
+            Self::NotAuthorized(_) => "not-authorized",
             Self::GenesisRequired => "genesis-required",
             Self::GenesisAlreadyDone => "genesis-already-done",
             Self::GenesisSignerNotNode => "genesis-signer-not-node",
@@ -237,17 +255,17 @@ impl Rejection {
             Self::OrderExists(_) => "order-exists",
             Self::OrderNotFound(_) => "order-not-found",
             Self::OrderWrongState { .. } => "order-wrong-state",
-            Self::NotVoucherHolder => "not-voucher-holder",
+            Self::NotVoucherHolder(_) => "not-voucher-holder",
             Self::VoucherFrozen => "voucher-frozen",
             Self::VoucherAlreadyUsed => "voucher-already-used",
             Self::ListingNotFound(_) => "listing-not-found",
             Self::ListingWithdrawn(_) => "listing-withdrawn",
             Self::ListingExists(_) => "listing-exists",
-            Self::NotListingOwner => "not-listing-owner",
+            Self::NotListingOwner(_) => "not-listing-owner",
             Self::DemandExists(_) => "demand-exists",
             Self::DemandNotFound(_) => "demand-not-found",
             Self::DemandClosed(_) => "demand-closed",
-            Self::NotDemandOwner => "not-demand-owner",
+            Self::NotDemandOwner(_) => "not-demand-owner",
             Self::CategoryNotEligible { .. } => "category-not-eligible",
             Self::CurrencyMismatch { .. } => "currency-mismatch",
             Self::RegionNotAllowed { .. } => "region-not-allowed",

@@ -1,9 +1,9 @@
-//! A party's standing: agency accreditation, suspension by a regulator or admin, and declared
+//! A party's standing: agency accreditation, suspension, and declared
 //! affiliations (controlling group, related parties) that the anti-fraud rules read.
 
 use serde::{Deserialize, Serialize};
 
-use super::parties::{check_text, load_party, party_key, require_role, PartyRecord, Role};
+use super::parties::{check_text, load_party, party_key, PartyRecord, Role};
 use super::state::{StateError, StateRead, StateWrite};
 use super::{ApplyContext, ApplyError, Event, Rejection};
 use crate::limits::{MAX_NAME_BYTES, MAX_REASON_BYTES, MAX_RELATED_PARTIES};
@@ -48,10 +48,8 @@ fn require_target<S: StateRead>(state: &S, key: &PublicKey) -> Result<PartyRecor
 pub(super) fn decide_accredit<S: StateRead>(
     state: &S,
     ctx: &ApplyContext,
-    actor: &PartyRecord,
     body: &AccreditBody,
 ) -> Result<Vec<Event>, ApplyError> {
-    require_role(actor, Role::Admin)?;
     let agency = require_target(state, &body.agency)?;
     if agency.role != Role::Agency {
         return Err(Rejection::WrongPartyRole {
@@ -79,13 +77,6 @@ pub(super) fn decide_suspend<S: StateRead>(
     body: &SuspendBody,
     suspend: bool,
 ) -> Result<Vec<Event>, ApplyError> {
-    if !matches!(actor.role, Role::Admin | Role::Regulator) {
-        return Err(Rejection::NotAuthorized {
-            needed: "admin or regulator",
-            actual: actor.role.as_str().into(),
-        }
-        .into());
-    }
     check_text("reason", &body.reason, MAX_REASON_BYTES)?;
     let target = require_target(state, &body.key)?;
     if !matches!(target.role, Role::Agency | Role::Enterprise | Role::Escrow) {
@@ -113,12 +104,8 @@ pub(super) fn decide_suspend<S: StateRead>(
 
 pub(super) fn decide_affiliation<S: StateRead>(
     state: &S,
-    actor: &PartyRecord,
     body: &AffiliationBody,
 ) -> Result<Vec<Event>, ApplyError> {
-    if actor.key != body.party {
-        require_role(actor, Role::Admin)?;
-    }
     let target = require_target(state, &body.party)?;
     if !matches!(target.role, Role::Agency | Role::Enterprise) {
         return Err(Rejection::WrongPartyRole {

@@ -2,6 +2,8 @@
 //! random loopback port, and a client that signs commands for it. Each test file uses part of it.
 #![allow(dead_code)]
 
+pub mod market;
+
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -11,9 +13,10 @@ use vledger_domain::GenesisBody;
 use vledger_node::node::{Node, NodeConfig};
 use vledger_tlog::keys::SigningKey;
 
-/// A running node: its base URL and the directory that holds its store.
+/// A running node: its base URL, its own key and the directory that holds its store.
 pub struct Served {
     pub base: String,
+    pub node_key: SigningKey,
     pub dir: tempfile::TempDir,
 }
 
@@ -29,7 +32,8 @@ pub async fn serve_node(admin: &SigningKey) -> Served {
 
 /// Like [`serve_node`], holding connections within `limits`.
 pub async fn serve_node_with(admin: &SigningKey, limits: vledger_api::ConnectionLimits) -> Served {
-    let (node, dir) = open_node(admin);
+    let node_key = fresh_key();
+    let (node, dir) = open_node_in("cq", admin, &node_key);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(vledger_api::serve_with(
@@ -38,17 +42,31 @@ pub async fn serve_node_with(admin: &SigningKey, limits: vledger_api::Connection
         limits,
         std::future::pending(),
     ));
-    Served { base, dir }
+    Served {
+        base,
+        node_key,
+        dir,
+    }
 }
 
 /// Founds region `cq` with `admin` as its first admin in a temporary store.
 pub fn open_node(admin: &SigningKey) -> (Arc<Node>, tempfile::TempDir) {
+    open_node_in("cq", admin, &fresh_key())
+}
+
+/// Founds `region`, whose node signs with `node_key`, with `admin` as its first admin in a
+/// temporary store.
+pub fn open_node_in(
+    region: &str,
+    admin: &SigningKey,
+    node_key: &SigningKey,
+) -> (Arc<Node>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::open(NodeConfig {
         data_dir: dir.path().join("db"),
-        region: "cq".try_into().unwrap(),
-        origin: "vledger.test/cq".into(),
-        node_key: fresh_key(),
+        region: region.try_into().unwrap(),
+        origin: format!("vledger.test/{region}"),
+        node_key: node_key.clone(),
         max_batch_commands: vledger_domain::limits::MAX_BATCH_COMMANDS,
         genesis: Some(GenesisBody {
             region_name: "重庆市科学技术局".into(),
@@ -61,10 +79,12 @@ pub fn open_node(admin: &SigningKey) -> (Arc<Node>, tempfile::TempDir) {
     (node, dir)
 }
 
-/// A node served over HTTP, and a client that signs commands for it.
+/// A node of region `cq` served over HTTP, and a client that signs commands for it.
 pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
+    /// The node's own key, the only key of role `node`.
+    pub node_key: SigningKey,
     nonce: std::sync::atomic::AtomicU64,
     _dir: tempfile::TempDir,
 }
@@ -75,19 +95,32 @@ impl Api {
         Self {
             base: served.base,
             client: reqwest::Client::new(),
+            node_key: served.node_key,
             nonce: Default::default(),
             _dir: served.dir,
         }
     }
 
+    /// Signs a command for region `cq` and posts it: the status and the JSON answer.
     pub async fn send(&self, signer: &SigningKey, command_type: &str, body: Value) -> (u16, Value) {
+        self.send_for("cq", signer, command_type, body).await
+    }
+
+    /// Signs a command meant for `region` and posts it to this node.
+    pub async fn send_for(
+        &self,
+        region: &str,
+        signer: &SigningKey,
+        command_type: &str,
+        body: Value,
+    ) -> (u16, Value) {
         let nonce = self
             .nonce
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let payload = CommandPayload {
             v: 1,
             command_type: command_type.into(),
-            region: "cq".try_into().unwrap(),
+            region: region.try_into().unwrap(),
             signer: signer.public_key(),
             nonce: format!("s{nonce}"),
             body,
@@ -108,14 +141,23 @@ impl Api {
         answer
     }
 
-    pub async fn refused(&self, signer: &SigningKey, command_type: &str, body: Value, code: &str) {
-        let (status, answer) = self.send(signer, command_type, body).await;
-        assert!(status >= 400, "{command_type} should be refused: {answer}");
-        assert_eq!(
-            answer["type"],
-            format!("urn:vledger:problem:{code}"),
-            "{answer}"
-        );
+    /// Sends a command that must be refused with exactly `status` and the problem `code`.
+    pub async fn refused(
+        &self,
+        signer: &SigningKey,
+        command_type: &str,
+        body: Value,
+        status: u16,
+        code: &str,
+    ) -> Value {
+        let (got, answer) = self.send(signer, command_type, body).await;
+        expect_problem(command_type, (got, &answer), status, code);
+        answer
+    }
+
+    /// The node's tree size: what a refused command must leave as it was.
+    pub async fn tree_size(&self) -> u64 {
+        self.get("/v1/node").await["tree_size"].as_u64().unwrap()
     }
 
     pub async fn get(&self, path: &str) -> Value {
@@ -143,4 +185,22 @@ impl Api {
             .unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
     }
+}
+
+/// Asserts that an answer is the problem `code` with `status`, as its `type`, `code` and
+/// `status` members say too.
+pub fn expect_problem(what: &str, (status, answer): (u16, &Value), expected: u16, code: &str) {
+    assert_eq!(
+        (status, answer["type"].as_str()),
+        (
+            expected,
+            Some(format!("urn:vledger:problem:{code}").as_str())
+        ),
+        "{what}: {answer}"
+    );
+    assert_eq!(
+        (answer["code"].as_str(), answer["status"].as_u64()),
+        (Some(code), Some(u64::from(expected))),
+        "{what}: {answer}"
+    );
 }
