@@ -1,6 +1,5 @@
 //! The `vledger` command line: run a node, make keys, submit signed commands.
 
-mod bench;
 mod cli_audit;
 mod cli_export;
 mod cli_flows;
@@ -73,8 +72,6 @@ enum Commands {
         #[arg(long)]
         from_events: bool,
     },
-    /// Measure ingest throughput and latency (in process and over HTTP) against the machine's limits.
-    Bench(bench::BenchArgs),
     /// Write a node's log (entries, checkpoints, key) as a self-contained archive.
     Export(cli_export::ExportArgs),
     /// Verify an archive or a running node offline: signatures, chain, checkpoints, replay.
@@ -195,7 +192,6 @@ fn main() -> Result<()> {
             write,
             from_events,
         } => rebuild(&data, write, from_events),
-        Commands::Bench(args) => bench::run(args),
         Commands::Export(args) => cli_export::run(args),
         Commands::Verify(args) => std::process::exit(cli_verify::run(args)),
         Commands::VerifyEvidence { file } => std::process::exit(cli_verify::verify_evidence(&file)),
