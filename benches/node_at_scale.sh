@@ -6,7 +6,7 @@
 #   2. `vledger serve` on it: resident memory after opening, after 2,000 inclusion and 2,000
 #      consistency proofs at random positions over HTTP (with their mean latency), and after
 #      WRITES more commands (default 300000) sent to it over HTTP by 16 clients
-#      (`vledger bench --target`, signed by the admin key the ingest kept);
+#      (`vledger-load --target`, signed by the admin key the ingest kept);
 #   3. `vledger rebuild --from-events` (and, with VLEDGER_REBUILD_REPLAY=1, `vledger rebuild`,
 #      which checks every signature again): entries per second and peak resident memory.
 #
@@ -15,7 +15,8 @@
 #
 # The store is kept in VLEDGER_BENCH_DIR (default ${TMPDIR:-/tmp}/vledger-bench-scale) as
 # node-COMMANDS and reused by the next run with the same COMMANDS; delete it to reclaim the
-# space. VLEDGER_BIN picks the binary (default: the release build of this tree).
+# space. VLEDGER_BIN and VLEDGER_LOAD_BIN pick the binaries (default: the release builds of
+# this tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,14 +25,17 @@ dir="${VLEDGER_BENCH_DIR:-${TMPDIR:-/tmp}/vledger-bench-scale}"
 mkdir -p "$dir"
 target="${CARGO_TARGET_DIR:-$HOME/.cache/vledger-target}"
 vledger="${VLEDGER_BIN:-$target/release/vledger}"
-[ -x "$vledger" ] || { echo "no binary at $vledger: cargo build --release --workspace --bins" >&2; exit 1; }
+load="${VLEDGER_LOAD_BIN:-$target/release/vledger-load}"
+for bin in "$vledger" "$load"; do
+  [ -x "$bin" ] || { echo "no binary at $bin: cargo build --release --workspace --bins" >&2; exit 1; }
+done
 node="$dir/node-$commands"
 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ); binary: $vledger; cores: $(nproc)"
 if [ ! -d "$node" ]; then
   echo "== ingesting $commands commands (writer phase, signed in chunks of 16384)"
   /usr/bin/time -f "ingest: wall %e s, max RSS %M KiB" \
-    "$vledger" bench --phases writer --commands "$commands" --sign-chunk 16384 \
+    "$load" --phases writer --commands "$commands" --sign-chunk 16384 \
       --max-seconds 36000 --dir "$dir" --keep-data "$node" --json > "$dir/ingest-$commands.json"
 fi
 du -sh "$node"
@@ -85,7 +89,7 @@ PY
 writes="${WRITES:-300000}"
 if [ "$writes" -gt 0 ]; then
   echo "== $writes more commands over HTTP to the served node (16 clients)"
-  "$vledger" bench --phases http --target "http://127.0.0.1:$port" \
+  "$load" --phases http --target "http://127.0.0.1:$port" \
     --admin-key "$node/keys/admin.pem" --commands "$writes" --clients 16 --max-seconds 3600 \
     --dir "$dir" 2>&1 | grep -E "^  HTTP|accepted|refused" || true
   python3 - "$serve_pid" <<'PY'

@@ -7,13 +7,13 @@
 #      appended with a SHA-256 hash chain and synchronous_commit on, (1) by one writer in COPY
 #      batches of PG_BATCH, one transaction each, and (2) by PG_CLIENTS clients with one entry
 #      per transaction under SELECT ... FOR UPDATE of the chain head;
-#   3. runs `vledger bench` (limits, writer, in process, HTTP with PG_CLIENTS clients) with
+#   3. runs `vledger-load` (limits, writer, in process, HTTP with PG_CLIENTS clients) with
 #      --baseline, so that its table ends with vledger's ratios against both forms, and with
 #      --max-batch PG_BATCH: its nodes' batches (synced writes) hold at most as many commands
 #      as PostgreSQL's COPY transactions;
 #   4. stops PostgreSQL and removes its directory.
 #
-#   benches/pg_baseline.sh [extra vledger bench arguments]
+#   benches/pg_baseline.sh [extra vledger-load arguments]
 #   env: COMMANDS (20000), PG_ENTRIES (100000), PG_BATCH (1000), PG_CLIENTS (16),
 #        PG_CLIENT_ENTRIES (20000), NO_BUILD (set: use the release binaries as they are), OUT (directory for the JSON results, default a new temp dir)
 set -euo pipefail
@@ -66,8 +66,8 @@ echo "== PostgreSQL baseline"
 nice -n -10 "$target_dir/release/pg_baseline" --url "$url" --entries "$pg_entries" --batch "$pg_batch" \
   --clients "$pg_clients" --client-entries "$pg_client_entries" --json >"$out/pg.json"
 
-echo "== vledger bench"
-nice -n -10 "$target_dir/release/vledger" bench --commands "$commands" --clients "$pg_clients" \
+echo "== vledger-load"
+nice -n -10 "$target_dir/release/vledger-load" --commands "$commands" --clients "$pg_clients" \
   --max-batch "$pg_batch" \
   --baseline "$out/pg.json" --json "$@" >"$out/vledger.json"
 echo "== load: $(uptime)"

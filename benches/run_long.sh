@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long benchmarks, not run in CI: inclusion and consistency proofs over trees of 10M and
 # 100M leaves (in RocksDB at both sizes, in memory up to VLEDGER_BENCH_MEMORY_TREE_MAX), then
-# `vledger bench` with 100,000 commands. The PostgreSQL baseline is benches/pg_baseline.sh.
+# `vledger-load` with 100,000 commands. The PostgreSQL baseline is benches/pg_baseline.sh.
 #
 #   benches/run_long.sh [TREE_SIZE ...]        default: 10000000 100000000
 #
@@ -28,8 +28,8 @@ for size in "${sizes[@]}"; do
     cargo bench --workspace --bench merkle -- "${criterion_args[@]}"
 done
 
-echo "== vledger bench, 100000 commands"
+echo "== vledger-load, 100000 commands"
 cargo build --release --workspace --all-targets
 target_dir="${CARGO_TARGET_DIR:-target}"
-"$target_dir/release/vledger" bench --commands 100000
-"$target_dir/release/vledger" bench --commands 100000 --clients 64 --phases http
+"$target_dir/release/vledger-load" --commands 100000
+"$target_dir/release/vledger-load" --commands 100000 --clients 64 --phases http

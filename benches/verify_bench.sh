@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Offline verification: `vledger verify` throughput (entries/s) on an archive of N entries,
 # against the 2-core ed25519 `verify_strict` rate measured in the same run by
-# `vledger bench --phases limits`, and the verifier's peak RSS (`/usr/bin/time -v`).
+# `vledger-load --phases limits`, and the verifier's peak RSS (`/usr/bin/time -v`).
 #
 #   benches/verify_bench.sh [ENTRIES ...]      default: 100000 1000000
 #
-# Each archive is the log of a real node: `vledger bench --phases writer --keep-data` drives
+# Each archive is the log of a real node: `vledger-load --phases writer --keep-data` drives
 # ENTRIES commands of the voucher lifecycle mix (issue, escrow order, funding, delivery,
 # confirmation, claim, approval, each signed by its actor) into a durable node, and
 # `vledger export --data` writes its archive (every batch's checkpoint included). Made once and
 # kept in VLEDGER_BENCH_DIR (default ${TMPDIR:-/tmp}/vledger-bench-verify; about 1.5 KB per
 # entry). VLEDGER_MIX=party.register makes archives of registrations instead (each brings a new
-# key, whose whole key check costs as much as a signature check). VLEDGER_BIN picks the binary
-# (default: the release build of this tree).
+# key, whose whole key check costs as much as a signature check). VLEDGER_BIN and VLEDGER_LOAD_BIN pick the
+# binaries (default: the release builds of this tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +24,10 @@ dir="${VLEDGER_BENCH_DIR:-${TMPDIR:-/tmp}/vledger-bench-verify}"
 mkdir -p "$dir"
 target="${CARGO_TARGET_DIR:-$HOME/.cache/vledger-target}"
 vledger="${VLEDGER_BIN:-$target/release/vledger}"
-[ -x "$vledger" ] || { echo "no binary at $vledger: cargo build --release --workspace --all-targets" >&2; exit 1; }
+load="${VLEDGER_LOAD_BIN:-$target/release/vledger-load}"
+for bin in "$vledger" "$load"; do
+  [ -x "$bin" ] || { echo "no binary at $bin: cargo build --release --workspace --all-targets" >&2; exit 1; }
+done
 mix="${VLEDGER_MIX:-voucher.lifecycle}"
 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ); binary: $vledger; cores: $(nproc)"
@@ -33,13 +36,13 @@ for n in "${sizes[@]}"; do
   if [ ! -s "$archive" ]; then
     echo "== making an archive of $n commands ($mix) in $archive"
     rm -rf "$dir/node-$n"
-    "$vledger" bench --phases writer --mix "$mix" --commands "$n" --dir "$dir" --keep-data "$dir/node-$n" >/dev/null
+    "$load" --phases writer --mix "$mix" --commands "$n" --dir "$dir" --keep-data "$dir/node-$n" >/dev/null
     "$vledger" export --data "$dir/node-$n" --out "$archive.tmp"
     rm -rf "$dir/node-$n"
     mv "$archive.tmp" "$archive"
   fi
   echo "== limits (same run)"
-  "$vledger" bench --phases limits --probe-seconds 2 --json > "$dir/limits.json" 2>/dev/null
+  "$load" --phases limits --probe-seconds 2 --json > "$dir/limits.json" 2>/dev/null
   echo "== vledger verify $archive"
   /usr/bin/time -v "$vledger" verify "$archive" --work-dir "$dir" --json > "$dir/report-$n.json" 2> "$dir/time-$n.txt" || {
     echo "verify failed:"; head -40 "$dir/report-$n.json"; cat "$dir/time-$n.txt"; exit 1; }

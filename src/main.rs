@@ -1,6 +1,5 @@
 //! The `vledger` command line: run a node, make keys, submit signed commands.
 
-mod bench;
 mod cli_audit;
 mod cli_export;
 mod cli_flows;
@@ -14,11 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use vledger_domain::types::RegionId;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use vledger_domain::GenesisBody;
 use vledger_node::node::{Node, NodeConfig};
-use vledger_tlog::keys::{PublicKey, SigningKey};
+use vledger_tlog::keys::SigningKey;
 
 /// mimalloc instead of the system allocator: the writer frees, on its own thread, buffers that
 /// the HTTP and verification threads allocated, and under glibc's malloc that cross-thread
@@ -37,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Commands {
     /// Run a region's node: the HTTP API over an embedded RocksDB store in --data.
-    Serve(ServeArgs),
+    Serve(config::ServeSettings),
     /// Make a new ed25519 key and write it as a PKCS#8 PEM file; prints the public key.
     Keygen {
         /// Where to write the private key (created with mode 0600; never overwritten).
@@ -73,8 +71,6 @@ enum Commands {
         #[arg(long)]
         from_events: bool,
     },
-    /// Measure ingest throughput and latency (in process and over HTTP) against the machine's limits.
-    Bench(bench::BenchArgs),
     /// Write a node's log (entries, checkpoints, key) as a self-contained archive.
     Export(cli_export::ExportArgs),
     /// Verify an archive or a running node offline: signatures, chain, checkpoints, replay.
@@ -91,90 +87,18 @@ enum Commands {
     Audit(cli_audit::AuditArgs),
 }
 
-/// Every setting may also come from the config file (--config) or a VLEDGER_* variable; a flag
-/// wins over the variable, which wins over the file.
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// A TOML config file holding any of the settings below (names as the flags, with `_`).
-    #[arg(long, env = "VLEDGER_CONFIG")]
-    config: Option<PathBuf>,
-    /// Data directory: the RocksDB store lives in DATA/db, the node's key in DATA/keys/node.pem
-    /// [default: ./data].
-    #[arg(long, env = "VLEDGER_DATA")]
-    data: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "VLEDGER_LISTEN")]
-    listen: Option<String>,
-    /// The region this node serves (a-z, 0-9, '-'), e.g. `cq` for Chongqing [default: cq].
-    #[arg(long, env = "VLEDGER_REGION")]
-    region: Option<String>,
-    /// The region's display name, recorded at genesis.
-    #[arg(long, env = "VLEDGER_REGION_NAME")]
-    region_name: Option<String>,
-    /// The checkpoint origin (the log's name); defaults to `vledger.local/<region>`.
-    #[arg(long, env = "VLEDGER_ORIGIN")]
-    origin: Option<String>,
-    /// Public key (standard base64) of the region's first admin, used only at first start.
-    #[arg(long, env = "VLEDGER_ADMIN_KEY", conflicts_with = "demo")]
-    admin_key: Option<String>,
-    /// Found a demo region on first start: creates DATA/keys/admin.pem and makes it the first admin.
-    #[arg(long)]
-    demo: bool,
-    /// A witness to send each checkpoint to, as `<witness verifier key>@<url>`; repeatable (or
-    /// `witnesses = [...]` in the config file). The cosigned checkpoint is served at
-    /// GET /v1/checkpoint/cosigned.
-    #[arg(long = "witness")]
-    witnesses: Vec<String>,
-    /// Log lines as text, or as JSON objects carrying each request's id [default: text].
-    #[arg(long, env = "VLEDGER_LOG_FORMAT", value_enum)]
-    log_format: Option<config::LogFormat>,
-    /// Longest time from a request's first byte to the end of its headers, in ms; a slower
-    /// client's connection is closed [default: 10000].
-    #[arg(long, env = "VLEDGER_HEADER_READ_TIMEOUT_MS")]
-    header_read_timeout_ms: Option<u64>,
-    /// Longest time a connection may wait for its next request, in ms [default: 60000].
-    #[arg(long, env = "VLEDGER_IDLE_TIMEOUT_MS")]
-    idle_timeout_ms: Option<u64>,
-    /// Most connections served at once; more are answered 503 and closed. Keep it below the
-    /// process's open-file limit [default: 4096].
-    #[arg(long, env = "VLEDGER_MAX_CONNECTIONS")]
-    max_connections: Option<usize>,
-    /// Most GET /v1/events streams open at once; more are answered 503 [default: 1024].
-    #[arg(long, env = "VLEDGER_MAX_EVENT_SUBSCRIBERS")]
-    max_event_subscribers: Option<usize>,
-}
-
-impl ServeArgs {
-    fn settings(self) -> Result<config::ServeSettings> {
-        let file = match &self.config {
-            Some(path) => config::FileConfig::read(path)?,
-            None => config::FileConfig::default(),
-        };
-        config::ServeSettings::merge(
-            config::GivenSettings {
-                data: self.data,
-                listen: self.listen,
-                region: self.region,
-                region_name: self.region_name,
-                origin: self.origin,
-                admin_key: self.admin_key,
-                demo: self.demo,
-                log_format: self.log_format,
-                witnesses: self.witnesses,
-                header_read_timeout_ms: self.header_read_timeout_ms,
-                idle_timeout_ms: self.idle_timeout_ms,
-                max_connections: self.max_connections,
-                max_event_subscribers: self.max_event_subscribers,
-            },
-            file,
-        )
-    }
-}
-
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
-        Commands::Serve(args) => serve(args.settings()?),
+        // What clap made holds the flags and defaults only; the settings are layered from its
+        // matches, the environment and the config file.
+        Commands::Serve(_) => {
+            let (_, flags) = matches.subcommand().expect("a subcommand was parsed");
+            let settings = config::ServeSettings::load(flags, |name| std::env::var_os(name))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            serve(settings)
+        }
         Commands::Keygen { out } => {
             let key = SigningKey::generate(&mut rand::rngs::OsRng);
             write_new_key(&out, &key)?;
@@ -195,7 +119,6 @@ fn main() -> Result<()> {
             write,
             from_events,
         } => rebuild(&data, write, from_events),
-        Commands::Bench(args) => bench::run(args),
         Commands::Export(args) => cli_export::run(args),
         Commands::Verify(args) => std::process::exit(cli_verify::run(args)),
         Commands::VerifyEvidence { file } => std::process::exit(cli_verify::verify_evidence(&file)),
@@ -316,10 +239,10 @@ fn serve(args: config::ServeSettings) -> Result<()> {
             .with_env_filter(filter)
             .init(),
     }
-    let region =
-        RegionId::try_from(args.region.as_str()).map_err(|e| anyhow::anyhow!("--region: {e}"))?;
+    let region = args.region.clone();
     let origin = args
         .origin
+        .clone()
         .unwrap_or_else(|| format!("vledger.local/{region}"));
     let keys_dir = args.data.join("keys");
     let (node_key, created) = load_or_create_key(&keys_dir.join("node.pem"))?;
@@ -330,9 +253,7 @@ fn serve(args: config::ServeSettings) -> Result<()> {
         );
     }
     let admin_key = match (&args.admin_key, args.demo) {
-        (Some(text), _) => {
-            Some(PublicKey::from_base64(text).map_err(|e| anyhow::anyhow!("--admin-key: {e}"))?)
-        }
+        (Some(key), _) => Some(key.clone()),
         (None, true) => {
             let path = keys_dir.join("admin.pem");
             let (key, created) = load_or_create_key(&path)?;
@@ -372,13 +293,8 @@ fn serve(args: config::ServeSettings) -> Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, region = %region, tree_size = node.tree_size(), "vledger node listening");
         print_welcome(&args.data, &addr.to_string(), &node, args.demo);
-        let witnesses = args
-            .witnesses
-            .iter()
-            .map(|w| vledger_api::witnessing::WitnessTarget::parse(w))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("--witness {e}"))?;
-        let limits = args.connection_limits;
+        let witnesses: Vec<_> = args.witnesses.iter().map(|w| w.0.clone()).collect();
+        let limits = args.connection_limits();
         if witnesses.is_empty() {
             vledger_api::serve_with(listener, Arc::clone(&node), limits, shutdown_signal()).await?;
         } else {

@@ -65,6 +65,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "vledger-domain",
             "vledger-wire",
             "vledger-node",
+            "vledger-api",
             "vledger-client",
         ],
     ),

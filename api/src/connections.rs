@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify, Semaphore};
 use tower::ServiceExt;
 
-use crate::metrics::HttpMetrics;
+use crate::metrics::Metrics;
 use crate::Problem;
 
 /// Longest time from a request's first byte to the end of its head, by default.
@@ -260,7 +260,7 @@ fn too_many_connections(max: usize) -> Response<Body> {
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    metrics: Arc<HttpMetrics>,
+    metrics: Arc<Metrics>,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

@@ -30,7 +30,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use vledger_node::node::Node;
 
 pub use connections::ConnectionLimits;
-pub use metrics::HttpMetrics;
+pub use metrics::Metrics;
 pub use problem::Problem;
 pub use vledger_wire::http::{
     CheckpointsPage, CommandAccepted, ConsistencyProof, DecodedEntry, EntriesPage, EntryView,
@@ -57,7 +57,7 @@ impl std::ops::Deref for AppState {
 /// What [`AppState`] shares.
 pub struct SharedState {
     pub node: Arc<Node>,
-    pub metrics: Arc<HttpMetrics>,
+    pub metrics: Arc<Metrics>,
     /// The tree size after each committed batch: wakes event subscribers.
     pub commits: tokio::sync::watch::Receiver<u64>,
     /// The latest checkpoint cosigned by the node's witnesses (empty without witnesses).
@@ -103,12 +103,12 @@ fn app(
     cosigned: Arc<witnessing::Cosigned>,
     limits: &ConnectionLimits,
     request_timeout: Duration,
-) -> (Router, Arc<HttpMetrics>) {
+) -> (Router, Arc<Metrics>) {
     let (commit_sender, commits) = tokio::sync::watch::channel(node.tree_size());
     node.published().on_commit(Box::new(move |size| {
         commit_sender.send_replace(size);
     }));
-    let metrics = Arc::new(HttpMetrics::default());
+    let metrics = Arc::new(Metrics::new(node.clone()));
     let state = AppState(Arc::new(SharedState {
         node,
         metrics: metrics.clone(),
@@ -366,8 +366,8 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, Problem>
 
 /// Prometheus metrics: requests, latency, writer queue depth, batches, commit time, tree size.
 #[utoipa::path(get, path = "/metrics", tag = "operation",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text format (version 0.0.4)", body = String, content_type = "text/plain")))]
 async fn get_metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(&state.node);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let text = state.metrics.render();
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }

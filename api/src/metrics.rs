@@ -1,55 +1,118 @@
-//! Prometheus text metrics: requests by route and status, latency histograms per route, and the
-//! writer's counters.
+//! The node's Prometheus metrics, in one `prometheus_client` registry: requests by route and
+//! status, latency histograms per route and the connections, recorded as requests are served;
+//! the writer's counters, the queue, the tree and the store, read from the node at each scrape.
+//! Served as the Prometheus text format (version 0.0.4).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use vledger_node::node::Node;
+
+/// The `Content-Type` of what [`Metrics::render`] writes.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const LATENCY_BUCKETS_S: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS_S.len()],
-    count: u64,
-    sum_s: f64,
+/// A request's route template (`/v1/entries/{index}`, or `unmatched`) and answer status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
 }
 
-/// Request counters and latency histograms, keyed by route template.
-#[derive(Default)]
-pub struct HttpMetrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+/// A request's route template.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS_S)
+}
+
+/// Every metric the node serves at `/metrics`.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Connections served now.
-    connections_open: AtomicU64,
+    connections_open: Gauge<u64, AtomicU64>,
     /// Connections over the bound being answered 503 now.
-    connections_refusing: AtomicU64,
+    connections_refusing: Gauge<u64, AtomicU64>,
     /// Connections over the bound since the node started (answered 503, or closed at once).
-    connections_refused: AtomicU64,
+    connections_refused: Counter,
 }
 
-impl HttpMetrics {
+impl Metrics {
+    /// The registry of `node`'s metrics. Help texts are given without their final full stop,
+    /// which the registry adds; counters without their `_total`, which the encoding adds.
+    pub fn new(node: Arc<Node>) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "vledger_http_requests",
+            "HTTP requests by route template and status",
+            requests.clone(),
+        );
+        let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "vledger_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            latency.clone(),
+        );
+        let connections_open = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "vledger_http_connections_open",
+            "Connections served now",
+            connections_open.clone(),
+        );
+        let connections_refusing = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "vledger_http_connections_refusing",
+            "Connections over the bound being answered 503 now",
+            connections_refusing.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "vledger_http_connections_refused",
+            "Connections over the bound (answered 503 too-many-connections, or closed at once)",
+            connections_refused.clone(),
+        );
+        registry.register_collector(Box::new(NodeCollector(node)));
+        Self {
+            registry,
+            requests,
+            latency,
+            connections_open,
+            connections_refusing,
+            connections_refused,
+        }
+    }
+
     pub(crate) fn connection_opened(&self, refusing: bool) {
-        self.connection_gauge(refusing)
-            .fetch_add(1, Ordering::Relaxed);
+        self.connection_gauge(refusing).inc();
     }
 
     pub(crate) fn connection_closed(&self, refusing: bool) {
-        self.connection_gauge(refusing)
-            .fetch_sub(1, Ordering::Relaxed);
+        self.connection_gauge(refusing).dec();
     }
 
     pub(crate) fn connection_refused(&self) {
-        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+        self.connections_refused.inc();
     }
 
-    fn connection_gauge(&self, refusing: bool) -> &AtomicU64 {
+    fn connection_gauge(&self, refusing: bool) -> &Gauge<u64, AtomicU64> {
         if refusing {
             &self.connections_refusing
         } else {
@@ -57,148 +120,108 @@ impl HttpMetrics {
         }
     }
 
+    /// Counts one answered request of `route` and its latency.
     pub fn record(&self, route: &str, status: u16, elapsed: Duration) {
-        *self
-            .requests
-            .lock()
-            .expect("metrics lock")
-            .entry((route.to_string(), status))
-            .or_default() += 1;
-        let mut latency = self.latency.lock().expect("metrics lock");
-        let h = latency.entry(route.to_string()).or_default();
-        let s = elapsed.as_secs_f64();
-        for (i, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
-            if s <= *bound {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum_s += s;
+        let route = route.to_string();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
     }
 
-    /// Renders every metric in the Prometheus text exposition format.
-    pub fn render(&self, node: &Node) -> String {
+    /// Every metric in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str(
-            "# HELP vledger_http_requests_total HTTP requests by route template and status.\n",
-        );
-        out.push_str("# TYPE vledger_http_requests_total counter\n");
-        for ((route, status), count) in self.requests.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                out,
-                "vledger_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
-            );
-        }
-        out.push_str("# HELP vledger_http_request_duration_seconds HTTP request latency by route template.\n");
-        out.push_str("# TYPE vledger_http_request_duration_seconds histogram\n");
-        for (route, h) in self.latency.lock().expect("metrics lock").iter() {
-            for (bound, count) in LATENCY_BUCKETS_S.iter().zip(h.buckets) {
-                let _ = writeln!(out, "vledger_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}");
-            }
-            let _ = writeln!(
-                out,
-                "vledger_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "vledger_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum_s
-            );
-            let _ = writeln!(
-                out,
-                "vledger_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
-            );
-        }
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The node's own figures, read from it at each scrape: the writer's counters (from
+/// `Node::published`), its queue, the tree size and whether the store writes.
+struct NodeCollector(Arc<Node>);
+
+impl std::fmt::Debug for NodeCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCollector")
+            .field("region", &self.0.region())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let node = &self.0;
         let stats = &node.published().stats;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let gauges = [
+        let counters = [
             (
-                "vledger_http_connections_open",
-                "gauge",
-                "Connections served now.",
-                load(&self.connections_open),
-            ),
-            (
-                "vledger_http_connections_refusing",
-                "gauge",
-                "Connections over the bound being answered 503 now.",
-                load(&self.connections_refusing),
-            ),
-            (
-                "vledger_http_connections_refused_total",
-                "counter",
-                "Connections over the bound (answered 503 too-many-connections, or closed at once).",
-                load(&self.connections_refused),
-            ),
-            (
-                "vledger_tree_size",
-                "gauge",
-                "Entries in the log.",
-                node.tree_size(),
-            ),
-            (
-                "vledger_writer_batches_total",
-                "counter",
+                "vledger_writer_batches",
                 "Batches committed by the writer.",
                 load(&stats.batches),
             ),
             (
-                "vledger_commands_accepted_total",
-                "counter",
+                "vledger_commands_accepted",
                 "Commands written to the log.",
                 load(&stats.commands_accepted),
             ),
             (
-                "vledger_commands_rejected_total",
-                "counter",
+                "vledger_commands_rejected",
                 "Commands the writer refused.",
                 load(&stats.commands_rejected),
             ),
             (
+                "vledger_writer_commit_microseconds",
+                "Time spent in synced batch writes.",
+                load(&stats.commit_micros_total),
+            ),
+            (
+                "vledger_writer_failed_batches",
+                "Batches whose synced write failed (their commands were refused).",
+                load(&stats.failed_batches),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            ("vledger_tree_size", "Entries in the log.", node.tree_size()),
+            (
                 "vledger_writer_last_batch_size",
-                "gauge",
                 "Commands in the last committed batch.",
                 load(&stats.last_batch_size),
             ),
             (
                 "vledger_writer_queue_depth",
-                "gauge",
                 "Commands waiting for the writer.",
                 node.queue_depth(),
             ),
             (
-                "vledger_writer_commit_microseconds_total",
-                "counter",
-                "Time spent in synced batch writes.",
-                load(&stats.commit_micros_total),
-            ),
-            (
-                "vledger_writer_failed_batches_total",
-                "counter",
-                "Batches whose synced write failed (their commands were refused).",
-                load(&stats.failed_batches),
-            ),
-            (
                 "vledger_storage_writable",
-                "gauge",
                 "1 while the store writes, 0 while it cannot (commands are refused).",
                 u64::from(node.storage_failure().is_none()),
             ),
             (
                 "vledger_writer_longest_commit_microseconds",
-                "gauge",
                 "The longest synced batch write since the node started.",
                 load(&stats.longest_commit_micros),
             ),
         ];
-        for (name, kind, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
-        out
+        Ok(())
     }
 }

@@ -1,9 +1,11 @@
 //! Fixtures shared by vledger's criterion benchmarks: deterministic keys, signed `party.register`
 //! commands, a durable node in a temporary directory, and trees of synthetic leaves in memory or
-//! in a RocksDB [`Store`].
+//! in a RocksDB [`Store`]; and [`load`], the load generator of the `vledger-load` binary.
 //!
 //! Sizes come from the environment so that `benches/run_long.sh` can run the long versions:
 //! `VLEDGER_BENCH_TREE_SIZE` (leaves of the proof trees, default 1,000,000).
+
+pub mod load;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -45,6 +45,13 @@ impl TryFrom<&str> for RegionId {
     }
 }
 
+impl std::str::FromStr for RegionId {
+    type Err = RegionIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::try_from(s)
+    }
+}
+
 impl<'de> Deserialize<'de> for RegionId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         refuse_invalid_string(deserializer, REGION_ID_EXPECTED)

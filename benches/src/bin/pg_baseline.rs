@@ -11,7 +11,7 @@
 //!   pg_baseline --url 'host=127.0.0.1 port=5433 user=postgres dbname=postgres' \
 //!       [--entries 100000] [--batch 1000] [--clients 16] [--client-entries 20000] [--json]
 //!
-//! With `--json`, one JSON object on standard output; `vledger bench --baseline FILE` reads it
+//! With `--json`, one JSON object on standard output; `vledger-load --baseline FILE` reads it
 //! and prints vledger's ratios against both forms.
 
 use std::io::Write as _;
