@@ -47,7 +47,7 @@ async fn every_metric_keeps_its_name_type_and_labels() {
     let body = json!({"key": agency.public_key().to_base64(), "role": "agency",
                       "home_region": "cq", "name": "Lab"});
     api.ok(&admin, "party.register", body.clone()).await;
-    api.refused(&admin, "party.register", body, "party-exists")
+    api.refused(&admin, "party.register", body, 409, "party-exists")
         .await;
     api.get("/v1/entries/1").await;
     let response = api
