@@ -253,7 +253,7 @@ fn serve(args: config::ServeSettings) -> Result<()> {
         );
     }
     let admin_key = match (&args.admin_key, args.demo) {
-        (Some(key), _) => Some(key.clone()),
+        (Some(key), _) => Some(*key),
         (None, true) => {
             let path = keys_dir.join("admin.pem");
             let (key, created) = load_or_create_key(&path)?;

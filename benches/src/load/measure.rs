@@ -219,8 +219,6 @@ impl PhaseResult {
     }
 }
 
-/// The machine's limits, measured in the same run.
-
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
