@@ -18,6 +18,8 @@ cargo fmt --all --check
 cargo build --locked --workspace --all-targets "${profile[@]}"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast "${profile[@]}"
+  # nextest runs no documentation examples; cargo test does.
+  cargo test --locked --workspace --doc "${profile[@]}"
 else
   cargo test --locked --workspace --no-fail-fast "${profile[@]}"
 fi

@@ -41,7 +41,7 @@
 //! lines. Verify the note first, then parse its text:
 //!
 //! ```
-//! use vledger_ledger::note::{Checkpoint, NoteError, NoteVerifier, SignedNote};
+//! use vledger_tlog::note::{Checkpoint, NoteError, NoteVerifier, SignedNote};
 //!
 //! fn read_checkpoint(signed: &str, log: &NoteVerifier) -> Result<Checkpoint, NoteError> {
 //!     let note = SignedNote::parse(signed)?;

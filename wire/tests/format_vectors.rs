@@ -2,8 +2,8 @@
 //! fixed keys and times. The committed file `docs/vectors/entries.json` must match what the code
 //! produces today, so a change to the byte format cannot slip through; `tests/python/
 //! check_format_vectors.py` checks the same file with no code of ours.
-//! Regenerate after an intended format change with `VLEDGER_UPDATE_VECTORS=1 cargo test -p
-//! vledger-ledger --test format_vectors`.
+//! Regenerate after an intended format change with `VLEDGER_UPDATE_VECTORS=1 cargo nextest run
+//! --workspace -E 'binary(format_vectors)'`.
 
 use std::path::PathBuf;
 
