@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use vledger_domain::GenesisBody;
+pub use vledger_node::key_file::write_new_key;
 use vledger_node::node::{Node, NodeConfig};
 use vledger_tlog::keys::SigningKey;
 
@@ -137,28 +138,6 @@ pub fn read_key(path: &Path) -> Result<SigningKey> {
             path.display()
         )
     })
-}
-
-pub fn write_new_key(path: &Path, key: &SigningKey) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "cannot create {} (an existing key is never overwritten)",
-                path.display()
-            )
-        })?;
-    file.write_all(key.to_pkcs8_pem().as_bytes())?;
-    file.sync_all()?;
-    Ok(())
 }
 
 fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool)> {

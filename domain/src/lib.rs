@@ -24,9 +24,6 @@ pub mod standing;
 mod state;
 pub mod vouchers;
 
-/// The type of the command that founds a region: the first entry of every log.
-pub const GENESIS_COMMAND_TYPE: &str = "region.genesis";
-
 pub use command::{Command, CommandType, GenesisBody, RegisterPartyBody, RevokeKeyBody};
 pub use event::{encode_events, Event};
 pub use parties::{load_party, PartyRecord, RegionRecord, Role};

@@ -11,7 +11,7 @@ use vledger_domain::limits::WRITER_QUEUE_CAPACITY;
 use vledger_domain::queries::{self, DueCommand};
 use vledger_domain::types::{LogIndex, RegionId, TimeMs};
 use vledger_domain::{
-    Command, GenesisBody, ScannedRecords, StateError, StateRead, STATE_RECORD_ENCODING,
+    Command, CommandType, GenesisBody, ScannedRecords, StateError, StateRead, STATE_RECORD_ENCODING,
 };
 use vledger_tlog::keys::{PublicKey, SigningKey};
 use vledger_tlog::merkle::{self, leaf_hash, Frontier, Hash};
@@ -284,7 +284,7 @@ impl Node {
 
     fn found_region(&self, genesis: GenesisBody) -> Result<(), OpenError> {
         let body = serde_json::to_value(&genesis).expect("genesis body serializes");
-        let envelope = self.seal_own(vledger_domain::GENESIS_COMMAND_TYPE, GENESIS_NONCE, body);
+        let envelope = self.seal_own(CommandType::Genesis.name(), GENESIS_NONCE, body);
         self.submit_and_wait(envelope)
             .map(|_| ())
             .map_err(|e| OpenError::GenesisRefused(e.to_string()))

@@ -272,7 +272,7 @@ impl<S: ReplayState> Replayer<S> {
         let payload = &envelope.payload;
         let (region, node_key) = match &self.position.origin {
             Some(origin) => origin.clone(),
-            None if payload.command_type == domain::GENESIS_COMMAND_TYPE => {
+            None if payload.command_type == domain::CommandType::Genesis.name() => {
                 (payload.region.clone(), payload.signer)
             }
             None => return Err(fail(ReplayFailure::NoGenesis)),

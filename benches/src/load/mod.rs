@@ -39,13 +39,13 @@ mod measure;
 mod mix;
 mod report;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use vledger_tlog::keys::SigningKey;
+use vledger_node::key_file::write_new_key;
 use vledger_wire::envelope::VerifiedEnvelope;
 
 use crate::parallel_map;
@@ -303,29 +303,5 @@ pub fn run(args: LoadArgs) -> Result<()> {
     } else {
         print!("{}", report.table());
     }
-    Ok(())
-}
-
-/// Writes `key` as a new PKCS#8 PEM file readable by its owner only; an existing file is never
-/// overwritten.
-fn write_new_key(path: &Path, key: &SigningKey) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "cannot create {} (an existing key is never overwritten)",
-                path.display()
-            )
-        })?;
-    file.write_all(key.to_pkcs8_pem().as_bytes())?;
-    file.sync_all()?;
     Ok(())
 }
