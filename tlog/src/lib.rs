@@ -35,4 +35,5 @@ pub mod merkle;
 pub mod note;
 #[cfg(feature = "openapi")]
 pub mod schema;
+pub mod tiles;
 pub mod unique_keys;
