@@ -177,7 +177,8 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | R::NotAuthorized(_)
         | R::NotVoucherHolder(_)
         | R::NotListingOwner(_)
-        | R::NotDemandOwner(_) => StatusCode::FORBIDDEN,
+        | R::NotDemandOwner(_)
+        | R::ForeignAuthority { .. } => StatusCode::FORBIDDEN,
         R::PartyNotFound
         | R::ProgramNotFound(_)
         | R::VoucherNotFound(_)
@@ -244,7 +245,8 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | R::NoticePeriodRunning { .. }
         | R::InvalidValue { .. }
         | R::PriceAboveListing { .. }
-        | R::RecoveryExceedsReceivable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        | R::RecoveryExceedsReceivable { .. }
+        | R::InvalidAdoption(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -344,6 +346,8 @@ mod tests {
         LastAdmin = Rejection::LastAdmin => "last-admin", 422;
         HomeRegionMismatch = Rejection::HomeRegionMismatch { node_region: s(), home_region: s() } => "home-region-mismatch", 422;
         NodeRoleReserved = Rejection::NodeRoleReserved => "node-role-reserved", 422;
+        InvalidAdoption = Rejection::InvalidAdoption(s()) => "invalid-adoption", 422;
+        ForeignAuthority = Rejection::ForeignAuthority { home_region: s(), role: s() } => "foreign-authority", 403;
         InvalidField = Rejection::InvalidField { field: "name", reason: s() } => "invalid-field", 422;
         WrongPartyRole = Rejection::WrongPartyRole { needed: "agency", actual: s() } => "wrong-party-role", 422;
         PartyInactive = Rejection::PartyInactive => "party-inactive", 422;

@@ -12,6 +12,7 @@ use super::orders::{
     AcknowledgePaymentBody, DeliverBody, FundEscrowBody, OrderActionBody, PlaceOrderBody,
     ReleaseUnclaimedBody, ResolveDisputeBody,
 };
+use super::federation::AdoptBody;
 use super::parties::Role;
 use super::programs::{ProgramTerms, QualifyBody};
 use super::standing::{AccreditBody, AffiliationBody, SuspendBody};
@@ -133,6 +134,10 @@ pub enum Command {
     /// Records money recovered from a clawed-back claim's receivable.
     #[serde(rename = "claim.recover")]
     RecoverClaim(RecoverClaimBody),
+    /// Adopts a newer verified state of another region (the node's mirror issues it): later
+    /// decisions read that region's records as of this checkpoint.
+    #[serde(rename = "federation.adopt")]
+    Adopt(AdoptBody),
 }
 
 /// The type of a command without its body, one for each [`Command`] variant, named by the
@@ -174,11 +179,12 @@ pub enum CommandType {
     ClawbackClaim,
     ReleaseUnclaimed,
     RecoverClaim,
+    Adopt,
 }
 
 impl CommandType {
     /// Every command type, in the order of [`Command`]'s variants.
-    pub const ALL: [CommandType; 34] = {
+    pub const ALL: [CommandType; 35] = {
         use CommandType::*;
         [
             Genesis,
@@ -215,6 +221,7 @@ impl CommandType {
             ClawbackClaim,
             ReleaseUnclaimed,
             RecoverClaim,
+            Adopt,
         ]
     };
 
@@ -256,6 +263,7 @@ impl CommandType {
             ClawbackClaim => "claim.clawback",
             ReleaseUnclaimed => "order.release_unclaimed",
             RecoverClaim => "claim.recover",
+            Adopt => "federation.adopt",
         }
     }
 
@@ -376,6 +384,7 @@ impl Command {
             Command::ClawbackClaim(_) => T::ClawbackClaim,
             Command::ReleaseUnclaimed(_) => T::ReleaseUnclaimed,
             Command::RecoverClaim(_) => T::RecoverClaim,
+            Command::Adopt(_) => T::Adopt,
         }
     }
 }
@@ -915,6 +924,8 @@ pub(crate) mod examples {
             T::PayClaim => json!({ "order_id": "o", "reference": "r" }),
             T::ClawbackClaim => reason,
             T::RecoverClaim => json!({ "order_id": "o", "amount_minor": 1, "reference": "r" }),
+            T::Adopt => json!({ "region": "sc", "verifier_key": "sc+00000000+AQ==",
+                                "checkpoint": "sc\n1\nAA==\n\n" }),
         }
     }
 

@@ -21,6 +21,14 @@ pub enum Event {
         node_key: PublicKey,
         time_zone: String,
     },
+    #[serde(rename = "federation.adopted")]
+    RegionAdopted {
+        region: RegionId,
+        origin: String,
+        verifier_key: String,
+        size: u64,
+        root_hash: String,
+    },
     #[serde(rename = "party.registered")]
     PartyRegistered {
         key: PublicKey,

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod claims;
 mod command;
 mod event;
+pub mod federation;
 pub mod money;
 pub mod orders;
 mod parties;
@@ -133,6 +134,7 @@ pub fn decide<S: StateRead>(
                 Command::ReleaseUnclaimed(body) => {
                     orders::decide_release_unclaimed(state, ctx, body)
                 }
+                Command::Adopt(body) => federation::decide_adopt(state, ctx, body),
             }
         }
     }
@@ -181,6 +183,7 @@ pub fn evolve<S: StateRead + StateWrite>(
         | Event::ClaimPaid { .. }
         | Event::ClaimClawedBack { .. }
         | Event::ClaimRecovered { .. } => claims::evolve(state, ctx, event),
+        Event::RegionAdopted { .. } => federation::evolve(state, ctx, event),
     }
 }
 

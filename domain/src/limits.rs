@@ -104,6 +104,10 @@ pub const STORAGE_RETRY_INTERVAL_MS: u64 = 1000;
 /// Longest `type` filter of `GET /v1/events`.
 pub const MAX_TYPE_FILTER_BYTES: usize = 1024;
 
+/// Most regions a federation has besides this one (adoption records read per decision that
+/// looks a party up in the federation).
+pub const MAX_FEDERATION_REGIONS: usize = 64;
+
 /// Most records one list page returns (and the default `limit`).
 pub const MAX_LIST_PAGE: usize = 200;
 

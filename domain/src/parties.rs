@@ -28,6 +28,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// Whether a party of this role may act on another region's node (one identity across the
+    /// federation): agencies, enterprises and escrow providers serve the whole market; a
+    /// region's node, admins and regulators act in their own region only.
+    pub fn acts_across_regions(self) -> bool {
+        match self {
+            Role::Agency | Role::Enterprise | Role::Escrow => true,
+            Role::Node | Role::Admin | Role::Regulator => false,
+        }
+    }
+
     /// Every role, in the order declared; a test holds the list to the variants serde knows.
     pub const ALL: [Role; 6] = [
         Role::Node,
@@ -122,7 +132,9 @@ pub(super) fn active_signer<S: StateRead>(
     state: &S,
     signer: &PublicKey,
 ) -> Result<PartyRecord, ApplyError> {
-    let party = load_party(state, signer)?.ok_or(Rejection::UnknownSigner)?;
+    let party = crate::federation::find_party(state, signer)?
+        .ok_or(Rejection::UnknownSigner)?
+        .party;
     if let Some(revoked_at) = party.revoked_at {
         return Err(Rejection::SignerRevoked { revoked_at }.into());
     }

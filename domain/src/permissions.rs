@@ -118,6 +118,7 @@ pub fn rule(command_type: CommandType) -> Permission {
         T::ClawbackClaim => Roles(ADMIN_OR_REGULATOR),
         T::ReleaseUnclaimed => Roles(NODE),
         T::RecoverClaim => Roles(ADMIN),
+        T::Adopt => Roles(NODE),
     }
 }
 
@@ -317,7 +318,8 @@ impl Subject<'_> {
             | Command::PayClaim(_)
             | Command::ClawbackClaim(_)
             | Command::ReleaseUnclaimed(_)
-            | Command::RecoverClaim(_) => None,
+            | Command::RecoverClaim(_)
+            | Command::Adopt(_) => None,
         }
     }
 
@@ -396,6 +398,13 @@ pub(crate) fn authorize<S: StateRead>(
     command: &Command,
 ) -> Result<(), ApplyError> {
     let permission = rule(command.command_type());
+    if actor.home_region != ctx.region && !actor.role.acts_across_regions() {
+        return Err(Rejection::ForeignAuthority {
+            home_region: actor.home_region.to_string(),
+            role: a_role(actor.role).to_string(),
+        }
+        .into());
+    }
     let refusal = |parties: &[Party]| Refusal {
         command: command.command_type().name(),
         required: permission.describe(),

@@ -65,6 +65,10 @@ pub enum Rejection {
         node_region: String,
         home_region: String,
     },
+    #[error("federation.adopt: {0}")]
+    InvalidAdoption(String),
+    #[error("the signer is {role} of region `{home_region}`; a party of another region may act here only as an agency, an enterprise or an escrow provider")]
+    ForeignAuthority { home_region: String, role: String },
     #[error("role `node` is held only by the node's own key")]
     NodeRoleReserved,
     #[error("field `{field}` is not valid: {reason}")]
@@ -234,6 +238,8 @@ impl Rejection {
             Self::LastAdmin => "last-admin",
             Self::HomeRegionMismatch { .. } => "home-region-mismatch",
             Self::NodeRoleReserved => "node-role-reserved",
+            Self::InvalidAdoption(_) => "invalid-adoption",
+            Self::ForeignAuthority { .. } => "foreign-authority",
             Self::InvalidField { .. } | Self::InvalidValue { .. } => "invalid-field",
             Self::WrongPartyRole { .. } => "wrong-party-role",
             Self::PartyInactive => "party-inactive",

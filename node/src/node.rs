@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::store::{Store, TreeReadError};
-use crate::writer::{Accepted, Published, Reply, Submission, SubmitError, Writer};
+use crate::writer::{
+    Accepted, MirrorStep, Published, Reply, Submission, SubmitError, Writer,
+};
 use vledger_domain::limits::WRITER_QUEUE_CAPACITY;
 use vledger_domain::queries::{self, DueCommand};
 use vledger_domain::types::{LogIndex, RegionId, TimeMs};
@@ -292,6 +294,39 @@ impl Node {
 
     /// Queues a verified envelope for the writer; `reply` is called once it is decided.
     pub fn submit(&self, envelope: VerifiedEnvelope, reply: Reply) {
+        self.submit_with(envelope, None, reply)
+    }
+
+    /// Appends `federation.adopt` with `body`, committing the mirror's `step` with it, and
+    /// waits for the writer's answer. The nonce names the region and size, so the same
+    /// adoption submitted twice is one entry.
+    pub fn adopt(
+        &self,
+        body: &vledger_domain::federation::AdoptBody,
+        step: MirrorStep,
+    ) -> Result<Accepted, SubmitError> {
+        let size = step.log.checkpoint.0;
+        let nonce = format!("adopt/{}/{size}", body.region);
+        let envelope = self.seal_own(
+            CommandType::Adopt.name(),
+            &nonce,
+            serde_json::to_value(body).expect("adoption bodies serialize"),
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.submit_with(
+            envelope,
+            Some(Box::new(step)),
+            Box::new(move |answer| drop(tx.send(answer))),
+        );
+        rx.recv().unwrap_or(Err(SubmitError::ShuttingDown))
+    }
+
+    fn submit_with(
+        &self,
+        envelope: VerifiedEnvelope,
+        mirror_step: Option<Box<MirrorStep>>,
+        reply: Reply,
+    ) {
         if envelope.payload.region != self.region {
             let error = SubmitError::WrongRegion {
                 expected: self.region.to_string(),
@@ -311,6 +346,7 @@ impl Node {
             envelope,
             command,
             reply,
+            mirror_step,
         });
         match sent {
             Ok(()) => {}

@@ -10,7 +10,7 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use vledger_domain::limits::{
     STORE_BLOCK_CACHE_BYTES, STORE_INFO_LOGS_KEPT, STORE_MEMTABLES_BYTES,
 };
-use vledger_domain::types::LogIndex;
+use vledger_domain::types::{LogIndex, RegionId};
 use vledger_domain::{ScannedRecords, StateError, StateRead, STATE_RECORD_ENCODING};
 use vledger_tlog::merkle::{Hash, SubtreeSource};
 
@@ -20,13 +20,21 @@ const CF_STATE: &str = "state";
 const CF_NONCES: &str = "nonces";
 const CF_CHECKPOINTS: &str = "checkpoints";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 6] = [
+/// Other regions' logs as mirrored and verified: entries, tree nodes and the checkpoints
+/// adopted, each keyed by `<region>/` and then as the node's own families are.
+const CF_PEER_ENTRIES: &str = "peer_entries";
+const CF_PEER_TREE: &str = "peer_tree";
+const CF_PEER_CHECKPOINTS: &str = "peer_checkpoints";
+const COLUMN_FAMILIES: [&str; 9] = [
     CF_ENTRIES,
     CF_TREE,
     CF_STATE,
     CF_NONCES,
     CF_CHECKPOINTS,
     CF_META,
+    CF_PEER_ENTRIES,
+    CF_PEER_TREE,
+    CF_PEER_CHECKPOINTS,
 ];
 
 const META_TREE_SIZE: &[u8] = b"tree_size";
@@ -91,7 +99,7 @@ fn open_writable(dir: &Path) -> Result<DB, StoreError> {
         table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
         table.set_pin_top_level_index_and_filter(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        if *name == CF_TREE {
+        if *name == CF_TREE || *name == CF_PEER_TREE {
             // Hashes do not compress; decompressing blocks only slows proofs down.
             cf_options.set_compression_type(rocksdb::DBCompressionType::None);
         }
@@ -213,6 +221,20 @@ pub struct CommitBatch {
     pub nonces: Vec<(Vec<u8>, NonceRecord)>,
     pub new_tree_size: u64,
     pub checkpoint: Option<(u64, String)>,
+    /// Other regions' log steps adopted by this batch's entries.
+    pub peer_logs: Vec<PeerLogStep>,
+}
+
+/// What a step of the mirror of another region's log stores, in the batch of the adoption
+/// entry that makes it current: the entries verified since the size adopted before, the tree
+/// nodes they complete, and the checkpoint adopted.
+#[derive(Debug, Clone)]
+pub struct PeerLogStep {
+    pub region: RegionId,
+    pub entries: Vec<(LogIndex, Vec<u8>)>,
+    pub tree_nodes: Vec<(u8, u64, Hash)>,
+    /// The adopted checkpoint's size and signed note.
+    pub checkpoint: (u64, String),
 }
 
 impl Store {
@@ -442,6 +464,28 @@ impl Store {
             value.extend_from_slice(&record.command_hash);
             wb.put_cf(db.cf(CF_NONCES), key, value);
         }
+        for step in &batch.peer_logs {
+            for (index, bytes) in &step.entries {
+                wb.put_cf(
+                    db.cf(CF_PEER_ENTRIES),
+                    peer_key(&step.region, &index.to_be_bytes()),
+                    bytes,
+                );
+            }
+            for (level, index, hash) in &step.tree_nodes {
+                wb.put_cf(
+                    db.cf(CF_PEER_TREE),
+                    peer_key(&step.region, &tree_key(*level, *index)),
+                    hash,
+                );
+            }
+            let (size, note) = &step.checkpoint;
+            wb.put_cf(
+                db.cf(CF_PEER_CHECKPOINTS),
+                peer_key(&step.region, &size.to_be_bytes()),
+                note.as_bytes(),
+            );
+        }
         wb.put_cf(
             db.cf(CF_META),
             META_TREE_SIZE,
@@ -537,6 +581,106 @@ impl Store {
             self.load_tree_cache().expect("reload tree cache");
         }
     }
+}
+
+/// Other regions' mirrored logs, as the adoptions of this node's log stored them.
+impl Store {
+    /// Entry `index` of `region`'s log, if mirrored.
+    pub fn peer_entry(
+        &self,
+        region: &RegionId,
+        index: LogIndex,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let db = self.db();
+        db.get_cf(
+            db.cf(CF_PEER_ENTRIES),
+            peer_key(region, &index.to_be_bytes()),
+        )
+        .map_err(ctx("read peer entry"))
+    }
+
+    /// Entries of `region`'s log from `from`, in order, at most `limit`.
+    pub fn peer_entries(
+        &self,
+        region: &RegionId,
+        from: LogIndex,
+        limit: usize,
+    ) -> Result<Vec<(LogIndex, Vec<u8>)>, StoreError> {
+        let db = self.db();
+        let prefix = peer_key(region, &[]);
+        let start = peer_key(region, &from.to_be_bytes());
+        let mut out = Vec::new();
+        let iter = db.iterator_cf(
+            db.cf(CF_PEER_ENTRIES),
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (key, value) = item.map_err(ctx("scan peer entries"))?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((be_u64(&key[prefix.len()..]), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The checkpoint of `region` of this size that the node adopted, as signed.
+    pub fn peer_checkpoint(
+        &self,
+        region: &RegionId,
+        size: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let db = self.db();
+        Ok(db
+            .get_cf(
+                db.cf(CF_PEER_CHECKPOINTS),
+                peer_key(region, &size.to_be_bytes()),
+            )
+            .map_err(ctx("read peer checkpoint"))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// The mirrored tree of `region`'s log, for its roots and proofs.
+    pub fn peer_tree<'a>(&'a self, region: &'a RegionId) -> PeerTree<'a> {
+        PeerTree {
+            store: self,
+            region,
+        }
+    }
+}
+
+/// The stored perfect subtrees of another region's mirrored tree.
+pub struct PeerTree<'a> {
+    store: &'a Store,
+    region: &'a RegionId,
+}
+
+impl SubtreeSource for PeerTree<'_> {
+    type Error = TreeReadError;
+
+    fn perfect_subtree(&self, level: u8, index: u64) -> Result<Hash, TreeReadError> {
+        let db = self.store.db();
+        let value = db
+            .get_cf(
+                db.cf(CF_PEER_TREE),
+                peer_key(self.region, &tree_key(level, index)),
+            )
+            .map_err(ctx("read peer tree"))?
+            .ok_or(TreeReadError::Missing { level, index })?;
+        value
+            .as_slice()
+            .try_into()
+            .map_err(|_| TreeReadError::Missing { level, index })
+    }
+}
+
+/// `<region>/` then `tail`: regions cannot hold `/`, so no region's keys run into another's.
+fn peer_key(region: &RegionId, tail: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(region.as_str().len() + 1 + tail.len());
+    key.extend_from_slice(region.as_str().as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(tail);
+    key
 }
 
 fn tree_key(level: u8, index: u64) -> [u8; 9] {

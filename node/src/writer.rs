@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 
 use crate::record_cache::{CachedStore, RecordCache};
-use crate::store::{CommitBatch, NonceRecord, StateChanges, Store, StoreError};
+use crate::store::{CommitBatch, NonceRecord, PeerLogStep, StateChanges, Store, StoreError};
 use vledger_domain::limits::STORAGE_RETRY_INTERVAL_MS;
 use vledger_domain::types::{LogIndex, RegionId, TimeMs};
 use vledger_domain::{
@@ -41,6 +41,18 @@ pub struct Submission {
     pub envelope: VerifiedEnvelope,
     pub command: Command,
     pub reply: Reply,
+    /// For `federation.adopt` only, which the node's mirror alone submits: what the adoption
+    /// makes current (see [`MirrorStep`]).
+    pub mirror_step: Option<Box<MirrorStep>>,
+}
+
+/// What the mirror of another region verified for one adoption, committed with the adoption
+/// entry in its batch: the region's log step, and the changes of its records in this node's
+/// view of it (keys of [`vledger_domain::federation::view_key`], `None` deletes).
+#[derive(Debug, Clone)]
+pub struct MirrorStep {
+    pub log: PeerLogStep,
+    pub view_changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 /// A command is in the log (now, or earlier if this was a retry).
@@ -251,6 +263,31 @@ impl StateRead for WriterView<'_> {
             }),
             None => self.committed.scan_prefix_from(prefix, start, limit),
         }
+    }
+}
+
+/// An adoption comes with the mirror's step, and only an adoption does: `federation.adopt` is
+/// not a command a client submits, even signed by the node's key.
+fn check_mirror_step(command: &Command, step: &Option<Box<MirrorStep>>) -> Result<(), Rejection> {
+    match (command, step) {
+        (Command::Adopt(body), Some(step))
+            if step.log.region == body.region
+                && vledger_domain::federation::adopted_checkpoint(body)
+                    .map_or(true, |(_, checkpoint)| checkpoint.size == step.log.checkpoint.0)
+                && step.view_changes.iter().all(|(key, _)| {
+                    key.starts_with(&vledger_domain::federation::view_prefix(&body.region))
+                }) =>
+        {
+            Ok(())
+        }
+        (Command::Adopt(_), _) => Err(Rejection::InvalidAdoption(
+            "only the node's mirror adopts another region's state, with the entries it verified"
+                .into(),
+        )),
+        (_, None) => Ok(()),
+        (_, Some(_)) => Err(Rejection::InvalidAdoption(
+            "a mirror step comes only with federation.adopt".into(),
+        )),
     }
 }
 
@@ -676,6 +713,10 @@ impl Writer {
                 }
                 Ok(None) => {}
             }
+            if let Err(rejection) = check_mirror_step(&submission.command, &submission.mirror_step) {
+                outcomes.push(Outcome::Failed(SubmitError::Rejected(rejection)));
+                continue;
+            }
             let index = self.frontier.size();
             let ctx = ApplyContext {
                 index,
@@ -697,6 +738,17 @@ impl Writer {
                         continue;
                     }
                 };
+            if let Some(step) = submission.mirror_step {
+                let view_prefix = vledger_domain::federation::view_prefix(&step.log.region);
+                for (key, value) in step.view_changes {
+                    debug_assert!(key.starts_with(&view_prefix));
+                    match value {
+                        Some(value) => vledger_domain::StateWrite::put_raw(&mut overlay, key, value),
+                        None => vledger_domain::StateWrite::delete(&mut overlay, key),
+                    }
+                }
+                commit.peer_logs.push(step.log);
+            }
             let entry = Entry {
                 index,
                 node_time_ms,
@@ -918,6 +970,7 @@ mod tests {
         let reply: Reply = Box::new(move |answer| drop(tx.send(answer)));
         (
             Submission {
+                mirror_step: None,
                 envelope,
                 command,
                 reply,

@@ -2,6 +2,7 @@
 //! a scratch state on disk, then compared with the stored state record by record and, on
 //! request, repaired in one synced write.
 
+use vledger_domain::federation::VIEW_PREFIX;
 use vledger_domain::{StateError, StateRead};
 use vledger_node::store::{Store, StoreError};
 
@@ -178,7 +179,9 @@ pub fn rebuild(
                 if page.len() == REBUILD_COMPARE_PAGE {
                     stored_from = page.last().map(|(key, _)| page_after(key));
                 }
-                stored_page.extend(page);
+                // Other regions' records come from their logs, not from this one: a rebuild
+                // from this log leaves them as they are.
+                stored_page.extend(page.into_iter().filter(|(key, _)| !key.starts_with(VIEW_PREFIX)));
             }
         }
         let order = match (rebuilt_page.front(), stored_page.front()) {

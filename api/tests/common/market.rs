@@ -171,6 +171,8 @@ impl Market {
             T::RecoverClaim => {
                 json!({ "order_id": "o", "amount_minor": 1, "reference": "TREASURY-2" })
             }
+            T::Adopt => json!({ "region": "sc", "verifier_key": "sc+00000000+AQ==",
+                                "checkpoint": "sc\n1\nAA==\n\n" }),
         }
     }
 }
