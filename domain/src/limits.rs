@@ -108,6 +108,11 @@ pub const MAX_TYPE_FILTER_BYTES: usize = 1024;
 /// looks a party up in the federation).
 pub const MAX_FEDERATION_REGIONS: usize = 64;
 
+/// Most entries of another region's log one mirror step verifies and one adoption makes
+/// current: a longer way behind is caught up in steps, each ending at a checkpoint the region
+/// signed.
+pub const MAX_MIRROR_STEP_ENTRIES: u64 = 4096;
+
 /// Most records one list page returns (and the default `limit`).
 pub const MAX_LIST_PAGE: usize = 200;
 

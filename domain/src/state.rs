@@ -14,6 +14,10 @@ pub enum StateError {
     Store(String),
     #[error("state record `{key}` is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A decision read another region's record (`fed/...`) where no view of that region as
+    /// of the entry is kept: a mirror replaying a third region's log, or a log replayed alone.
+    #[error("the decision reads region `{region}`'s records, which are not available here")]
+    ForeignView { region: String },
 }
 
 /// The encoding of state records, kept in the store's metadata: a store whose records are in

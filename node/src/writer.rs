@@ -267,9 +267,15 @@ impl StateRead for WriterView<'_> {
 }
 
 /// An adoption comes with the mirror's step, and only an adoption does: `federation.adopt` is
-/// not a command a client submits, even signed by the node's key.
-fn check_mirror_step(command: &Command, step: &Option<Box<MirrorStep>>) -> Result<(), Rejection> {
+/// not a command a client submits, even signed by the node's key. (Signed by any other key,
+/// the permission table refuses it first.)
+fn check_mirror_step(
+    command: &Command,
+    step: &Option<Box<MirrorStep>>,
+    from_node: bool,
+) -> Result<(), Rejection> {
     match (command, step) {
+        (Command::Adopt(_), None) if !from_node => Ok(()),
         (Command::Adopt(body), Some(step))
             if step.log.region == body.region
                 && vledger_domain::federation::adopted_checkpoint(body)
@@ -713,7 +719,10 @@ impl Writer {
                 }
                 Ok(None) => {}
             }
-            if let Err(rejection) = check_mirror_step(&submission.command, &submission.mirror_step) {
+            let from_node = payload.signer == self.node_key;
+            if let Err(rejection) =
+                check_mirror_step(&submission.command, &submission.mirror_step, from_node)
+            {
                 outcomes.push(Outcome::Failed(SubmitError::Rejected(rejection)));
                 continue;
             }

@@ -1,0 +1,116 @@
+//! Regions of a federation in one process: real nodes on RocksDB in temporary directories.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use vledger_domain::types::RegionId;
+use vledger_domain::GenesisBody;
+use vledger_federation::Peer;
+use vledger_node::node::{Node, NodeConfig};
+use vledger_node::writer::{Accepted, SubmitError};
+use vledger_tlog::keys::SigningKey;
+use vledger_tlog::note::NoteVerifier;
+use vledger_wire::envelope::{seal, CommandPayload, VerifiedEnvelope, COMMAND_FORMAT_VERSION};
+
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+/// One region's node, with its admin.
+pub struct Region {
+    pub id: RegionId,
+    pub node: Arc<Node>,
+    pub node_key: SigningKey,
+    pub admin: SigningKey,
+    pub dir: tempfile::TempDir,
+    nonce: std::sync::atomic::AtomicU64,
+}
+
+pub fn origin(id: &str) -> String {
+    format!("vledger.example/{id}")
+}
+
+impl Region {
+    /// A founded region `id`; keys are derived from `seed`.
+    pub fn found(id: &str, seed: u8) -> Region {
+        let dir = tempfile::tempdir().unwrap();
+        Self::open_in(id, seed, dir)
+    }
+
+    pub fn open_in(id: &str, seed: u8, dir: tempfile::TempDir) -> Region {
+        let node_key = key(seed);
+        let admin = key(seed.wrapping_add(100));
+        let node = Node::open(NodeConfig {
+            data_dir: dir.path().to_path_buf(),
+            region: RegionId::try_from(id).unwrap(),
+            origin: origin(id),
+            node_key: node_key.clone(),
+            genesis: Some(GenesisBody {
+                region_name: format!("region {id}"),
+                admin_key: admin.public_key(),
+                admin_name: "admin".into(),
+                time_zone: "Asia/Shanghai".into(),
+            }),
+            max_batch_commands: 4096,
+        })
+        .unwrap();
+        Region {
+            id: RegionId::try_from(id).unwrap(),
+            node,
+            node_key,
+            admin,
+            dir,
+            nonce: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Closes the node and opens it again on the same store.
+    pub fn restart(self, seed: u8) -> Region {
+        let Region { id, node, dir, .. } = self;
+        node.shutdown();
+        drop(node);
+        Self::open_in(id.as_str(), seed, dir)
+    }
+
+    /// This region as a peer of another's federation map.
+    pub fn as_peer(&self) -> Peer {
+        Peer {
+            region: self.id.clone(),
+            url: String::new(),
+            verifier: NoteVerifier::new(origin(self.id.as_str()), self.node_key.public_key())
+                .unwrap(),
+        }
+    }
+
+    pub fn submit(
+        &self,
+        signer: &SigningKey,
+        command_type: &str,
+        body: Value,
+    ) -> Result<Accepted, SubmitError> {
+        let n = self.nonce.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let payload = CommandPayload {
+            v: u64::from(COMMAND_FORMAT_VERSION),
+            command_type: command_type.into(),
+            region: self.id.clone(),
+            signer: signer.public_key(),
+            nonce: format!("n-{}-{n}", rand::random::<u32>()),
+            body,
+        };
+        let envelope = VerifiedEnvelope::parse_and_verify(&seal(&payload, signer)).unwrap();
+        self.node.submit_and_wait(envelope)
+    }
+
+    /// Registers a party of this region.
+    pub fn register(&self, party: &SigningKey, role: &str) {
+        self.submit(
+            &self.admin,
+            "party.register",
+            json!({ "key": party.public_key().to_base64(), "role": role,
+                    "home_region": self.id.as_str(), "name": format!("{role} of {}", self.id) }),
+        )
+        .unwrap();
+    }
+}
