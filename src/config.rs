@@ -70,6 +70,24 @@ impl<'de> Deserialize<'de> for Witness {
     }
 }
 
+/// A region of the federation map, given as `<region>=<verifier key>@<url>`.
+#[derive(Debug, Clone)]
+pub struct FederationPeer(pub vledger_federation::Peer);
+
+impl std::str::FromStr for FederationPeer {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        vledger_federation::Peer::parse(text).map(Self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FederationPeer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The prefix of every setting's environment variable.
 const ENV_PREFIX: &str = "VLEDGER_";
 
@@ -90,7 +108,7 @@ const fn millis(timeout: Duration) -> NonZeroU64 {
 #[derive(Debug, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[command(
-    after_help = "Every setting but --config and --witness may also be given as \
+    after_help = "Every setting but --config, --witness and --peer may also be given as \
     VLEDGER_<NAME> (e.g. VLEDGER_MAX_CONNECTIONS=8), and every one in the --config file \
     (e.g. max_connections = 8); a flag wins over the variable, which wins over the file."
 )]
@@ -126,6 +144,13 @@ pub struct ServeSettings {
     #[arg(long = "witness", value_name = "KEY@URL")]
     #[serde(default)]
     pub witnesses: Vec<Witness>,
+    /// Another region of the federation, as `<region>=<its node's verifier key>@<its URL>`;
+    /// repeatable (or `peers = [...]` in the config file; no environment variable). The node
+    /// mirrors and verifies each one's log and adopts it through its own; GET /v1/federation
+    /// shows them.
+    #[arg(long = "peer", value_name = "REGION=KEY@URL")]
+    #[serde(default)]
+    pub peers: Vec<FederationPeer>,
     /// Log lines as text, or as JSON objects carrying each request's id.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -273,12 +273,21 @@ fn serve(args: config::ServeSettings) -> Result<()> {
         tracing::info!(%addr, region = %region, tree_size = node.tree_size(), "vledger node listening");
         print_welcome(&args.data, &addr.to_string(), &node, args.demo);
         let witnesses: Vec<_> = args.witnesses.iter().map(|w| w.0.clone()).collect();
+        let peers: Vec<_> = args.peers.iter().map(|p| p.0.clone()).collect();
         let limits = args.connection_limits();
-        if witnesses.is_empty() {
-            vledger_api::serve_with(listener, Arc::clone(&node), limits, shutdown_signal()).await?;
-        } else {
-            vledger_api::witnessing::serve_witnessed(listener, Arc::clone(&node), witnesses, limits, shutdown_signal()).await?;
-        }
+        let services = vledger_api::NodeServices {
+            cosigned: if witnesses.is_empty() {
+                Arc::default()
+            } else {
+                vledger_api::witnessing::start(Arc::clone(&node), witnesses)
+            },
+            federation: vledger_api::federation::Federation::start(
+                Arc::clone(&node),
+                peers,
+                args.data.join("evidence"),
+            ),
+        };
+        vledger_api::serve_app(listener, Arc::clone(&node), services, limits, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok::<_, anyhow::Error>(())
     })?;

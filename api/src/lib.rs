@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod commands;
 pub mod connections;
 pub mod events;
+pub mod federation;
 pub mod log;
 pub mod metrics;
 pub mod openapi;
@@ -65,6 +66,8 @@ pub struct SharedState {
     /// One permit per open event stream (see [`ConnectionLimits::max_event_subscribers`]).
     pub subscribers: Arc<tokio::sync::Semaphore>,
     pub max_event_subscribers: usize,
+    /// The other regions of the federation map and their mirrors (none for a node alone).
+    pub federation: Arc<federation::Federation>,
 }
 
 /// The header that carries a request's id (taken from the client or made by the node).
@@ -79,7 +82,10 @@ pub fn router(node: Arc<Node>) -> Router {
 pub fn router_with_witnesses(node: Arc<Node>, cosigned: Arc<witnessing::Cosigned>) -> Router {
     app(
         node,
-        cosigned,
+        NodeServices {
+            cosigned,
+            ..Default::default()
+        },
         &ConnectionLimits::default(),
         REQUEST_TIMEOUT,
     )
@@ -90,7 +96,7 @@ pub fn router_with_witnesses(node: Arc<Node>, cosigned: Arc<witnessing::Cosigned
 pub fn router_with_request_timeout(node: Arc<Node>, request_timeout: Duration) -> Router {
     app(
         node,
-        Arc::default(),
+        NodeServices::default(),
         &ConnectionLimits::default(),
         request_timeout,
     )
@@ -100,15 +106,19 @@ pub fn router_with_request_timeout(node: Arc<Node>, request_timeout: Duration) -
 /// The router, and the metrics it records into (which the connection server adds to).
 fn app(
     node: Arc<Node>,
-    cosigned: Arc<witnessing::Cosigned>,
+    services: NodeServices,
     limits: &ConnectionLimits,
     request_timeout: Duration,
 ) -> (Router, Arc<Metrics>) {
+    let NodeServices {
+        cosigned,
+        federation,
+    } = services;
     let (commit_sender, commits) = tokio::sync::watch::channel(node.tree_size());
     node.published().on_commit(Box::new(move |size| {
         commit_sender.send_replace(size);
     }));
-    let metrics = Arc::new(Metrics::new(node.clone()));
+    let metrics = Arc::new(Metrics::new(node.clone(), federation.clone()));
     let state = AppState(Arc::new(SharedState {
         node,
         metrics: metrics.clone(),
@@ -116,11 +126,13 @@ fn app(
         cosigned,
         subscribers: Arc::new(tokio::sync::Semaphore::new(limits.max_event_subscribers)),
         max_event_subscribers: limits.max_event_subscribers,
+        federation,
     }));
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
     let router = Router::new()
         .route("/v1/commands", post(commands::post_command))
         .route("/v1/node", get(log::get_node))
+        .route("/v1/federation", get(federation::get_federation))
         .route("/v1/checkpoint", get(log::get_checkpoint))
         .route("/v1/checkpoint/cosigned", get(witnessing::get_cosigned))
         .route("/v1/checkpoints", get(log::get_checkpoints))
@@ -209,23 +221,36 @@ pub async fn serve_with(
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_app(listener, node, Arc::default(), limits, shutdown).await
+    serve_app(listener, node, NodeServices::default(), limits, shutdown).await
 }
 
-/// Serves the router of `node` (with the cosigned checkpoints of its witnesses in `cosigned`)
-/// within `limits`, then shuts the node down.
-pub(crate) async fn serve_app(
+/// What a served node runs beside its HTTP interface.
+#[derive(Default)]
+pub struct NodeServices {
+    /// The latest checkpoint its witnesses cosigned (see [`witnessing`]).
+    pub cosigned: Arc<witnessing::Cosigned>,
+    /// The mirrors of the other regions of its federation (see [`federation`]).
+    pub federation: Arc<federation::Federation>,
+}
+
+/// Serves the router of `node` with its `services` within `limits`, then stops the mirrors and
+/// shuts the node down.
+pub async fn serve_app(
     listener: tokio::net::TcpListener,
     node: Arc<Node>,
-    cosigned: Arc<witnessing::Cosigned>,
+    services: NodeServices,
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     limits
         .check()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let (app, metrics) = app(node.clone(), cosigned, &limits, REQUEST_TIMEOUT);
+    let federation = services.federation.clone();
+    let (app, metrics) = app(node.clone(), services, &limits, REQUEST_TIMEOUT);
     connections::serve(listener, app, metrics, limits, shutdown).await?;
+    tokio::task::spawn_blocking(move || federation.stop())
+        .await
+        .expect("mirror stop task");
     tokio::task::spawn_blocking(move || node.shutdown())
         .await
         .expect("shutdown task");

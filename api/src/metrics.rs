@@ -57,7 +57,7 @@ pub struct Metrics {
 impl Metrics {
     /// The registry of `node`'s metrics. Help texts are given without their final full stop,
     /// which the registry adds; counters without their `_total`, which the encoding adds.
-    pub fn new(node: Arc<Node>) -> Self {
+    pub fn new(node: Arc<Node>, federation: Arc<crate::federation::Federation>) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -90,6 +90,7 @@ impl Metrics {
             connections_refused.clone(),
         );
         registry.register_collector(Box::new(NodeCollector(node)));
+        registry.register_collector(Box::new(FederationCollector(federation)));
         Self {
             registry,
             requests,
@@ -221,6 +222,84 @@ impl Collector for NodeCollector {
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The mirrors of the other regions, one label set per region, read at each scrape.
+struct FederationCollector(Arc<crate::federation::Federation>);
+
+impl std::fmt::Debug for FederationCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FederationCollector")
+            .field("regions", &self.0.peers.len())
+            .finish()
+    }
+}
+
+/// A region of the federation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegionLabels {
+    region: String,
+}
+
+impl Collector for FederationCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = vledger_node::writer::wall_clock_ms();
+        let statuses: Vec<(RegionLabels, vledger_federation::MirrorStatus)> = self
+            .0
+            .peers
+            .iter()
+            .map(|(peer, status)| {
+                let labels = RegionLabels {
+                    region: peer.region.to_string(),
+                };
+                (labels, status.read().expect("mirror status lock").clone())
+            })
+            .collect();
+        if statuses.is_empty() {
+            return Ok(());
+        }
+        type Figure = fn(&vledger_federation::MirrorStatus, u64) -> f64;
+        let gauges: [(&str, &str, Figure); 4] = [
+            (
+                "vledger_federation_adopted_size",
+                "The size of the region's log adopted.",
+                |s, _| s.adopted_size as f64,
+            ),
+            (
+                "vledger_federation_lag_entries",
+                "Entries the region has that are not adopted yet.",
+                |s, _| s.lag_entries() as f64,
+            ),
+            (
+                "vledger_federation_lag_seconds",
+                "Seconds since the oldest entry of the region not adopted yet was first seen.",
+                |s, now| s.lag_seconds(now),
+            ),
+            (
+                "vledger_federation_equivocation",
+                "1 once the region equivocated (adoption from it stopped), else 0.",
+                |s, _| f64::from(u8::from(s.equivocation.is_some())),
+            ),
+        ];
+        for (name, help, figure) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Gauge)?;
+            for (labels, status) in &statuses {
+                let gauge = ConstGauge::new(figure(status, now));
+                gauge.encode(family.encode_family(labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "vledger_federation_mirror_errors",
+            "Mirror steps of the region that failed.",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (labels, status) in &statuses {
+            let counter = ConstCounter::new(status.errors);
+            counter.encode(family.encode_family(labels)?)?;
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ use utoipa::OpenApi;
     paths(
         super::commands::post_command,
         super::log::get_node,
+        super::federation::get_federation,
         super::log::get_checkpoint,
         super::witnessing::get_cosigned,
         super::log::get_checkpoints,
@@ -60,6 +61,7 @@ use utoipa::OpenApi;
         (name = "log", description = "The log: entries, checkpoints, proofs, events"),
         (name = "records", description = "The projections: programs, vouchers, orders, claims, parties, flags, settlement"),
         (name = "catalog", description = "The shared resource catalog and demand matching"),
+        (name = "federation", description = "The federation map, this node's adoptions and its mirrors"),
         (name = "operation", description = "Health, metrics and this document"),
     )
 )]

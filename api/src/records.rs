@@ -19,10 +19,10 @@ use vledger_domain::programs::{load_program, ProgramRecord};
 use vledger_domain::queries::{self, Listed};
 use vledger_domain::types::{RecordId, RegionId};
 use vledger_domain::vouchers::{load_voucher, VoucherRecord, VoucherStatus};
-use vledger_domain::{load_party, PartyRecord};
+use vledger_domain::federation::find_party;
 use vledger_node::node::CommittedState;
 use vledger_tlog::keys::PublicKey;
-pub use vledger_wire::http::{FraudFlagsPage, RecordsPage};
+pub use vledger_wire::http::{FraudFlagsPage, PartyView, RecordsPage};
 
 use crate::params::{self, KeyFilter};
 use crate::problem::read_failure;
@@ -209,18 +209,20 @@ pub(crate) async fn list_claims(
     })
 }
 
-/// One registered party: role, home region, standing, accreditation and affiliations.
+/// One registered party of any region of the federation: role, home region, standing,
+/// accreditation and affiliations, with the region whose log holds it and, for a party of
+/// another region, the size of that region's log adopted, as of which the record is.
 #[utoipa::path(get, path = "/v1/parties/{key}", tag = "records",
     params(("key" = PublicKey, Path, description = "The party's public key, standard base64 (percent-encode `/` and `+`)")),
     responses(
-        (status = 200, description = "The party", body = PartyRecord),
+        (status = 200, description = "The party", body = PartyView),
         (status = 400, description = "The key is not 32 bytes in standard base64", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No party has this key (also for 32 bytes that fail the key rule: no party can have them)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn get_party(
     State(state): State<AppState>,
     ProblemPath(key): ProblemPath<String>,
-) -> Result<Json<PartyRecord>, Problem> {
+) -> Result<Json<PartyView>, Problem> {
     let key = KeyFilter::parse(&key).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -238,10 +240,14 @@ pub(crate) async fn get_party(
     let Some(public_key) = key.key() else {
         return Err(not_found());
     };
-    load_party(&state.node.state(), public_key)
+    let known = find_party(&state.node.state(), public_key)
         .map_err(read_failure)?
-        .map(Json)
-        .ok_or_else(not_found)
+        .ok_or_else(not_found)?;
+    Ok(Json(PartyView {
+        log_region: known.party.home_region.to_string(),
+        as_of_size: known.adopted.map(|adopted| adopted.size),
+        party: known.party,
+    }))
 }
 
 pub(crate) fn record_id(text: String, what: &str) -> Result<RecordId, Problem> {

@@ -173,5 +173,9 @@ pub async fn serve_witnessed(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let cosigned = start(Arc::clone(&node), targets);
-    crate::serve_app(listener, node, cosigned, limits, shutdown).await
+    let services = crate::NodeServices {
+        cosigned,
+        ..Default::default()
+    };
+    crate::serve_app(listener, node, services, limits, shutdown).await
 }

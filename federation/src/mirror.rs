@@ -55,6 +55,27 @@ pub struct Peer {
     pub verifier: NoteVerifier,
 }
 
+impl Peer {
+    /// Parses `<region>=<verifier key>@<url>`, a region of the federation map as the
+    /// configuration gives it: the key's name is the region's checkpoint origin.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let shape = || format!("`{text}`: expected <region>=<verifier key>@<url>");
+        let (region, rest) = text.split_once('=').ok_or_else(shape)?;
+        let (key, url) = rest.split_once('@').ok_or_else(shape)?;
+        let region = RegionId::try_from(region).map_err(|e| format!("`{text}`: region: {e}"))?;
+        let verifier =
+            NoteVerifier::parse(key).map_err(|e| format!("`{text}`: verifier key: {e}"))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("`{text}`: the URL must start with http:// or https://"));
+        }
+        Ok(Self {
+            region,
+            url: url.trim_end_matches('/').to_string(),
+            verifier,
+        })
+    }
+}
+
 /// What the mirror of one region knows, for `/v1/federation` and `/metrics`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MirrorStatus {

@@ -479,6 +479,17 @@ impl Node {
         Ok(merkle::inclusion_proof(&*self.store, index, size)?)
     }
 
+    /// The checkpoint of another region of this `size` that this node adopted, as signed.
+    pub fn adopted_checkpoint(
+        &self,
+        region: &RegionId,
+        size: u64,
+    ) -> Result<Option<String>, ReadError> {
+        self.store
+            .peer_checkpoint(region, size)
+            .map_err(|e| ReadError::Storage(e.to_string()))
+    }
+
     /// RFC 9162 consistency proof between two tree sizes.
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ReadError> {
         self.check_size(to)?;

@@ -173,3 +173,84 @@ pub struct RecordsPage<T> {
     /// Pass as `after` for the next page; null at the end.
     pub next_after: Option<RecordId>,
 }
+
+/// A party as `GET /v1/parties/{key}` answers it: the record, and where it comes from.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PartyView {
+    #[serde(flatten)]
+    pub party: vledger_domain::PartyRecord,
+    /// The region whose log holds the party (its home region).
+    pub log_region: String,
+    /// For a party of another region: the size of that region's log this node adopted, as of
+    /// which the record is; absent for a party of this node's own log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of_size: Option<u64>,
+}
+
+/// What `GET /v1/federation` answers: this node, and every other region of its federation map
+/// with what this node adopted of it and how its mirror stands.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FederationView {
+    pub region: String,
+    pub origin: String,
+    pub verifier_key: String,
+    pub tree_size: u64,
+    pub peers: Vec<PeerView>,
+}
+
+/// One other region of the federation.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PeerView {
+    pub region: String,
+    /// Its node's base URL, as the federation map gives it.
+    pub url: String,
+    /// Its node's key, pinned by the map, as a C2SP verifier key.
+    pub verifier_key: String,
+    /// What this node adopted of it; absent before the first adoption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<AdoptedView>,
+    /// How the mirror of it stands.
+    pub mirror: MirrorView,
+}
+
+/// The latest adoption of a region: the checkpoint adopted, and the entry of this node's log
+/// that adopted it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AdoptedView {
+    pub size: u64,
+    /// Standard base64.
+    pub root_hash: String,
+    /// The index of the `federation.adopt` entry in this node's log.
+    pub adopted_at: u64,
+    /// Its node time, ms since the Unix epoch.
+    pub adopted_time_ms: u64,
+    /// The region's signed checkpoint adopted, as its node signed it.
+    pub checkpoint: String,
+}
+
+/// The mirror of a region.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MirrorView {
+    /// `following` (up to date or catching up), `failing` (the last step failed; it is retried)
+    /// or `halted` (the region equivocated: nothing more is adopted from it).
+    pub state: String,
+    /// The largest size of a valid checkpoint the region served.
+    pub latest_seen_size: u64,
+    /// Entries the region has that are not adopted yet.
+    pub lag_entries: u64,
+    /// Seconds since the oldest entry not adopted yet was first seen (0 when up to date).
+    pub lag_seconds: f64,
+    /// When the region's node last answered, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact_ms: Option<u64>,
+    /// Why the last step failed, until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Entries whose decisions read a third region's records, folded from their recorded
+    /// events rather than decided again (checked by `vledger verify` of the federation).
+    pub folded_entries: u64,
+    /// The equivocation evidence (the `vledger verify-evidence` format), when halted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub equivocation: Option<serde_json::Value>,
+}
