@@ -43,11 +43,15 @@ enum Commands {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Print the public key (standard base64) of a private key file.
+    /// Print the public key (standard base64) of a private key file, or with --origin the C2SP
+    /// verifier key of a log of that origin signed by it (what a federation map pins).
     Pubkey {
         /// A PKCS#8 PEM private key file, as `vledger keygen` writes.
         #[arg(long)]
         key: PathBuf,
+        /// The log's checkpoint origin, e.g. `vledger.local/sc`: print `<origin>+<id>+<key>`.
+        #[arg(long)]
+        origin: Option<String>,
     },
     /// Sign a command with a key file and submit it to a node; prints the signed receipt.
     Submit(cli_submit::SubmitArgs),
@@ -107,8 +111,16 @@ fn main() -> Result<()> {
             eprintln!("wrote the private key to {}", out.display());
             Ok(())
         }
-        Commands::Pubkey { key } => {
-            println!("{}", read_key(&key)?.public_key().to_base64());
+        Commands::Pubkey { key, origin } => {
+            let key = read_key(&key)?.public_key();
+            match origin {
+                None => println!("{}", key.to_base64()),
+                Some(origin) => {
+                    let verifier = vledger_tlog::note::NoteVerifier::new(&origin, key)
+                        .map_err(|e| anyhow::anyhow!("origin `{origin}`: {e}"))?;
+                    println!("{}", verifier.to_verifier_key());
+                }
+            }
             Ok(())
         }
         Commands::Submit(args) => cli_submit::run(args),
