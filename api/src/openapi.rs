@@ -45,6 +45,11 @@ use utoipa::OpenApi;
         super::catalog::get_listing,
         super::catalog::get_demand,
         super::catalog::get_demand_matches,
+        super::tiles::get_checkpoint,
+        super::tiles::operations::hash_tile,
+        super::tiles::operations::partial_hash_tile,
+        super::tiles::operations::entry_bundle,
+        super::tiles::operations::partial_entry_bundle,
         super::healthz,
         super::get_metrics,
         get_openapi,
@@ -60,6 +65,7 @@ use utoipa::OpenApi;
         (name = "log", description = "The log: entries, checkpoints, proofs, events"),
         (name = "records", description = "The projections: programs, vouchers, orders, claims, parties, flags, settlement"),
         (name = "catalog", description = "The shared resource catalog and demand matching"),
+        (name = "tiles", description = "The log as C2SP tlog-tiles: the checkpoint, hash tiles and entry bundles, at the node's root"),
         (name = "operation", description = "Health, metrics and this document"),
     )
 )]

@@ -301,12 +301,12 @@ impl<S: ReplayState> Replayer<S> {
             region: region.clone(),
             node_key,
         };
-        let events = match domain::apply(&mut self.state, &ctx, &payload.signer, &command) {
+        let events = match domain::apply_encoded(&mut self.state, &ctx, &payload.signer, &command) {
             Ok(events) => events,
             Err(ApplyError::Rejected(r)) => return Err(fail(ReplayFailure::Refused(r))),
             Err(ApplyError::State(e)) => return Err(fail(ReplayFailure::State(e))),
         };
-        if domain::encode_events(&events) != entry.events {
+        if events != entry.events {
             return Err(fail(ReplayFailure::EventsDiffer));
         }
         self.state.record_nonce(nonce_key);
