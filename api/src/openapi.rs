@@ -220,6 +220,10 @@ mod tests {
         for bad in ["tile/64/042", "tile/0/042.p/0", "tile/0/042.p/256"] {
             assert!(TilePath::parse(bad).is_err(), "{bad}");
         }
+        let bytes = &doc["paths"]["/tile/{level}/{index}"]["get"]["responses"]["200"]["content"]
+            ["application/octet-stream"]["schema"];
+        assert_eq!(bytes["type"], "string");
+        assert_eq!(bytes["contentMediaType"], "application/octet-stream");
         for path in [
             "/checkpoint",
             "/tile/{level}/{index}",

@@ -93,6 +93,21 @@ pub(crate) async fn get_tile(State(state): State<AppState>, uri: Uri) -> Respons
     }
 }
 
+/// The schema of a tile's or a bundle's bytes: a string of bytes of another media type
+/// (OpenAPI 3.1's `contentMediaType`), not JSON.
+pub(crate) struct TileBytes;
+
+impl utoipa::PartialSchema for TileBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .content_media_type(TILE_CONTENT_TYPE)
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TileBytes {}
+
 /// A problem of these routes, with [`ERROR_CACHE`].
 fn uncached(problem: Problem) -> Response {
     let mut response = problem.into_response();
@@ -118,7 +133,7 @@ pub(crate) mod operations {
             ("index" = String, Path, pattern = r"^[0-9]{3}$", description = "N, the tile's index in its level, in three digits (N of 1,000 and more: groups of three, all but the last prefixed `x`, e.g. `x001/x234/067`)"),
         ),
         responses(
-            (status = 200, description = "The tile: 8,192 bytes", content_type = "application/octet-stream", body = Vec<u8>,
+            (status = 200, description = "The tile: 8,192 bytes", content_type = "application/octet-stream", body = inline(super::TileBytes),
                 headers(("Cache-Control" = String, description = "`public, max-age=31536000, immutable`"))),
             (status = 400, description = "Not a tile path (`invalid-path`)", body = Problem, content_type = "application/problem+json",
                 headers(("Cache-Control" = String, description = "`no-store`"))),
@@ -136,7 +151,7 @@ pub(crate) mod operations {
             ("width" = u8, Path, minimum = 1, maximum = 255, description = "W, the number of hashes"),
         ),
         responses(
-            (status = 200, description = "The partial tile: 32 W bytes", content_type = "application/octet-stream", body = Vec<u8>,
+            (status = 200, description = "The partial tile: 32 W bytes", content_type = "application/octet-stream", body = inline(super::TileBytes),
                 headers(("Cache-Control" = String, description = "`public, max-age=60`"))),
             (status = 400, description = "Not a tile path (`invalid-path`)", body = Problem, content_type = "application/problem+json",
                 headers(("Cache-Control" = String, description = "`no-store`"))),
@@ -152,7 +167,7 @@ pub(crate) mod operations {
             ("index" = String, Path, pattern = r"^[0-9]{3}$", description = "N, the bundle's index, in three digits (N of 1,000 and more: groups of three, all but the last prefixed `x`, e.g. `x001/x234/067`)"),
         ),
         responses(
-            (status = 200, description = "The bundle of 256 entries", content_type = "application/octet-stream", body = Vec<u8>,
+            (status = 200, description = "The bundle of 256 entries", content_type = "application/octet-stream", body = inline(super::TileBytes),
                 headers(("Cache-Control" = String, description = "`public, max-age=31536000, immutable`"))),
             (status = 400, description = "Not a tile path (`invalid-path`)", body = Problem, content_type = "application/problem+json",
                 headers(("Cache-Control" = String, description = "`no-store`"))),
@@ -168,7 +183,7 @@ pub(crate) mod operations {
             ("width" = u8, Path, minimum = 1, maximum = 255, description = "W, the number of entries"),
         ),
         responses(
-            (status = 200, description = "The bundle of W entries", content_type = "application/octet-stream", body = Vec<u8>,
+            (status = 200, description = "The bundle of W entries", content_type = "application/octet-stream", body = inline(super::TileBytes),
                 headers(("Cache-Control" = String, description = "`public, max-age=60`"))),
             (status = 400, description = "Not a tile path (`invalid-path`)", body = Problem, content_type = "application/problem+json",
                 headers(("Cache-Control" = String, description = "`no-store`"))),

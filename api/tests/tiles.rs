@@ -211,8 +211,9 @@ fn tiles_of(size: u64) -> Vec<TilePath> {
         for index in 0..count / 256 {
             tiles.push(make(index, 256));
         }
-        if count % 256 != 0 {
-            tiles.push(make(count / 256, (count % 256) as u16));
+        let partial = (count % 256) as u16;
+        if partial > 0 {
+            tiles.push(make(count / 256, partial));
         }
     };
     for level in 0..=63u8 {

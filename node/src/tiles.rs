@@ -150,11 +150,12 @@ mod tests {
                     width: TILE_WIDTH as u16,
                 });
             }
-            if nodes % TILE_WIDTH != 0 {
+            let partial = (nodes % TILE_WIDTH) as u16;
+            if partial > 0 {
                 tiles.push(TilePath::Hashes {
                     level,
                     index: nodes / TILE_WIDTH,
-                    width: (nodes % TILE_WIDTH) as u16,
+                    width: partial,
                 });
             }
         }
