@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod params;
 pub mod problem;
 pub mod records;
+pub mod tiles;
 pub mod witness_service;
 pub mod witnessing;
 
@@ -167,6 +168,8 @@ fn app(
             "/v1/settlement/positions",
             get(records::get_settlement_positions),
         )
+        .route("/checkpoint", get(tiles::get_checkpoint))
+        .route("/tile/{*path}", get(tiles::get_tile))
         .route("/healthz", get(healthz))
         .route("/metrics", get(get_metrics))
         .fallback(not_found)

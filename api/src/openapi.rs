@@ -46,6 +46,11 @@ use utoipa::OpenApi;
         super::catalog::get_listing,
         super::catalog::get_demand,
         super::catalog::get_demand_matches,
+        super::tiles::get_checkpoint,
+        super::tiles::operations::hash_tile,
+        super::tiles::operations::partial_hash_tile,
+        super::tiles::operations::entry_bundle,
+        super::tiles::operations::partial_entry_bundle,
         super::healthz,
         super::get_metrics,
         get_openapi,
@@ -62,6 +67,7 @@ use utoipa::OpenApi;
         (name = "records", description = "The projections: programs, vouchers, orders, claims, parties, flags, settlement"),
         (name = "catalog", description = "The shared resource catalog and demand matching"),
         (name = "federation", description = "The federation map, this node's adoptions and its mirrors"),
+        (name = "tiles", description = "The log as C2SP tlog-tiles: the checkpoint, hash tiles and entry bundles, at the node's root"),
         (name = "operation", description = "Health, metrics and this document"),
     )
 )]
@@ -166,6 +172,11 @@ mod tests {
                 "{path} {name}"
             );
         }
+        let payload = &doc["components"]["schemas"]["DsseEnvelope"]["properties"]["payload"];
+        assert_eq!(
+            payload["maxLength"].as_u64(),
+            Some(vledger_domain::limits::MAX_ENVELOPE_BYTES as u64)
+        );
         let last_event_id = &parameter(&doc, "/v1/events", "Last-Event-ID")["schema"];
         assert_eq!(
             last_event_id["pattern"],
@@ -187,5 +198,41 @@ mod tests {
         let target = data["contentSchema"]["$ref"].as_str().unwrap();
         let name = target.strip_prefix("#/components/schemas/").unwrap();
         assert!(doc["components"]["schemas"][name].is_object(), "{target}");
+    }
+
+    #[test]
+    fn the_tile_operations_take_what_the_tile_layout_parses() {
+        use vledger_tlog::tiles::TilePath;
+        let doc = document();
+        let hashes = "/tile/{level}/{index}.p/{width}";
+        let level = &parameter(&doc, hashes, "level")["schema"];
+        let width = &parameter(&doc, hashes, "width")["schema"];
+        let index = &parameter(&doc, hashes, "index")["schema"];
+        assert_eq!(level["minimum"].as_f64(), Some(0.0));
+        assert_eq!(level["maximum"].as_f64(), Some(63.0));
+        assert_eq!(width["minimum"].as_f64(), Some(1.0));
+        assert_eq!(width["maximum"].as_f64(), Some(255.0));
+        assert_eq!(index["pattern"], "^[0-9]{3}$");
+        // Every value the document admits is a tile path, and the bounds' neighbours are not.
+        for (level, width) in [(0, 1), (63, 255), (7, 128)] {
+            assert!(TilePath::parse(&format!("tile/{level}/042.p/{width}")).is_ok());
+            assert!(TilePath::parse(&format!("tile/{level}/042")).is_ok());
+            assert!(TilePath::parse(&format!("tile/entries/042.p/{width}")).is_ok());
+        }
+        for bad in ["tile/64/042", "tile/0/042.p/0", "tile/0/042.p/256"] {
+            assert!(TilePath::parse(bad).is_err(), "{bad}");
+        }
+        let bytes = &doc["paths"]["/tile/{level}/{index}"]["get"]["responses"]["200"]["content"]
+            ["application/octet-stream"]["schema"];
+        assert_eq!(bytes["type"], "string");
+        assert_eq!(bytes["contentMediaType"], "application/octet-stream");
+        for path in [
+            "/checkpoint",
+            "/tile/{level}/{index}",
+            "/tile/entries/{index}",
+            "/tile/entries/{index}.p/{width}",
+        ] {
+            assert!(doc["paths"][path]["get"].is_object(), "{path}");
+        }
     }
 }

@@ -246,7 +246,8 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | R::InvalidValue { .. }
         | R::PriceAboveListing { .. }
         | R::RecoveryExceedsReceivable { .. }
-        | R::InvalidAdoption(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        | R::InvalidAdoption(_)
+        | R::EntryTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -408,6 +409,7 @@ mod tests {
         PriceAboveListing = Rejection::PriceAboveListing { price_minor: 2, listing_price_minor: 1 } => "price-above-listing", 422;
         ShareAlreadyReleased = Rejection::ShareAlreadyReleased => "share-already-released", 409;
         RecoveryExceedsReceivable = Rejection::RecoveryExceedsReceivable { owed_minor: 1, requested_minor: 2 } => "recovery-exceeds-receivable", 422;
+        EntryTooLarge = Rejection::EntryTooLarge { events_bytes: 2, max_events_bytes: 1 } => "entry-too-large", 422;
     }
 
     /// The problem codes of docs/FORMAT.md §7 with their statuses: each row of its table names

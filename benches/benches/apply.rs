@@ -1,6 +1,6 @@
-//! The pure state machine, per command type: `domain::apply` (decide + evolve) of each stage of
-//! a voucher's life on in-memory state, as a regulator's replay runs it (no signatures, no
-//! storage). For each stage, the state holds `PREPARED` vouchers that went through the earlier
+//! The pure state machine, per command type: `domain::apply` (decide, the events' encoding that
+//! checks their bound, evolve) of each stage of a voucher's life on in-memory state, as a
+//! regulator's replay runs it (no signatures, no storage). For each stage, the state holds `PREPARED` vouchers that went through the earlier
 //! stages; the timed loop applies the stage to them one after another.
 
 use std::time::{Duration, Instant};

@@ -248,7 +248,22 @@ pub enum Event {
 /// and plain integer formatting agree. Written by [`vledger_tlog::canonical_json`] without an
 /// intermediate JSON value; debug and self-check builds check every encoding against serde_json's sorted
 /// `Value`, the encoding's first definition.
+///
+/// # Panics
+///
+/// If the bytes are longer than [`MAX_EVENTS_BYTES`]: [`crate::apply`] refuses a command whose
+/// events are (`entry-too-large`), so no accepted command's are.
 pub fn encode_events(events: &[Event]) -> Vec<u8> {
+    let bytes = encode_events_unbounded(events);
+    assert!(
+        bytes.len() <= MAX_EVENTS_BYTES,
+        "events of one command over their limit"
+    );
+    bytes
+}
+
+/// [`encode_events`] whatever the length, for [`crate::apply`] to measure before it decides.
+pub(crate) fn encode_events_unbounded(events: &[Event]) -> Vec<u8> {
     let bytes =
         vledger_tlog::canonical_json::to_vec(events).expect("events have a canonical encoding");
     vledger_tlog::self_check_eq!(
@@ -256,10 +271,6 @@ pub fn encode_events(events: &[Event]) -> Vec<u8> {
         serde_json::to_vec(&serde_json::to_value(events).expect("events serialize"))
             .expect("values serialize"),
         "the canonical encoding of events differs from their sorted JSON value's"
-    );
-    assert!(
-        bytes.len() <= MAX_EVENTS_BYTES,
-        "events of one command over their limit"
     );
     bytes
 }

@@ -60,18 +60,50 @@ pub enum ApplyError {
 }
 
 /// Decides a command and, if accepted, folds its events into `state`. On a rejection nothing in
-/// `state` has changed.
+/// `state` has changed. A command whose events are longer than an entry records
+/// ([`limits::MAX_EVENTS_BYTES`]) is refused with [`Rejection::EntryTooLarge`].
 pub fn apply<S: StateRead + StateWrite>(
     state: &mut S,
     ctx: &ApplyContext,
     signer: &PublicKey,
     command: &Command,
 ) -> Result<Vec<Event>, ApplyError> {
+    apply_within(state, ctx, signer, command, limits::MAX_EVENTS_BYTES).map(|(events, _)| events)
+}
+
+/// [`apply`], answering the canonical bytes of the events ([`encode_events`]), which the entry
+/// records: what the writer and a replay need, encoded once.
+pub fn apply_encoded<S: StateRead + StateWrite>(
+    state: &mut S,
+    ctx: &ApplyContext,
+    signer: &PublicKey,
+    command: &Command,
+) -> Result<Vec<u8>, ApplyError> {
+    apply_within(state, ctx, signer, command, limits::MAX_EVENTS_BYTES).map(|(_, bytes)| bytes)
+}
+
+/// [`apply`] with the bound on the events' bytes as a parameter (tests give it a small one: no
+/// command of the domain comes near the real one).
+fn apply_within<S: StateRead + StateWrite>(
+    state: &mut S,
+    ctx: &ApplyContext,
+    signer: &PublicKey,
+    command: &Command,
+    max_events_bytes: usize,
+) -> Result<(Vec<Event>, Vec<u8>), ApplyError> {
     let events = decide(state, ctx, signer, command)?;
+    let bytes = event::encode_events_unbounded(&events);
+    if bytes.len() > max_events_bytes {
+        return Err(Rejection::EntryTooLarge {
+            events_bytes: bytes.len(),
+            max_events_bytes,
+        }
+        .into());
+    }
     for event in &events {
         evolve(state, ctx, event)?;
     }
-    Ok(events)
+    Ok((events, bytes))
 }
 
 /// Checks a command against the state and returns the events it produces: first the signer's

@@ -1,16 +1,25 @@
 //! Every bound the ledger enforces, named in one place (TIGER_STYLE: put a limit on everything).
 
-/// Largest DSSE envelope accepted, in bytes, as received on the wire.
-pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+/// Largest DSSE envelope accepted, in bytes, as received on the wire: half of an entry, so that
+/// with the header and the events an entry stays within [`MAX_ENTRY_BYTES`].
+pub const MAX_ENVELOPE_BYTES: usize = 32 * 1024;
 /// Longest client nonce, in bytes of UTF-8.
 pub const MAX_NONCE_BYTES: usize = 128;
 /// Shortest client nonce, in bytes of UTF-8.
 pub const MIN_NONCE_BYTES: usize = 1;
-/// Largest encoded events section of one entry, in bytes.
-pub const MAX_EVENTS_BYTES: usize = 256 * 1024;
-/// Largest encoded entry, in bytes (header, envelope and events).
-pub const MAX_ENTRY_BYTES: usize =
-    ENTRY_HEADER_BYTES + 4 + MAX_ENVELOPE_BYTES + 4 + MAX_EVENTS_BYTES;
+/// Largest encoded events section of one entry, in bytes: what an entry of [`MAX_ENTRY_BYTES`]
+/// leaves after its header and the largest envelope (32,710). A command whose events are longer
+/// is refused (`entry-too-large`) before anything of it is recorded.
+pub const MAX_EVENTS_BYTES: usize =
+    MAX_ENTRY_BYTES - ENTRY_HEADER_BYTES - 4 - MAX_ENVELOPE_BYTES - 4;
+/// Largest encoded entry, in bytes (header, envelope and events): 65,535, the most an entry
+/// bundle of the C2SP tlog-tiles layout holds, since it prefixes each entry with its length as
+/// a big-endian `u16`.
+pub const MAX_ENTRY_BYTES: usize = vledger_tlog::tiles::MAX_BUNDLED_ENTRY_BYTES;
+const _: () = assert!(
+    ENTRY_HEADER_BYTES + 4 + MAX_ENVELOPE_BYTES + 4 + MAX_EVENTS_BYTES == MAX_ENTRY_BYTES,
+    "the largest envelope and the largest events make the largest entry"
+);
 /// Fixed part of an encoded entry before the envelope bytes.
 pub const ENTRY_HEADER_BYTES: usize = 1 + 8 + 8 + 32;
 /// Commands that may wait for the writer before new ones are refused with 503.

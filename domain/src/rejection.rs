@@ -215,6 +215,17 @@ pub enum Rejection {
         owed_minor: u64,
         requested_minor: u64,
     },
+    /// The command's events would make an entry too long for an entry bundle (docs/FORMAT.md
+    /// §3): nothing of it is recorded.
+    #[error(
+        "the command's events take {events_bytes} bytes; an entry records at most \
+         {max_events_bytes} bytes of events (entries are at most {max_entry_bytes} bytes)",
+        max_entry_bytes = crate::limits::MAX_ENTRY_BYTES
+    )]
+    EntryTooLarge {
+        events_bytes: usize,
+        max_events_bytes: usize,
+    },
 }
 
 impl Rejection {
@@ -299,6 +310,7 @@ impl Rejection {
             Self::PriceAboveListing { .. } => "price-above-listing",
             Self::ShareAlreadyReleased => "share-already-released",
             Self::RecoveryExceedsReceivable { .. } => "recovery-exceeds-receivable",
+            Self::EntryTooLarge { .. } => "entry-too-large",
         }
     }
 }

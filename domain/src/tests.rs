@@ -276,3 +276,37 @@ fn names_and_reasons_are_readable_text() {
         })
     ));
 }
+
+#[test]
+fn a_command_whose_events_do_not_fit_an_entry_is_refused_and_changes_nothing() {
+    let mut world = World::founded();
+    let body = json!({ "key": key().public_key().to_base64(), "role": "agency", "home_region": "cq", "name": "Q" });
+    let command = Command::parse("party.register", &body).unwrap();
+    let ctx = world.ctx();
+    let admin = world.admin.public_key();
+    let events = decide(&world.state, &ctx, &admin, &command).unwrap();
+    let length = encode_events(&events).len();
+    let before = world.state.clone();
+    match apply_within(&mut world.state, &ctx, &admin, &command, length - 1) {
+        Err(ApplyError::Rejected(rejection)) => {
+            assert_eq!(
+                rejection,
+                Rejection::EntryTooLarge {
+                    events_bytes: length,
+                    max_events_bytes: length - 1
+                }
+            );
+            assert_eq!(rejection.code(), "entry-too-large");
+        }
+        other => panic!("expected entry-too-large, got {other:?}"),
+    }
+    assert_eq!(
+        world.state, before,
+        "a refused command must not change state"
+    );
+    // At the bound itself it is accepted, with the bytes an entry records.
+    let (applied, bytes) = apply_within(&mut world.state, &ctx, &admin, &command, length).unwrap();
+    assert_eq!(applied, events);
+    assert_eq!(bytes, encode_events(&events));
+    assert_ne!(world.state, before);
+}

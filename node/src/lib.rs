@@ -6,4 +6,5 @@ pub mod key_file;
 pub mod node;
 pub mod record_cache;
 pub mod store;
+pub mod tiles;
 pub mod writer;

@@ -521,6 +521,45 @@ impl Store {
         Ok(())
     }
 
+    /// The stored perfect subtrees `(level, start)` to `(level, start + count - 1)`, in index
+    /// order (the hashes of a tile): from memory for the cached levels, else from one scan of
+    /// the `tree` family. A node missing among them is an error.
+    pub fn subtree_run(
+        &self,
+        level: u8,
+        start: u64,
+        count: usize,
+    ) -> Result<Vec<Hash>, TreeReadError> {
+        let mut out = Vec::with_capacity(count);
+        if level >= TREE_CACHE_MIN_LEVEL {
+            for index in (start..).take(count) {
+                out.push(self.perfect_subtree(level, index)?);
+            }
+            return Ok(out);
+        }
+        let db = self.db();
+        let iter = db.iterator_cf(
+            db.cf(CF_TREE),
+            rocksdb::IteratorMode::From(&tree_key(level, start), rocksdb::Direction::Forward),
+        );
+        for item in iter.take(count) {
+            let (key, value) = item.map_err(ctx("scan tree nodes"))?;
+            let index = start + out.len() as u64;
+            let missing = TreeReadError::Missing { level, index };
+            if key.as_ref() != tree_key(level, index) {
+                return Err(missing);
+            }
+            out.push(value.as_ref().try_into().map_err(|_| missing)?);
+        }
+        if out.len() < count {
+            return Err(TreeReadError::Missing {
+                level,
+                index: start + out.len() as u64,
+            });
+        }
+        Ok(out)
+    }
+
     /// State records whose key starts with `prefix`, in key order, at most `limit` of them.
     pub fn scan_state(&self, prefix: &[u8], limit: usize) -> Result<ScannedRecords, StoreError> {
         self.scan_state_from(prefix, prefix, limit)

@@ -733,20 +733,26 @@ impl Writer {
                 region: self.region.clone(),
                 node_key: self.node_key,
             };
-            let events =
-                match domain::apply(&mut overlay, &ctx, &payload.signer, &submission.command) {
-                    Ok(events) => events,
-                    Err(ApplyError::Rejected(rejection)) => {
-                        outcomes.push(Outcome::Failed(SubmitError::Rejected(rejection)));
-                        continue;
-                    }
-                    Err(ApplyError::State(e)) => {
-                        // A command half-folded into the overlay cannot be committed: fail the batch.
-                        storage_failure = Some(e.to_string());
-                        outcomes.push(Outcome::Failed(SubmitError::Storage(e.to_string())));
-                        continue;
-                    }
-                };
+            // A command whose events would not fit an entry is refused here (`entry-too-large`),
+            // before anything of it reaches the overlay.
+            let events = match domain::apply_encoded(
+                &mut overlay,
+                &ctx,
+                &payload.signer,
+                &submission.command,
+            ) {
+                Ok(events) => events,
+                Err(ApplyError::Rejected(rejection)) => {
+                    outcomes.push(Outcome::Failed(SubmitError::Rejected(rejection)));
+                    continue;
+                }
+                Err(ApplyError::State(e)) => {
+                    // A command half-folded into the overlay cannot be committed: fail the batch.
+                    storage_failure = Some(e.to_string());
+                    outcomes.push(Outcome::Failed(SubmitError::Storage(e.to_string())));
+                    continue;
+                }
+            };
             if let Some(step) = submission.mirror_step {
                 let view_prefix = vledger_domain::federation::view_prefix(&step.log.region);
                 for (key, value) in step.view_changes {
@@ -763,7 +769,7 @@ impl Writer {
                 node_time_ms,
                 prev_leaf_hash: self.last_leaf,
                 envelope: submission.envelope.raw,
-                events: domain::encode_events(&events),
+                events,
             };
             let bytes = entry.encode();
             let leaf = leaf_hash(&bytes);

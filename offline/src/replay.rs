@@ -325,13 +325,10 @@ impl<S: ReplayState> Replayer<S> {
             region: region.clone(),
             node_key,
         };
-        match domain::decide(&self.state, &ctx, &payload.signer, &command) {
+        match domain::apply_encoded(&mut self.state, &ctx, &payload.signer, &command) {
             Ok(events) => {
-                if domain::encode_events(&events) != entry.events {
+                if events != entry.events {
                     return Err(fail(ReplayFailure::EventsDiffer));
-                }
-                for event in &events {
-                    domain::evolve(&mut self.state, &ctx, event).map_err(state_error)?;
                 }
             }
             Err(ApplyError::Rejected(r)) => return Err(fail(ReplayFailure::Refused(r))),

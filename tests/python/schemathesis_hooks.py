@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import schemathesis
 
-MAX_ENVELOPE_BYTES = 65_536
+MAX_ENVELOPE_BYTES = 32_768
 
 # Problems about the envelope's form, which the DsseEnvelope schema rules out.
 FORM_PROBLEMS = {"malformed-json", "bad-base64", "wrong-payload-type", "signature-count"}

@@ -16,7 +16,7 @@ pub const TILE_WIDTH: u64 = 1 << TILE_HEIGHT;
 pub const MAX_BUNDLED_ENTRY_BYTES: usize = u16::MAX as usize;
 
 /// What a tile path names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TilePath {
     /// `tile/<L>/<N>[.p/<W>]`: hashes of tree level `8 L`, subtrees `256 N ..`.
     Hashes { level: u8, index: u64, width: u16 },

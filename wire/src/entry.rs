@@ -164,4 +164,51 @@ mod tests {
             Err(EntryError::TooShort { .. })
         ));
     }
+
+    #[test]
+    fn the_largest_entry_fits_an_entry_bundle_and_a_longer_section_is_refused() {
+        use vledger_tlog::tiles::{decode_entry_bundle, encode_entry_bundle};
+        let largest = Entry {
+            envelope: vec![b' '; MAX_ENVELOPE_BYTES],
+            events: vec![b' '; MAX_EVENTS_BYTES],
+            ..sample()
+        };
+        let bytes = largest.encode();
+        assert_eq!(bytes.len(), MAX_ENTRY_BYTES);
+        assert_eq!(MAX_ENTRY_BYTES, usize::from(u16::MAX));
+        assert_eq!(Entry::decode(&bytes).unwrap(), largest);
+        let bundle = encode_entry_bundle([bytes.as_slice()]).unwrap();
+        assert_eq!(
+            decode_entry_bundle(&bundle, 1).unwrap(),
+            vec![bytes.as_slice()]
+        );
+
+        // A section one byte over its bound is refused, even when the other leaves room.
+        for (envelope, events, section) in [
+            (MAX_ENVELOPE_BYTES + 1, 2, "envelope"),
+            (2, MAX_EVENTS_BYTES + 1, "events"),
+        ] {
+            let mut bytes = Vec::new();
+            bytes.extend_from_slice(&sample().encode()[..ENTRY_HEADER_BYTES]);
+            bytes.extend_from_slice(&(envelope as u32).to_be_bytes());
+            bytes.extend(std::iter::repeat_n(b' ', envelope));
+            bytes.extend_from_slice(&(events as u32).to_be_bytes());
+            bytes.extend(std::iter::repeat_n(b' ', events));
+            assert!(
+                matches!(
+                    Entry::decode(&bytes),
+                    Err(EntryError::BadLength { section: s, .. }) if s == section
+                ),
+                "{section}"
+            );
+        }
+        let mut over = bytes.clone();
+        over.push(b' ');
+        assert_eq!(
+            Entry::decode(&over),
+            Err(EntryError::TooLong {
+                len: MAX_ENTRY_BYTES + 1
+            })
+        );
+    }
 }

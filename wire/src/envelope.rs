@@ -67,11 +67,11 @@ pub struct DsseEnvelope {
     /// Always `application/vnd.vledger.command+json`.
     #[schema(schema_with = command_payload_type)]
     pub payload_type: String,
-    /// The payload bytes in standard base64; the whole envelope is at most 65,536 bytes.
+    /// The payload bytes in standard base64; the whole envelope is at most 32,768 bytes.
     #[schema(
         pattern = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$",
         min_length = 4,
-        max_length = 65536
+        max_length = 32768
     )]
     pub payload: String,
     /// Exactly one signature.
