@@ -285,7 +285,12 @@ impl Collector for FederationCollector {
             ),
         ];
         for (name, help, figure) in gauges {
-            let mut family = encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Gauge)?;
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
             for (labels, status) in &statuses {
                 let gauge = ConstGauge::new(figure(status, now));
                 gauge.encode(family.encode_family(labels)?)?;

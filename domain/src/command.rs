@@ -8,11 +8,11 @@ use super::catalog::{
 use super::claims::{
     ClawbackBody, PayClaimBody, RecoverClaimBody, ReviewClaimBody, SubmitClaimBody,
 };
+use super::federation::AdoptBody;
 use super::orders::{
     AcknowledgePaymentBody, DeliverBody, FundEscrowBody, OrderActionBody, PlaceOrderBody,
     ReleaseUnclaimedBody, ResolveDisputeBody,
 };
-use super::federation::AdoptBody;
 use super::parties::Role;
 use super::programs::{ProgramTerms, QualifyBody};
 use super::standing::{AccreditBody, AffiliationBody, SuspendBody};

@@ -181,10 +181,9 @@ pub(super) fn decide_adopt<S: StateRead>(
     match load_adopted(state, &body.region)? {
         None => {
             if !proof.is_empty() {
-                return Err(invalid(
-                    "a region's first adoption has no consistency proof".into(),
-                )
-                .into());
+                return Err(
+                    invalid("a region's first adoption has no consistency proof".into()).into(),
+                );
             }
         }
         Some(before) => {
@@ -192,19 +191,22 @@ pub(super) fn decide_adopt<S: StateRead>(
                 return Err(invalid(format!(
                     "region `{}` was adopted under the key {}; this checkpoint names {}",
                     body.region, before.verifier_key, body.verifier_key
-                )).into());
+                ))
+                .into());
             }
             if checkpoint.origin != before.origin {
                 return Err(invalid(format!(
                     "region `{}` was adopted with origin `{}`; this checkpoint's is `{}`",
                     body.region, before.origin, checkpoint.origin
-                )).into());
+                ))
+                .into());
             }
             if checkpoint.size <= before.size {
                 return Err(invalid(format!(
                     "size {} of region `{}` is adopted already; this checkpoint's size is {}",
                     before.size, body.region, checkpoint.size
-                )).into());
+                ))
+                .into());
             }
             let before_root = B64
                 .decode(&before.root_hash)

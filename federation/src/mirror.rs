@@ -32,6 +32,7 @@ use serde::Serialize;
 use vledger_domain::federation::{load_adopted, AdoptBody};
 use vledger_domain::limits::MAX_MIRROR_STEP_ENTRIES;
 use vledger_domain::types::RegionId;
+use vledger_domain::Event;
 use vledger_node::node::Node;
 use vledger_node::store::PeerLogStep;
 use vledger_node::writer::{wall_clock_ms, MirrorStep};
@@ -66,7 +67,9 @@ impl Peer {
         let verifier =
             NoteVerifier::parse(key).map_err(|e| format!("`{text}`: verifier key: {e}"))?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!("`{text}`: the URL must start with http:// or https://"));
+            return Err(format!(
+                "`{text}`: the URL must start with http:// or https://"
+            ));
         }
         Ok(Self {
             region,
@@ -81,6 +84,10 @@ impl Peer {
 pub struct MirrorStatus {
     /// The size of the region's log adopted (verified and in use).
     pub adopted_size: u64,
+    /// The size of the region's log verified: the size adopted, or more when the entries past
+    /// it are only the region's own adoptions of others, which are not adopted on their own (see
+    /// [`Mirror::step`]).
+    pub verified_size: u64,
     /// The largest size of a valid checkpoint the region served.
     pub latest_seen_size: u64,
     /// Since when (ms since the Unix epoch) the region has had entries not adopted yet.
@@ -107,7 +114,8 @@ pub struct MirrorStatus {
 impl MirrorStatus {
     /// Entries the region has that are not adopted yet.
     pub fn lag_entries(&self) -> u64 {
-        self.latest_seen_size.saturating_sub(self.adopted_size)
+        self.latest_seen_size
+            .saturating_sub(self.adopted_size.max(self.verified_size))
     }
 
     /// Seconds since the oldest entry not adopted was first seen, at `now_ms`.
@@ -157,6 +165,9 @@ pub struct Mirror {
     peer: Peer,
     status: Arc<RwLock<MirrorStatus>>,
     evidence_path: Option<PathBuf>,
+    /// The region's latest checkpoint (size, root), verified but not adopted because only
+    /// adoptions followed the size adopted.
+    verified_tail: Option<(u64, Hash)>,
 }
 
 impl Mirror {
@@ -167,6 +178,7 @@ impl Mirror {
         let mut status = MirrorStatus::default();
         if let Ok(Some(adopted)) = load_adopted(&node.state(), &peer.region) {
             status.adopted_size = adopted.size;
+            status.verified_size = adopted.size;
             status.latest_seen_size = adopted.size;
         }
         if let Some(path) = &evidence_path {
@@ -179,6 +191,7 @@ impl Mirror {
             peer,
             status: Arc::new(RwLock::new(status)),
             evidence_path,
+            verified_tail: None,
         }
     }
 
@@ -205,7 +218,8 @@ impl Mirror {
                     "region equivocated: two signed checkpoints that cannot both be true; adoption from it stops"
                 );
                 if let Some(path) = &self.evidence_path {
-                    let text = serde_json::to_string_pretty(&evidence).expect("evidence serializes");
+                    let text =
+                        serde_json::to_string_pretty(&evidence).expect("evidence serializes");
                     if let Err(e) = write_atomically(path, &text) {
                         tracing::error!(error = %e, path = %path.display(), "the evidence could not be written");
                     }
@@ -239,8 +253,13 @@ impl Mirror {
         let region = self.peer.region.clone();
         let latest_note = source.checkpoint()?;
         let latest = self.verify_note(&latest_note)?;
+        if self.verified_tail == Some((latest.size, latest.root_hash)) {
+            self.update(|s| s.last_contact_ms = Some(now_ms));
+            return Ok(Progress::UpToDate);
+        }
         let state = self.node.state();
-        let adopted = load_adopted(&state, &region).map_err(|e| MirrorError::Store(e.to_string()))?;
+        let adopted =
+            load_adopted(&state, &region).map_err(|e| MirrorError::Store(e.to_string()))?;
         let (adopted_size, adopted_root) = match &adopted {
             Some(a) => (a.size, decode_root(&a.root_hash)?),
             None => (0, merkle::empty_root()),
@@ -263,6 +282,7 @@ impl Mirror {
             return self.check_not_newer(&latest_note, &latest, adopted_size, adopted_root);
         }
 
+        let latest_size = latest.size;
         let (target_note, target) = if latest.size - adopted_size <= MAX_MIRROR_STEP_ENTRIES {
             (latest_note, latest)
         } else {
@@ -334,6 +354,18 @@ impl Mirror {
                 target.size
             )));
         }
+        if target.size == latest_size && indexed.iter().all(|(_, bytes)| only_adoptions(bytes)) {
+            // The region only adopted others since: nothing a decision here reads changed.
+            // Adopting it would add an entry here that the region would adopt in turn, and so
+            // on for ever; it is adopted with the next entry that matters.
+            self.verified_tail = Some((target.size, target.root_hash));
+            self.update(|s| {
+                s.verified_size = target.size;
+                s.last_error = None;
+                s.behind_since_ms = None;
+            });
+            return Ok(Progress::UpToDate);
+        }
         let folded = replayer.folded();
         let view_changes = replayer.into_state().into_view_changes();
         let body = AdoptBody {
@@ -354,8 +386,10 @@ impl Mirror {
         self.node
             .adopt(&body, step)
             .map_err(|e| MirrorError::Refused(e.to_string()))?;
+        self.verified_tail = None;
         self.update(|s| {
             s.adopted_size = target.size;
+            s.verified_size = target.size;
             s.adoptions += 1;
             s.folded_entries += folded;
             s.last_error = None;
@@ -391,8 +425,8 @@ impl Mirror {
         }
         let store = self.node.store();
         let tree = store.peer_tree(&self.peer.region);
-        let ours = merkle::root(&tree, checkpoint.size)
-            .map_err(|e| MirrorError::Store(e.to_string()))?;
+        let ours =
+            merkle::root(&tree, checkpoint.size).map_err(|e| MirrorError::Store(e.to_string()))?;
         if ours == checkpoint.root_hash || checkpoint.size == 0 {
             return Ok(Progress::UpToDate);
         }
@@ -452,7 +486,12 @@ impl Mirror {
         let last = store
             .peer_entry(region, adopted_size - 1)
             .map_err(|e| store_error(e.to_string()))?
-            .ok_or_else(|| store_error(format!("entry {} of `{region}` is missing", adopted_size - 1)))?;
+            .ok_or_else(|| {
+                store_error(format!(
+                    "entry {} of `{region}` is missing",
+                    adopted_size - 1
+                ))
+            })?;
         let entry = Entry::decode(&last).map_err(|e| store_error(e.to_string()))?;
         let position = ReplayPosition {
             next_index: adopted_size,
@@ -469,13 +508,16 @@ impl Mirror {
             .store()
             .peer_checkpoint(&self.peer.region, size)
             .map_err(|e| MirrorError::Store(e.to_string()))?
-            .ok_or_else(|| MirrorError::Store(format!("the adopted checkpoint of size {size} is missing")))
+            .ok_or_else(|| {
+                MirrorError::Store(format!("the adopted checkpoint of size {size} is missing"))
+            })
     }
 
     /// A checkpoint of the region: signed under its pinned key, of its origin.
     fn verify_note(&self, note: &str) -> Result<Checkpoint, MirrorError> {
         let invalid = |e: String| MirrorError::Invalid(format!("a checkpoint that {e}"));
-        let signed = SignedNote::parse(note).map_err(|e| invalid(format!("does not parse: {e}")))?;
+        let signed =
+            SignedNote::parse(note).map_err(|e| invalid(format!("does not parse: {e}")))?;
         signed
             .verify(std::slice::from_ref(&self.peer.verifier))
             .map_err(|e| invalid(format!("does not verify: {e}")))?;
@@ -497,6 +539,19 @@ impl Mirror {
             self.node.region()
         )
     }
+}
+
+/// Whether an entry (verified) records only the adoption of another region.
+fn only_adoptions(bytes: &[u8]) -> bool {
+    Entry::decode(bytes)
+        .ok()
+        .and_then(|entry| serde_json::from_slice::<Vec<Event>>(&entry.events).ok())
+        .is_some_and(|events| {
+            !events.is_empty()
+                && events
+                    .iter()
+                    .all(|event| matches!(event, Event::RegionAdopted { .. }))
+        })
 }
 
 fn decode_root(text: &str) -> Result<Hash, MirrorError> {
@@ -533,9 +588,8 @@ pub fn fetch_entries(
             }
             other => (other?, width),
         };
-        let bundled = decode_entry_bundle(&bytes, served_width as usize).map_err(|e| {
-            MirrorError::Invalid(format!("entry bundle {}: {e}", tile.to_path()))
-        })?;
+        let bundled = decode_entry_bundle(&bytes, served_width as usize)
+            .map_err(|e| MirrorError::Invalid(format!("entry bundle {}: {e}", tile.to_path())))?;
         for (offset, entry) in bundled.into_iter().take(width as usize).enumerate() {
             if start + offset as u64 >= next {
                 entries.push(entry.to_vec());

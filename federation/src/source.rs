@@ -103,7 +103,8 @@ const MAX_NOTES_ANSWER: usize = 4 << 20;
 impl PeerSource for HttpSource {
     fn checkpoint(&mut self) -> Result<String, SourceError> {
         let body = self.get("checkpoint", vledger_tlog::limits::MAX_NOTE_BYTES)?;
-        String::from_utf8(body).map_err(|_| SourceError::Unavailable("checkpoint: not UTF-8".into()))
+        String::from_utf8(body)
+            .map_err(|_| SourceError::Unavailable("checkpoint: not UTF-8".into()))
     }
 
     fn checkpoints_from(&mut self, from: u64, limit: usize) -> Result<Vec<String>, SourceError> {

@@ -46,7 +46,9 @@ fn a_party_of_one_region_is_known_in_another_after_adoption_and_its_standing_fol
     sc.register(&agency, "agency");
     sc.register(&admin, "admin");
 
-    assert!(find_party(&cq.node.state(), &agency.public_key()).unwrap().is_none());
+    assert!(find_party(&cq.node.state(), &agency.public_key())
+        .unwrap()
+        .is_none());
     let (mut mirror, mut source) = mirror(&sc, &cq);
     assert_eq!(catch_up(&mut mirror, &mut source), 1);
     let known = find_party(&cq.node.state(), &agency.public_key())
@@ -56,7 +58,10 @@ fn a_party_of_one_region_is_known_in_another_after_adoption_and_its_standing_fol
     let adopted = known.adopted.expect("read from sc's view");
     assert_eq!(adopted.size, sc.node.tree_size());
     assert_eq!(
-        load_adopted(&cq.node.state(), &sc.id).unwrap().unwrap().size,
+        load_adopted(&cq.node.state(), &sc.id)
+            .unwrap()
+            .unwrap()
+            .size,
         sc.node.tree_size()
     );
 
@@ -122,7 +127,10 @@ fn a_mirror_far_behind_catches_up_in_steps_and_resumes_after_a_restart_with_no_g
         mirror.step(&mut source, 1_000),
         StepOutcome::Adopted { .. }
     ));
-    let first = load_adopted(&cq.node.state(), &sc.id).unwrap().unwrap().size;
+    let first = load_adopted(&cq.node.state(), &sc.id)
+        .unwrap()
+        .unwrap()
+        .size;
     assert!(first < sc.node.tree_size());
     assert!(first <= MAX_MIRROR_STEP_ENTRIES);
     drop(mirror);
@@ -141,7 +149,9 @@ fn a_mirror_far_behind_catches_up_in_steps_and_resumes_after_a_restart_with_no_g
     let theirs = sc.node.entries(0, sc.node.tree_size()).unwrap();
     assert_eq!(mirrored, theirs);
     for i in [0, MAX_MIRROR_STEP_ENTRIES as usize + 499] {
-        assert!(find_party(&state, &key_for(i).public_key()).unwrap().is_some());
+        assert!(find_party(&state, &key_for(i).public_key())
+            .unwrap()
+            .is_some());
     }
 }
 
@@ -183,12 +193,19 @@ fn a_forked_region_is_caught_with_evidence_that_verifies_and_adoption_stops() {
     assert!(adopted < sc.node.tree_size());
 
     let dir = tempfile::tempdir().unwrap();
-    let mut mirror = Mirror::new(cq.node.clone(), sc.as_peer(), Some(dir.path().to_path_buf()));
+    let mut mirror = Mirror::new(
+        cq.node.clone(),
+        sc.as_peer(),
+        Some(dir.path().to_path_buf()),
+    );
     let mut source = LocalSource {
         node: sc.node.clone(),
     };
     let before = load_adopted(&cq.node.state(), &sc.id).unwrap().unwrap();
-    assert!(matches!(mirror.step(&mut source, 1_000), StepOutcome::Halted));
+    assert!(matches!(
+        mirror.step(&mut source, 1_000),
+        StepOutcome::Halted
+    ));
     let evidence = mirror
         .status()
         .read()
@@ -201,10 +218,23 @@ fn a_forked_region_is_caught_with_evidence_that_verifies_and_adoption_stops() {
     let written: vledger_tlog::evidence::Evidence = serde_json::from_str(&written).unwrap();
     written.check().unwrap();
     // Nothing more is adopted, even after a restart of the mirror.
-    assert!(matches!(mirror.step(&mut source, 2_000), StepOutcome::Halted));
-    let mut again = Mirror::new(cq.node.clone(), sc.as_peer(), Some(dir.path().to_path_buf()));
-    assert!(matches!(again.step(&mut source, 3_000), StepOutcome::Halted));
-    assert_eq!(load_adopted(&cq.node.state(), &sc.id).unwrap().unwrap(), before);
+    assert!(matches!(
+        mirror.step(&mut source, 2_000),
+        StepOutcome::Halted
+    ));
+    let mut again = Mirror::new(
+        cq.node.clone(),
+        sc.as_peer(),
+        Some(dir.path().to_path_buf()),
+    );
+    assert!(matches!(
+        again.step(&mut source, 3_000),
+        StepOutcome::Halted
+    ));
+    assert_eq!(
+        load_adopted(&cq.node.state(), &sc.id).unwrap().unwrap(),
+        before
+    );
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

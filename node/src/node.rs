@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::store::{Store, TreeReadError};
-use crate::writer::{
-    Accepted, MirrorStep, Published, Reply, Submission, SubmitError, Writer,
-};
+use crate::writer::{Accepted, MirrorStep, Published, Reply, Submission, SubmitError, Writer};
 use vledger_domain::limits::WRITER_QUEUE_CAPACITY;
 use vledger_domain::queries::{self, DueCommand};
 use vledger_domain::types::{LogIndex, RegionId, TimeMs};

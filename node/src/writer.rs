@@ -279,7 +279,9 @@ fn check_mirror_step(
         (Command::Adopt(body), Some(step))
             if step.log.region == body.region
                 && vledger_domain::federation::adopted_checkpoint(body)
-                    .map_or(true, |(_, checkpoint)| checkpoint.size == step.log.checkpoint.0)
+                    .map_or(true, |(_, checkpoint)| {
+                        checkpoint.size == step.log.checkpoint.0
+                    })
                 && step.view_changes.iter().all(|(key, _)| {
                     key.starts_with(&vledger_domain::federation::view_prefix(&body.region))
                 }) =>
@@ -758,7 +760,9 @@ impl Writer {
                 for (key, value) in step.view_changes {
                     debug_assert!(key.starts_with(&view_prefix));
                     match value {
-                        Some(value) => vledger_domain::StateWrite::put_raw(&mut overlay, key, value),
+                        Some(value) => {
+                            vledger_domain::StateWrite::put_raw(&mut overlay, key, value)
+                        }
                         None => vledger_domain::StateWrite::delete(&mut overlay, key),
                     }
                 }

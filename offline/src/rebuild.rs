@@ -181,7 +181,10 @@ pub fn rebuild(
                 }
                 // Other regions' records come from their logs, not from this one: a rebuild
                 // from this log leaves them as they are.
-                stored_page.extend(page.into_iter().filter(|(key, _)| !key.starts_with(VIEW_PREFIX)));
+                stored_page.extend(
+                    page.into_iter()
+                        .filter(|(key, _)| !key.starts_with(VIEW_PREFIX)),
+                );
             }
         }
         let order = match (rebuilt_page.front(), stored_page.front()) {

@@ -90,7 +90,9 @@ impl Region {
         command_type: &str,
         body: Value,
     ) -> Result<Accepted, SubmitError> {
-        let n = self.nonce.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self
+            .nonce
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let payload = CommandPayload {
             v: u64::from(COMMAND_FORMAT_VERSION),
             command_type: command_type.into(),
