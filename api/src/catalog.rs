@@ -10,6 +10,7 @@ use vledger_domain::catalog::{
     self, load_demand, load_listing, CatalogPage, CatalogQuery, DemandRecord, Industry,
     ListingRecord, Pool, QueryError,
 };
+use vledger_domain::federation::RegionRecords;
 use vledger_domain::limits::MAX_CATALOG_PAGE;
 use vledger_domain::types::{RecordId, RegionId};
 
@@ -26,7 +27,9 @@ pub(crate) struct ListingsQuery {
     #[param(inline)]
     pool: Option<Pool>,
     industry: Option<Industry>,
-    /// The agency's home region.
+    /// The region whose catalog is searched (its agencies' listings, in its log): this node's
+    /// own by default, or another region of the federation, as of the size of its log this node
+    /// adopted (nothing before the first adoption).
     region: Option<RegionId>,
     /// The listing's category; blank filters nothing.
     #[param(max_length = 64)]
@@ -92,16 +95,30 @@ pub(crate) async fn get_listings(
         limit: q.limit.unwrap_or(MAX_CATALOG_PAGE),
     };
     let node = state.node.clone();
-    tokio::task::spawn_blocking(move || catalog::search(&node.state(), &query))
+    tokio::task::spawn_blocking(move || {
+        let own = node.region().clone();
+        let region = query.region.clone().unwrap_or_else(|| own.clone());
+        catalog::search(&RegionRecords::new(&node.state(), &own, &region), &query)
+    })
         .await
         .expect("read task")
         .map(Json)
         .map_err(query_problem)
 }
 
+/// `GET /v1/catalog/listings/{listing_id}`.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListingQuery {
+    /// The region whose log holds the listing: this node's own by default, or another region of
+    /// the federation, as of the size of its log this node adopted.
+    region: Option<RegionId>,
+}
+
 /// One listing, whatever its status.
 #[utoipa::path(get, path = "/v1/catalog/listings/{listing_id}", tag = "catalog",
-    params(("listing_id" = RecordId, Path, description = "The listing's id")),
+    params(("listing_id" = RecordId, Path, description = "The listing's id"), ListingQuery),
     responses(
         (status = 200, description = "The listing", body = ListingRecord),
         (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
@@ -110,9 +127,12 @@ pub(crate) async fn get_listings(
 pub(crate) async fn get_listing(
     State(state): State<AppState>,
     ProblemPath(listing_id): ProblemPath<String>,
+    ProblemQuery(q): ProblemQuery<ListingQuery>,
 ) -> Result<Json<ListingRecord>, Problem> {
     let id = record_id(listing_id, "listing id")?;
-    load_listing(&state.node.state(), &id)
+    let own = state.node.region();
+    let region = q.region.as_ref().unwrap_or(own);
+    load_listing(&RegionRecords::new(&state.node.state(), own, region), &id)
         .map_err(read_failure)?
         .map(Json)
         .ok_or_else(|| {

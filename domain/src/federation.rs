@@ -268,3 +268,86 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
     }
     Ok(())
 }
+
+/// Another region's records as of the size adopted, read as that region keys them, for the
+/// queries that read a region's records (the catalog's search, one listing): the view under
+/// `fed/<region>/`, or this region's own records when `region` is this region.
+pub struct RegionRecords<'a, S: StateRead> {
+    state: &'a S,
+    prefix: Option<Vec<u8>>,
+}
+
+impl<'a, S: StateRead> RegionRecords<'a, S> {
+    /// The records of `region` in `state`, whose own region is `own`.
+    pub fn new(state: &'a S, own: &RegionId, region: &RegionId) -> Self {
+        Self {
+            state,
+            prefix: (region != own).then(|| view_prefix(region)),
+        }
+    }
+
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        match &self.prefix {
+            Some(prefix) => [prefix.as_slice(), key].concat(),
+            None => key.to_vec(),
+        }
+    }
+}
+
+impl<S: StateRead> StateRead for RegionRecords<'_, S> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.state.get_raw(&self.key(key))
+    }
+
+    fn scan_prefix_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<super::ScannedRecords, StateError> {
+        let page = self
+            .state
+            .scan_prefix_from(&self.key(prefix), &self.key(start), limit)?;
+        let cut = self.prefix.as_ref().map_or(0, Vec::len);
+        Ok(page
+            .into_iter()
+            .map(|(key, value)| (key[cut..].to_vec(), value))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryState;
+
+    #[test]
+    fn a_regions_records_are_read_under_its_view_and_only_there() {
+        let mut state = MemoryState::default();
+        let (cq, sc) = (
+            RegionId::try_from("cq").unwrap(),
+            RegionId::try_from("sc").unwrap(),
+        );
+        state.put_raw(b"listing/a".to_vec(), b"own".to_vec());
+        state.put_raw(view_key(&sc, b"listing/a"), b"theirs".to_vec());
+        state.put_raw(view_key(&sc, b"listing/b"), b"theirs b".to_vec());
+        state.put_raw(b"fed/scx/listing/c".to_vec(), b"another region".to_vec());
+        let own = RegionRecords::new(&state, &cq, &cq);
+        assert_eq!(own.get_raw(b"listing/a").unwrap(), Some(b"own".to_vec()));
+        let theirs = RegionRecords::new(&state, &cq, &sc);
+        assert_eq!(
+            theirs.get_raw(b"listing/a").unwrap(),
+            Some(b"theirs".to_vec())
+        );
+        let scanned = theirs.scan_prefix(b"listing/", 10).unwrap();
+        assert_eq!(
+            scanned,
+            vec![
+                (b"listing/a".to_vec(), b"theirs".to_vec()),
+                (b"listing/b".to_vec(), b"theirs b".to_vec())
+            ]
+        );
+        let from_b = theirs.scan_prefix_from(b"listing/", b"listing/b", 10).unwrap();
+        assert_eq!(from_b.len(), 1);
+    }
+}
