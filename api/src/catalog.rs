@@ -100,10 +100,10 @@ pub(crate) async fn get_listings(
         let region = query.region.clone().unwrap_or_else(|| own.clone());
         catalog::search(&RegionRecords::new(&node.state(), &own, &region), &query)
     })
-        .await
-        .expect("read task")
-        .map(Json)
-        .map_err(query_problem)
+    .await
+    .expect("read task")
+    .map(Json)
+    .map_err(query_problem)
 }
 
 /// `GET /v1/catalog/listings/{listing_id}`.

@@ -347,7 +347,9 @@ mod tests {
                 (b"listing/b".to_vec(), b"theirs b".to_vec())
             ]
         );
-        let from_b = theirs.scan_prefix_from(b"listing/", b"listing/b", 10).unwrap();
+        let from_b = theirs
+            .scan_prefix_from(b"listing/", b"listing/b", 10)
+            .unwrap();
         assert_eq!(from_b.len(), 1);
     }
 }
