@@ -33,6 +33,16 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "vledger-federation",
+        &[
+            "vledger-tlog",
+            "vledger-domain",
+            "vledger-wire",
+            "vledger-node",
+            "vledger-offline",
+        ],
+    ),
+    (
         "vledger-api",
         &[
             "vledger-tlog",
@@ -40,6 +50,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "vledger-wire",
             "vledger-node",
             "vledger-offline",
+            "vledger-federation",
         ],
     ),
     (
@@ -54,6 +65,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "vledger-wire",
             "vledger-node",
             "vledger-offline",
+            "vledger-federation",
             "vledger-api",
             "vledger-client",
         ],
