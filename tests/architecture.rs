@@ -77,6 +77,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "vledger-domain",
             "vledger-wire",
             "vledger-node",
+            "vledger-federation",
             "vledger-api",
             "vledger-client",
         ],
