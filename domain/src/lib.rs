@@ -92,18 +92,29 @@ fn apply_within<S: StateRead + StateWrite>(
     max_events_bytes: usize,
 ) -> Result<(Vec<Event>, Vec<u8>), ApplyError> {
     let events = decide(state, ctx, signer, command)?;
-    let bytes = event::encode_events_unbounded(&events);
-    if bytes.len() > max_events_bytes {
-        return Err(Rejection::EntryTooLarge {
-            events_bytes: bytes.len(),
-            max_events_bytes,
-        }
-        .into());
-    }
+    let bytes = encode_within(&events, max_events_bytes)?;
     for event in &events {
         evolve(state, ctx, event)?;
     }
     Ok((events, bytes))
+}
+
+/// The canonical bytes of a decided command's events ([`encode_events`]), or
+/// [`Rejection::EntryTooLarge`] if they are longer than an entry records: the check [`apply`]
+/// makes between deciding and evolving, for a caller that decides and evolves itself (a replay).
+pub fn encode_decided(events: &[Event]) -> Result<Vec<u8>, Rejection> {
+    encode_within(events, limits::MAX_EVENTS_BYTES)
+}
+
+fn encode_within(events: &[Event], max_events_bytes: usize) -> Result<Vec<u8>, Rejection> {
+    let bytes = event::encode_events_unbounded(events);
+    if bytes.len() > max_events_bytes {
+        return Err(Rejection::EntryTooLarge {
+            events_bytes: bytes.len(),
+            max_events_bytes,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Checks a command against the state and returns the events it produces: first the signer's

@@ -36,7 +36,7 @@ use vledger_domain::Event;
 use vledger_node::node::Node;
 use vledger_node::store::PeerLogStep;
 use vledger_node::writer::{wall_clock_ms, MirrorStep};
-use vledger_offline::replay::{ReplayPosition, Replayer};
+use vledger_offline::replay::{PrecheckedEntry, ReplayPosition, Replayer};
 use vledger_tlog::evidence::{implied_old_root, Evidence};
 use vledger_tlog::merkle::{self, leaf_hash, verify_consistency, Frontier, Hash};
 use vledger_tlog::note::{Checkpoint, NoteVerifier, SignedNote};
@@ -45,6 +45,11 @@ use vledger_wire::entry::Entry;
 
 use crate::source::{PeerSource, SourceError};
 use crate::view::RegionView;
+
+/// The longest checkpoint note a mirror adopts: the adoption's envelope carries it, within
+/// its bound (`MAX_ENVELOPE_BYTES`) with room for the proof. A node's own notes are a few
+/// hundred bytes; cosignatures add about a hundred each.
+pub const MAX_ADOPTED_CHECKPOINT_BYTES: usize = 16 * 1024;
 
 /// One other region of the federation, as the map names it.
 #[derive(Debug, Clone)]
@@ -331,10 +336,11 @@ impl Mirror {
         let mut replayer = Replayer::resume(view, position).folding_foreign_decisions();
         let mut tree_nodes = Vec::new();
         let mut indexed = Vec::with_capacity(entries.len());
-        for (offset, bytes) in entries.into_iter().enumerate() {
+        let prechecked = precheck(&entries);
+        for (offset, (bytes, checked)) in entries.into_iter().zip(prechecked).enumerate() {
             let index = adopted_size + offset as u64;
             replayer
-                .apply_entry(&bytes)
+                .apply_prechecked(checked)
                 .map_err(|e| MirrorError::Invalid(format!("an entry that fails replay: {e}")))?;
             tree_nodes.extend(frontier.append(leaf_hash(&bytes)));
             indexed.push((index, bytes));
@@ -516,6 +522,12 @@ impl Mirror {
     /// A checkpoint of the region: signed under its pinned key, of its origin.
     fn verify_note(&self, note: &str) -> Result<Checkpoint, MirrorError> {
         let invalid = |e: String| MirrorError::Invalid(format!("a checkpoint that {e}"));
+        if note.len() > MAX_ADOPTED_CHECKPOINT_BYTES {
+            return Err(invalid(format!(
+                "is {} bytes long; an adoption carries at most {MAX_ADOPTED_CHECKPOINT_BYTES}",
+                note.len()
+            )));
+        }
         let signed =
             SignedNote::parse(note).map_err(|e| invalid(format!("does not parse: {e}")))?;
         signed
@@ -539,6 +551,29 @@ impl Mirror {
             self.node.region()
         )
     }
+}
+
+/// Decodes the entries and checks their envelopes' signatures on every core, ahead of the
+/// replay, which applies them in order.
+fn precheck(entries: &[Vec<u8>]) -> Vec<PrecheckedEntry> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = entries.len().div_ceil(threads).max(64);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|bytes| PrecheckedEntry::check(bytes))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().expect("precheck thread"))
+            .collect()
+    })
 }
 
 /// Whether an entry (verified) records only the adoption of another region.

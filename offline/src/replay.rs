@@ -325,10 +325,16 @@ impl<S: ReplayState> Replayer<S> {
             region: region.clone(),
             node_key,
         };
-        match domain::apply_encoded(&mut self.state, &ctx, &payload.signer, &command) {
+        match domain::decide(&self.state, &ctx, &payload.signer, &command) {
             Ok(events) => {
-                if events != entry.events {
+                // Refused as the writer refuses it, if its events do not fit an entry.
+                let encoded =
+                    domain::encode_decided(&events).map_err(|r| fail(ReplayFailure::Refused(r)))?;
+                if encoded != entry.events {
                     return Err(fail(ReplayFailure::EventsDiffer));
+                }
+                for event in &events {
+                    domain::evolve(&mut self.state, &ctx, event).map_err(state_error)?;
                 }
             }
             Err(ApplyError::Rejected(r)) => return Err(fail(ReplayFailure::Refused(r))),
