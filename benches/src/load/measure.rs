@@ -239,7 +239,8 @@ mod tests {
                 let started = Instant::now();
                 let mut spins = 0u64;
                 while started.elapsed() < Duration::from_secs(10)
-                    && (spins % 4096 != 0 || threads_cpu_nanos(name).unwrap_or(0) < 20_000_000)
+                    && (!spins.is_multiple_of(4096)
+                        || threads_cpu_nanos(name).unwrap_or(0) < 20_000_000)
                 {
                     spins = std::hint::black_box(spins + 1);
                 }
