@@ -90,6 +90,17 @@ impl Region {
         command_type: &str,
         body: Value,
     ) -> Result<Accepted, SubmitError> {
+        self.node
+            .submit_and_wait(self.envelope(signer, command_type, body))
+    }
+
+    /// A command of this region, signed by `signer`.
+    pub fn envelope(
+        &self,
+        signer: &SigningKey,
+        command_type: &str,
+        body: Value,
+    ) -> VerifiedEnvelope {
         let n = self
             .nonce
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -101,8 +112,7 @@ impl Region {
             nonce: format!("n-{}-{n}", rand::random::<u32>()),
             body,
         };
-        let envelope = VerifiedEnvelope::parse_and_verify(&seal(&payload, signer)).unwrap();
-        self.node.submit_and_wait(envelope)
+        VerifiedEnvelope::parse_and_verify(&seal(&payload, signer)).unwrap()
     }
 
     /// Registers a party of this region.
@@ -114,5 +124,60 @@ impl Region {
                     "home_region": self.id.as_str(), "name": format!("{role} of {}", self.id) }),
         )
         .unwrap();
+    }
+}
+
+impl Region {
+    /// Registers many parties of this region at once: the writer takes them in batches, so
+    /// that one checkpoint covers many entries.
+    pub fn register_many(&self, parties: &[SigningKey], role: &str) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for party in parties {
+            let body = json!({ "key": party.public_key().to_base64(), "role": role,
+                               "home_region": self.id.as_str(), "name": format!("{role} of {}", self.id) });
+            let tx = tx.clone();
+            self.node.submit(
+                self.envelope(&self.admin, "party.register", body),
+                Box::new(move |answer| drop(tx.send(answer))),
+            );
+        }
+        drop(tx);
+        for answer in rx {
+            answer.unwrap();
+        }
+    }
+
+    /// Suspends a party of this region.
+    pub fn suspend(&self, party: &SigningKey) {
+        self.submit(
+            &self.admin,
+            "party.suspend",
+            json!({ "key": party.public_key().to_base64(), "reason": "inspection" }),
+        )
+        .unwrap();
+    }
+
+    /// A second node of this region from a copy of its store, under the same key: what a
+    /// region that forks its log runs. The region's node is restarted on its own store.
+    pub fn fork(self, seed: u8) -> (Region, Region) {
+        self.node.shutdown();
+        let fork_dir = tempfile::tempdir().unwrap();
+        copy_dir(self.dir.path(), fork_dir.path());
+        let fork = Region::open_in(self.id.as_str(), seed, fork_dir);
+        (self.restart(seed), fork)
+    }
+}
+
+/// Copies a directory tree (a stopped node's store).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
     }
 }
