@@ -2,8 +2,8 @@
 //! (real, on RocksDB, accepting commands all along) is mirrored by the node of region `cq`
 //! through a simulated network that loses, delays, reorders, corrupts and partitions reads,
 //! answers from older snapshots, restarts the nodes and, in some seeds, serves a fork of `sc`'s
-//! log signed under the same key. The mirror is stepped on a simulated clock: no thread, no
-//! sleep. After every step:
+//! log signed under the same key. The simulation steps the mirror itself, on a simulated clock:
+//! no mirror thread, no sleep. After every step:
 //!
 //! 1. what is adopted is a state that `sc` (or, once it is served, the fork) holds: the size
 //!    and root its tree has;
@@ -14,9 +14,12 @@
 //!    exactly `sc`'s entries, and `sc`'s parties are known as `sc` has them.
 //!
 //! `VLEDGER_SIM_SEEDS` seeds are run (from `VLEDGER_SIM_FIRST_SEED`, 0 by default) on
-//! `VLEDGER_SIM_THREADS` threads (1); `VLEDGER_SIM_SEED=<n>` runs seed n alone. A run depends
-//! on its seed only: the sizes, the faults and the outcomes repeat; only node times, nonces and
-//! so hashes differ.
+//! `VLEDGER_SIM_THREADS` threads (1); `VLEDGER_SIM_SEED=<n>` runs seed n alone,
+//! `VLEDGER_SIM_VERBOSE` prints a line per seed and `VLEDGER_SIM_TRACE` one per step. A run
+//! depends on its seed only: the sizes, the faults and each step's outcome repeat (only node
+//! times, nonces and so hashes differ, and with them the message of a corrupted answer's
+//! failure), except where a burst of commands (one seed in [`BURST_ONE_SEED_IN`]) is batched
+//! as the writer finds them queued.
 
 mod common;
 
@@ -44,7 +47,7 @@ use vledger_tlog::merkle::{self, verify_consistency, Hash};
 use vledger_tlog::tiles::{encode_entry_bundle, TilePath, TILE_WIDTH};
 use vledger_wire::entry::Entry;
 
-/// Seeds the suite runs: about 20 s of the release build on two cores.
+/// Seeds the suite runs: about 17 s of the release build on an idle machine of two cores.
 const DEFAULT_SEEDS: u64 = 48;
 /// Steps of a seed before the network heals: at least this many, up to twice as many.
 const MIN_FAULTY_STEPS: u64 = 60;
@@ -56,6 +59,9 @@ const MIN_COMMAND_RUN: u64 = 20;
 const BURST_ONE_SEED_IN: u64 = 24;
 /// The most commands a fork takes to reach a power of two.
 const MAX_FORK_TO_POWER_OF_TWO: u64 = 200;
+/// `Sim::step` once the network healed.
+const HEALED: u64 = u64::MAX;
+/// The keys of the mirroring node's region (`cq`) and of the region mirrored (`sc`).
 const HOME_SEED: u8 = 1;
 const REGION_SEED: u8 = 2;
 
@@ -541,6 +547,8 @@ struct Sim {
     /// In mutual seeds, the region's mirror of the mirroring node, over a perfect network.
     reverse: Option<Mirror>,
     mutual: bool,
+    /// Print every step (`VLEDGER_SIM_TRACE`).
+    trace: bool,
     /// The fork takes no more commands.
     fork_frozen: bool,
     /// The region's size when it forked.
@@ -612,7 +620,7 @@ fn simulate(seed: u64) -> Run {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
     let scenario = Scenario::draw(seed, &mut rng);
-    let net_seed = rng.next_u64();
+    let mut step_seeds = StdRng::seed_from_u64(rng.next_u64());
     let home = Region::found("cq", HOME_SEED);
     let honest = Region::found("sc", REGION_SEED);
     let region_id = honest.id.clone();
@@ -627,7 +635,7 @@ fn simulate(seed: u64) -> Run {
         step: 0,
         rng,
         net: Network {
-            rng: StdRng::seed_from_u64(net_seed),
+            rng: StdRng::seed_from_u64(0),
             faults: scenario.faults,
             partitioned: false,
             late: Default::default(),
@@ -638,6 +646,7 @@ fn simulate(seed: u64) -> Run {
         mirror: Some(mirror),
         reverse: None,
         mutual: scenario.mutual,
+        trace: std::env::var_os("VLEDGER_SIM_TRACE").is_some(),
         fork_frozen: false,
         fork_point: None,
         honest: Side {
@@ -660,6 +669,10 @@ fn simulate(seed: u64) -> Run {
     let mut partition_left = 0;
     for step in 0..scenario.faulty_steps {
         sim.step = step;
+        // Each step's draws (the driver's and the network's) come from a generator of its
+        // own, so that a step that goes another way leaves the draws of the others as they were.
+        sim.rng = StdRng::seed_from_u64(step_seeds.next_u64());
+        sim.net.rng = StdRng::seed_from_u64(step_seeds.next_u64());
         if below(&mut sim.rng, 1000) < command_rate {
             let draw = sim.rng.next_u64();
             sim.honest.command(draw, &mut sim.next_key, seed);
@@ -735,11 +748,18 @@ fn simulate(seed: u64) -> Run {
 }
 
 impl Sim {
+    fn step_name(&self) -> String {
+        match self.step {
+            HEALED => "after the heal".into(),
+            step => step.to_string(),
+        }
+    }
+
     fn fail(&self, what: String) -> ! {
         panic!(
             "seed {}, step {}: {what} (adopted so far: {:?})",
             self.seed,
-            self.step,
+            self.step_name(),
             self.adopted
                 .iter()
                 .map(|(size, _)| size)
@@ -805,6 +825,14 @@ impl Sim {
         };
         let reverse = self.reverse.as_mut().expect("a mutual seed");
         let outcome = reverse.step(&mut source, self.net.clock_ms);
+        if self.trace {
+            println!(
+                "seed {} step {}: the region mirrors the mirroring node at size {} -> {outcome:?}",
+                self.seed,
+                self.step_name(),
+                self.home().node.tree_size()
+            );
+        }
         if !matches!(outcome, StepOutcome::Adopted { .. } | StepOutcome::UpToDate) {
             self.fail(format!(
                 "the region's mirror of the mirroring node: {outcome:?}"
@@ -909,6 +937,15 @@ impl Sim {
             .expect("mirror running")
             .step(&mut link, now_ms);
         self.run.steps += 1;
+        if self.trace {
+            println!(
+                "seed {} step {}: {} at size {} -> {outcome:?}",
+                self.seed,
+                self.step_name(),
+                if self.serving_fork { "fork" } else { "region" },
+                node.tree_size(),
+            );
+        }
         self.check(&outcome, &node);
         let wait = match &outcome {
             StepOutcome::Adopted { .. } => {
@@ -1125,7 +1162,7 @@ impl Sim {
     /// catch up within a bounded number of steps, or, if what it adopted is the fork's, stay
     /// halted or refuse.
     fn heal(&mut self) {
-        self.step = u64::MAX;
+        self.step = HEALED;
         self.net.faults = Faults::default();
         self.net.partitioned = false;
         self.net.late = Default::default();

@@ -109,7 +109,8 @@ impl Region {
             command_type: command_type.into(),
             region: self.id.clone(),
             signer: signer.public_key(),
-            nonce: format!("n-{}-{n}", rand::random::<u32>()),
+            // Of one length, so that the entries' bytes are laid out alike from run to run.
+            nonce: format!("n-{:010}-{n:08}", rand::random::<u32>()),
             body,
         };
         VerifiedEnvelope::parse_and_verify(&seal(&payload, signer)).unwrap()
