@@ -259,7 +259,13 @@ impl Mirror {
         let latest_note = source.checkpoint()?;
         let latest = self.verify_note(&latest_note)?;
         if self.verified_tail == Some((latest.size, latest.root_hash)) {
-            self.update(|s| s.last_contact_ms = Some(now_ms));
+            self.update(|s| {
+                s.last_contact_ms = Some(now_ms);
+                s.last_error = None;
+                if s.latest_seen_size <= latest.size {
+                    s.behind_since_ms = None;
+                }
+            });
             return Ok(Progress::UpToDate);
         }
         let state = self.node.state();
@@ -273,14 +279,15 @@ impl Mirror {
             s.last_contact_ms = Some(now_ms);
             s.adopted_size = adopted_size;
             s.latest_seen_size = s.latest_seen_size.max(latest.size);
-            if s.latest_seen_size > adopted_size {
+            // Behind when entries past those adopted or verified (a tail of adoptions) wait.
+            if s.latest_seen_size > adopted_size.max(s.verified_size) {
                 s.behind_since_ms.get_or_insert(now_ms);
             }
         });
         if latest.size <= adopted_size {
             self.update(|s| {
                 s.last_error = None;
-                if s.latest_seen_size <= adopted_size {
+                if s.latest_seen_size <= adopted_size.max(s.verified_size) {
                     s.behind_since_ms = None;
                 }
             });
