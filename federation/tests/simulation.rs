@@ -1031,6 +1031,15 @@ impl Sim {
                 status.adopted_size, now.0
             ));
         }
+        if matches!(outcome, StepOutcome::Adopted { .. } | StepOutcome::UpToDate) {
+            let caught_up =
+                status.latest_seen_size <= status.adopted_size.max(status.verified_size);
+            if status.last_error.is_some() || (caught_up && status.behind_since_ms.is_some()) {
+                self.fail(format!(
+                    "after a step that succeeded ({outcome:?}), a status that says otherwise: {status:?}"
+                ));
+            }
+        }
 
         // 1. Only states that the region (or its fork) holds.
         let Some(holder) = self.holder(now).cloned() else {
