@@ -470,6 +470,9 @@ struct Run {
     /// On the fork's branch at a power-of-two size: no evidence can be built from a
     /// consistency proof, and every later step is refused.
     refused_power_of_two: bool,
+    /// Caught up with the region, having seen a larger checkpoint of the fork (the status
+    /// keeps it as the largest seen).
+    fork_seen_larger: bool,
     /// Steps refused because the region's checkpoint is on another branch than the state
     /// adopted, at a power-of-two size: evidence cannot come from a consistency proof.
     refused_steps: u64,
@@ -1261,7 +1264,17 @@ impl Sim {
             ));
         }
         let status = self.mirror().status().read().unwrap().clone();
-        if status.lag_entries() != 0 || status.behind_since_ms.is_some() {
+        // A larger checkpoint of the fork, seen and never adopted, stays the largest seen: the
+        // region looks rolled back, and behind it.
+        let fork_seen = self.run.fork_served
+            && status.latest_seen_size > size
+            && self
+                .fork
+                .as_ref()
+                .is_some_and(|fork| fork.node().tree_size() >= status.latest_seen_size);
+        if fork_seen {
+            self.run.fork_seen_larger = true;
+        } else if status.lag_entries() != 0 || status.behind_since_ms.is_some() {
             self.fail(format!("caught up, but the status shows a lag: {status:?}"));
         }
     }
@@ -1291,6 +1304,7 @@ struct Totals {
     refused_power_of_two: u64,
     refused_steps: u64,
     seeds_with_refused_steps: u64,
+    fork_seen_larger: u64,
     max_catch_up_steps: u64,
     net: NetCounts,
 }
@@ -1311,6 +1325,7 @@ impl Totals {
         self.mutual += u64::from(run.mutual);
         self.refused_steps += run.refused_steps;
         self.seeds_with_refused_steps += u64::from(run.refused_steps > 0);
+        self.fork_seen_larger += u64::from(run.fork_seen_larger);
         self.forked += u64::from(run.forked);
         self.fork_served += u64::from(run.fork_served);
         self.fork_adopted += u64::from(run.fork_adopted);
@@ -1356,14 +1371,15 @@ impl std::fmt::Display for Totals {
         )?;
         write!(
             f,
-            "forks: {} seeds forked, {} served the fork, {} adopted the fork's branch; caught with evidence {}; refused for good without evidence at a power-of-two size {}; steps refused so {} (in {} seeds)",
+            "forks: {} seeds forked, {} served the fork, {} adopted the fork's branch; caught with evidence {}; refused for good without evidence at a power-of-two size {}; steps refused so {} (in {} seeds); caught up with the region after seeing a larger checkpoint of the fork {}",
             self.forked,
             self.fork_served,
             self.fork_adopted,
             self.caught,
             self.refused_power_of_two,
             self.refused_steps,
-            self.seeds_with_refused_steps
+            self.seeds_with_refused_steps,
+            self.fork_seen_larger
         )
     }
 }

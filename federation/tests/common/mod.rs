@@ -160,12 +160,21 @@ impl Region {
 
     /// A second node of this region from a copy of its store, under the same key: what a
     /// region that forks its log runs. The region's node is restarted on its own store.
+    /// The node must hold the only reference to its store, so that the store is closed (no
+    /// background work of RocksDB's removes a file) while it is copied.
     pub fn fork(self, seed: u8) -> (Region, Region) {
-        self.node.shutdown();
+        let Region { id, node, dir, .. } = self;
+        node.shutdown();
+        assert_eq!(
+            Arc::strong_count(&node),
+            1,
+            "the store of a forked node is in use"
+        );
+        drop(node);
         let fork_dir = tempfile::tempdir().unwrap();
-        copy_dir(self.dir.path(), fork_dir.path());
-        let fork = Region::open_in(self.id.as_str(), seed, fork_dir);
-        (self.restart(seed), fork)
+        copy_dir(dir.path(), fork_dir.path());
+        let fork = Region::open_in(id.as_str(), seed, fork_dir);
+        (Region::open_in(id.as_str(), seed, dir), fork)
     }
 }
 
