@@ -172,10 +172,11 @@ fn a_forked_region_is_caught_with_evidence_that_verifies_and_adoption_stops() {
     let adopted = sc.node.tree_size();
 
     // A second node from a copy of sc's store, under the same key, with other later entries.
-    let fork_dir = tempfile::tempdir().unwrap();
-    sc.node.shutdown();
-    copy_dir(sc.dir.path(), fork_dir.path());
-    let fork = Region::open_in("sc", 2, fork_dir);
+    drop(source);
+    let (sc, fork) = sc.fork(2);
+    let source = LocalSource {
+        node: sc.node.clone(),
+    };
     fork.register(&key(51), "agency");
     fork.register(&key(52), "agency");
     let mut fork_source = LocalSource {
@@ -186,7 +187,6 @@ fn a_forked_region_is_caught_with_evidence_that_verifies_and_adoption_stops() {
     drop(fork_source);
     drop(mirror);
     drop(source);
-    let sc = sc.restart(2);
     sc.register(&key(60), "agency");
     sc.register(&key(61), "agency");
     sc.register(&key(62), "agency");
@@ -235,17 +235,4 @@ fn a_forked_region_is_caught_with_evidence_that_verifies_and_adoption_stops() {
         load_adopted(&cq.node.state(), &sc.id).unwrap().unwrap(),
         before
     );
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
