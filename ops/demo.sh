@@ -68,7 +68,7 @@ step "3. The lab lists a service in the shared catalog; the enterprise finds it"
 LISTING="lst-$RUN"
 submit catalog.list "$KEYS/lab.pem" "{\"listing_id\":\"$LISTING\",\"pool\":\"instruments_equipment\",\"category\":\"testing\",\"title\":\"EMC testing of a robot controller $RUN\",\"description\":\"Electromagnetic compatibility test with a report\",\"price_minor\":3000000,\"currency\":\"CNY\",\"unit\":\"per device\",\"tags\":[\"EMC\",\"robotics\"]}"
 say "the lab listed 'EMC testing of a robot controller' at $(yuan 3000000)"
-FOUND="$("$VLEDGER" query listings --text "robot controller $RUN" | json_field '["listings"][0]["listing_id"]')"
+FOUND="$("$VLEDGER" query listings --text "robot controller $RUN" | json_field '["hits"][0]["listing"]["listing_id"]')"
 say "searching the catalog for 'robot controller' finds listing $FOUND"
 
 step "4. The enterprise orders it, paying half with the voucher and half through escrow"

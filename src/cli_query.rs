@@ -88,27 +88,44 @@ enum Query {
     },
     /// One party by its public key.
     Party { key: String },
-    /// Search the catalog's active listings.
+    /// Search the catalog of every region of the federation, best match first (the query
+    /// language is `GET /v1/catalog/search`'s `q`, in /openapi.json).
     Listings {
+        /// Terms that must all match: words, Chinese characters standing together,
+        /// "quoted phrases", and -excluded terms.
+        #[arg(long)]
+        text: Option<String>,
         #[arg(long)]
         pool: Option<String>,
         #[arg(long)]
         industry: Option<String>,
+        /// Only listings held in this region's log.
         #[arg(long)]
         region: Option<String>,
         #[arg(long)]
         category: Option<String>,
-        /// Text anywhere in the title, description or tags.
-        #[arg(long)]
-        text: Option<String>,
         #[arg(long)]
         min_price: Option<u64>,
         #[arg(long)]
         max_price: Option<u64>,
-        #[command(flatten)]
-        paging: Paging,
+        #[arg(long)]
+        currency: Option<String>,
+        #[arg(long)]
+        unit: Option<String>,
+        /// The agency's public key (standard base64).
+        #[arg(long)]
+        agency: Option<String>,
+        /// relevance (the default), price_asc or price_desc.
+        #[arg(long)]
+        sort: Option<String>,
+        /// The `next_cursor` of the previous page of the same search.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// At most this many hits (1 to 100; 20 by default).
+        #[arg(long)]
+        limit: Option<usize>,
     },
-    /// The listings that fit a demand, cheapest first.
+    /// The listings of every region that fit a demand, the best match first.
     Matches { demand: String },
     /// Fraud flags raised for regulators.
     FraudFlags {
@@ -200,25 +217,35 @@ pub fn run(args: QueryArgs) -> Result<()> {
         }
         Query::Party { key } => (format!("/v1/parties/{}", path_segment(key)), Vec::new()),
         Query::Listings {
+            text,
             pool,
             industry,
             region,
             category,
-            text,
             min_price,
             max_price,
-            paging: p,
+            currency,
+            unit,
+            agency,
+            sort,
+            cursor,
+            limit,
         } => {
             let mut q = Vec::new();
+            push(&mut q, "q", text);
             push(&mut q, "pool", pool);
             push(&mut q, "industry", industry);
             push(&mut q, "region", region);
             push(&mut q, "category", category);
-            push(&mut q, "q", text);
             push(&mut q, "min_price", &min_price.map(|v| v.to_string()));
             push(&mut q, "max_price", &max_price.map(|v| v.to_string()));
-            paging(&mut q, p);
-            ("/v1/catalog/listings".to_string(), q)
+            push(&mut q, "currency", currency);
+            push(&mut q, "unit", unit);
+            push(&mut q, "agency", agency);
+            push(&mut q, "sort", sort);
+            push(&mut q, "cursor", cursor);
+            push(&mut q, "limit", &limit.map(|v| v.to_string()));
+            ("/v1/catalog/search".to_string(), q)
         }
         Query::Matches { demand } => (
             format!("/v1/catalog/demands/{}/matches", path_segment(demand)),
@@ -231,6 +258,14 @@ pub fn run(args: QueryArgs) -> Result<()> {
         }
         Query::Settlement => ("/v1/settlement/positions".to_string(), Vec::new()),
     };
+    let mut query = query;
+    if matches!(args.what, Query::Listings { .. } | Query::Matches { .. }) {
+        // The catalog's index follows the log a moment behind: a person searching wants to
+        // see what was just done, so the answer waits for the index to reflect the log as it
+        // is now.
+        let size = client.node().map_err(explain)?.tree_size;
+        query.push(("min_log_size", size.to_string()));
+    }
     let answer: Value = client.get_json(&path, &query).map_err(explain)?;
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())

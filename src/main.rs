@@ -76,6 +76,13 @@ enum Commands {
         #[arg(long)]
         from_events: bool,
     },
+    /// Build a stopped node's catalog search index afresh from its store (a running node
+    /// keeps it up by itself, and builds it at start when it is missing).
+    Reindex {
+        /// The node's data directory (as given to `vledger serve --data`).
+        #[arg(long, env = "VLEDGER_DATA", default_value = "./data")]
+        data: PathBuf,
+    },
     /// Write a node's log (entries, checkpoints, key) as a self-contained archive.
     Export(cli_export::ExportArgs),
     /// Verify an archive or a running node offline: signatures, chain, checkpoints, replay.
@@ -132,6 +139,7 @@ fn main() -> Result<()> {
             write,
             from_events,
         } => rebuild(&data, write, from_events),
+        Commands::Reindex { data } => reindex(&data),
         Commands::Export(args) => cli_export::run(args),
         Commands::Verify(args) => std::process::exit(cli_verify::run(args)),
         Commands::VerifyEvidence { file } => std::process::exit(cli_verify::verify_evidence(&file)),
@@ -159,6 +167,41 @@ fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool)> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     write_new_key(path, &key)?;
     Ok((key, true))
+}
+
+/// Where a node keeps its catalog search index, beside its store.
+fn catalog_index_dir(data: &Path) -> PathBuf {
+    data.join("catalog-index")
+}
+
+fn reindex(data: &Path) -> Result<()> {
+    let db = data.join("db");
+    if !db.exists() {
+        anyhow::bail!(
+            "{} holds no store (expected {})",
+            data.display(),
+            db.display()
+        );
+    }
+    let store = vledger_node::store::Store::open(&db)
+        .with_context(|| format!("cannot open {} (is the node still running?)", db.display()))?;
+    let started = std::time::Instant::now();
+    let report = vledger_search::index::rebuild_in(&catalog_index_dir(data), &store)
+        .context("cannot build the catalog's search index")?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "indexed {} active listings as of {} entries{} in {seconds:.2} s ({:.0} listings/s)",
+        report.listings,
+        report.freshness.log_size,
+        report
+            .freshness
+            .regions
+            .iter()
+            .map(|(region, size)| format!(", {region} at {size}"))
+            .collect::<String>(),
+        report.listings as f64 / seconds.max(1e-9)
+    );
+    Ok(())
 }
 
 fn rebuild(data: &Path, write: bool, from_events: bool) -> Result<()> {
@@ -210,6 +253,13 @@ fn rebuild(data: &Path, write: bool, from_events: bool) -> Result<()> {
             "replaced the stored state with the replayed state ({} records differed)",
             report.differing_keys.len()
         );
+        // The search index was made from the state replaced: the node builds it again at start.
+        let index = catalog_index_dir(data);
+        if index.exists() {
+            std::fs::remove_dir_all(&index)
+                .with_context(|| format!("cannot remove {}", index.display()))?;
+            println!("removed the catalog's search index; the node builds it again at start");
+        }
         Ok(())
     } else {
         anyhow::bail!(
@@ -297,6 +347,10 @@ fn serve(args: config::ServeSettings) -> Result<()> {
                 Arc::clone(&node),
                 peers,
                 args.data.join("evidence"),
+            ),
+            catalog: Some(
+                vledger_search::CatalogIndex::start(&node, Some(catalog_index_dir(&args.data)))
+                    .context("cannot open the catalog's search index")?,
             ),
         };
         vledger_api::serve_app(listener, Arc::clone(&node), services, limits, shutdown_signal()).await?;

@@ -69,6 +69,8 @@ pub struct SharedState {
     pub max_event_subscribers: usize,
     /// The other regions of the federation map and their mirrors (none for a node alone).
     pub federation: Arc<federation::Federation>,
+    /// The catalog's search index, following the log.
+    pub catalog: Arc<vledger_search::CatalogIndex>,
 }
 
 /// The header that carries a request's id (taken from the client or made by the node).
@@ -114,12 +116,21 @@ fn app(
     let NodeServices {
         cosigned,
         federation,
+        catalog,
     } = services;
+    let catalog = catalog.unwrap_or_else(|| {
+        vledger_search::CatalogIndex::start(&node, None)
+            .expect("an index in memory opens and its indexer starts")
+    });
     let (commit_sender, commits) = tokio::sync::watch::channel(node.tree_size());
     node.published().on_commit(Box::new(move |size| {
         commit_sender.send_replace(size);
     }));
-    let metrics = Arc::new(Metrics::new(node.clone(), federation.clone()));
+    let metrics = Arc::new(Metrics::new(
+        node.clone(),
+        federation.clone(),
+        catalog.clone(),
+    ));
     let state = AppState(Arc::new(SharedState {
         node,
         metrics: metrics.clone(),
@@ -128,6 +139,7 @@ fn app(
         subscribers: Arc::new(tokio::sync::Semaphore::new(limits.max_event_subscribers)),
         max_event_subscribers: limits.max_event_subscribers,
         federation,
+        catalog,
     }));
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
     let router = Router::new()
@@ -150,6 +162,7 @@ fn app(
         .route("/v1/proofs/consistency", get(log::get_consistency_proof))
         .route("/v1/programs/{program_id}", get(records::get_program))
         .route("/v1/vouchers/{voucher_id}", get(records::get_voucher))
+        .route("/v1/catalog/search", get(catalog::get_search))
         .route("/v1/catalog/listings", get(catalog::get_listings))
         .route(
             "/v1/catalog/listings/{listing_id}",
@@ -234,6 +247,9 @@ pub struct NodeServices {
     pub cosigned: Arc<witnessing::Cosigned>,
     /// The mirrors of the other regions of its federation (see [`federation`]).
     pub federation: Arc<federation::Federation>,
+    /// The catalog's search index (in memory when none is given: built from the state at
+    /// start; `vledger serve` keeps it on disk beside the store).
+    pub catalog: Option<Arc<vledger_search::CatalogIndex>>,
 }
 
 /// Serves the router of `node` with its `services` within `limits`, then stops the mirrors and

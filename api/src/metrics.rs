@@ -57,7 +57,11 @@ pub struct Metrics {
 impl Metrics {
     /// The registry of `node`'s metrics. Help texts are given without their final full stop,
     /// which the registry adds; counters without their `_total`, which the encoding adds.
-    pub fn new(node: Arc<Node>, federation: Arc<crate::federation::Federation>) -> Self {
+    pub fn new(
+        node: Arc<Node>,
+        federation: Arc<crate::federation::Federation>,
+        catalog: Arc<vledger_search::CatalogIndex>,
+    ) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -89,6 +93,10 @@ impl Metrics {
             "Connections over the bound (answered 503 too-many-connections, or closed at once)",
             connections_refused.clone(),
         );
+        registry.register_collector(Box::new(CatalogIndexCollector {
+            node: node.clone(),
+            catalog,
+        }));
         registry.register_collector(Box::new(NodeCollector(node)));
         registry.register_collector(Box::new(FederationCollector(federation)));
         Self {
@@ -222,6 +230,54 @@ impl Collector for NodeCollector {
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The catalog's search index: what it reflects, read at each scrape.
+struct CatalogIndexCollector {
+    node: Arc<Node>,
+    catalog: Arc<vledger_search::CatalogIndex>,
+}
+
+impl std::fmt::Debug for CatalogIndexCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogIndexCollector").finish()
+    }
+}
+
+impl Collector for CatalogIndexCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // The index's size is read first: it never passes the log's, so the lag is never
+        // negative.
+        let indexed = self.catalog.freshness().log_size;
+        let log_size = self.node.tree_size();
+        let gauges = [
+            (
+                "vledger_catalog_index_log_size",
+                "Entries of this log the catalog's search index reflects.",
+                indexed as f64,
+            ),
+            (
+                "vledger_catalog_index_lag_entries",
+                "Entries of this log the catalog's search index does not reflect yet.",
+                log_size.saturating_sub(indexed) as f64,
+            ),
+            (
+                "vledger_catalog_index_failing",
+                "1 while the latest attempt to index the catalog failed, else 0.",
+                f64::from(u8::from(self.catalog.last_error().is_some())),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            ConstGauge::new(value).encode(family)?;
         }
         Ok(())
     }

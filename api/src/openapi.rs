@@ -42,6 +42,7 @@ use utoipa::OpenApi;
         super::records::get_party,
         super::records::get_fraud_flags,
         super::records::get_settlement_positions,
+        super::catalog::get_search,
         super::catalog::get_listings,
         super::catalog::get_listing,
         super::catalog::get_demand,
@@ -127,6 +128,8 @@ mod tests {
         MAX_CATALOG_PAGE, MAX_CATALOG_QUERY_TEXT_CHARS, MAX_CATEGORY_FILTER_CHARS,
     };
     use vledger_domain::limits::{MAX_CHECKPOINTS_PAGE, MAX_FLAGS_PAGE};
+    use vledger_search::query::MAX_QUERY_TEXT_CHARS;
+    use vledger_search::MAX_SEARCH_PAGE;
 
     fn parameter<'a>(doc: &'a Value, path: &str, name: &str) -> &'a Value {
         doc["paths"][path]["get"]["parameters"]
@@ -148,7 +151,8 @@ mod tests {
             ("/v1/checkpoints", MAX_CHECKPOINTS_PAGE),
             ("/v1/fraud-flags", MAX_FLAGS_PAGE),
             ("/v1/catalog/listings", MAX_CATALOG_PAGE),
-            ("/v1/catalog/demands/{demand_id}/matches", MAX_CATALOG_PAGE),
+            ("/v1/catalog/demands/{demand_id}/matches", MAX_SEARCH_PAGE),
+            ("/v1/catalog/search", MAX_SEARCH_PAGE),
         ];
         for (path, max) in limits {
             let schema = &parameter(&doc, path, "limit")["schema"];
@@ -162,6 +166,14 @@ mod tests {
                 MAX_CATEGORY_FILTER_CHARS,
             ),
             ("/v1/catalog/listings", "q", MAX_CATALOG_QUERY_TEXT_CHARS),
+            ("/v1/catalog/search", "q", MAX_QUERY_TEXT_CHARS),
+            ("/v1/catalog/search", "category", MAX_CATEGORY_FILTER_CHARS),
+            ("/v1/catalog/search", "unit", MAX_CATEGORY_FILTER_CHARS),
+            (
+                "/v1/catalog/search",
+                "cursor",
+                crate::catalog::MAX_CURSOR_CHARS,
+            ),
             ("/v1/events", "type", MAX_TYPE_FILTER_BYTES),
         ];
         for (path, name, max) in lengths {

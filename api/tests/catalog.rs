@@ -85,13 +85,20 @@ impl TestApp {
         ids(&self.search(query).await.listings)
     }
 
+    /// The demand's matches once the index reflects every command accepted so far.
     async fn matches(&self, demand_id: &str) -> Vec<String> {
+        let node: Value = self.get("/v1/node", &[]).await.json().await.unwrap();
+        let size = node["tree_size"].as_u64().unwrap().to_string();
         let path = format!("/v1/catalog/demands/{demand_id}/matches");
-        let response = self.get(&path, &[]).await;
+        let response = self.get(&path, &[("min_log_size", &size)]).await;
         assert_eq!(response.status(), 200);
         let matches: DemandMatches = response.json().await.unwrap();
         assert_eq!(matches.demand_id.as_str(), demand_id);
-        ids(&matches.listings)
+        matches
+            .hits
+            .iter()
+            .map(|h| h.listing.listing_id.to_string())
+            .collect()
     }
 }
 
@@ -165,7 +172,8 @@ async fn agencies_list_enterprises_post_and_the_catalog_searches_and_matches() {
     let second = app.search(&[("limit", "1"), ("after", &after)]).await;
     assert_eq!(ids(&second.listings), ["cq-sem-1"]);
 
-    // One listing, one demand, and the demand's matches, cheapest first.
+    // One listing, one demand, and the demand's matches, the best first: the car parts test
+    // shares the demand's words (零部件检测), the microscope none.
     let response = app.get("/v1/catalog/listings/cq-auto-1", &[]).await;
     assert_eq!(response.status(), 200);
     let listing: ListingRecord = response.json().await.unwrap();
@@ -176,7 +184,7 @@ async fn agencies_list_enterprises_post_and_the_catalog_searches_and_matches() {
     assert_eq!(response.status(), 200);
     let record: DemandRecord = response.json().await.unwrap();
     assert_eq!(record.enterprise, enterprise.public_key());
-    assert_eq!(app.matches("d-1").await, ["cq-sem-1", "cq-auto-1"]);
+    assert_eq!(app.matches("d-1").await, ["cq-auto-1", "cq-sem-1"]);
 
     // Only the listing's agency changes it; a withdrawn listing leaves search and matches.
     let cheaper = json!({ "listing_id": "cq-auto-1", "price_minor": 40_000 });

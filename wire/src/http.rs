@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use vledger_domain::catalog::ListingRecord;
 use vledger_domain::orders::FraudFlagRecord;
-use vledger_domain::types::RecordId;
+use vledger_domain::types::{RecordId, RegionId};
 use vledger_domain::Event;
 
 use crate::envelope::DsseEnvelope;
@@ -143,11 +143,81 @@ pub struct Health {
     pub tree_size: u64,
 }
 
-/// The listings that fit a demand, cheapest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+/// The listings of every region that fit a demand, the best match first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DemandMatches {
     pub demand_id: RecordId,
-    pub listings: Vec<ListingRecord>,
+    /// Ranked by how well their text matches the demand's title and description (BM25), then
+    /// cheapest first.
+    pub hits: Vec<SearchHit>,
+    /// What the catalog's index reflected when it answered.
+    pub indexed: CatalogFreshness,
+}
+
+/// How catalog search results are ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortOrder {
+    /// Best match first (BM25); without query text every listing scores the same, and the
+    /// order among equals is fixed but arbitrary.
+    #[default]
+    Relevance,
+    /// Cheapest first.
+    PriceAsc,
+    /// Dearest first.
+    PriceDesc,
+}
+
+/// One listing a catalog search found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SearchHit {
+    /// The region whose log holds the listing: this node's own, or a region of the federation
+    /// as this node adopted it.
+    pub log_region: RegionId,
+    /// The listing's BM25 score, when ranked by relevance.
+    pub score: Option<f32>,
+    pub listing: ListingRecord,
+}
+
+/// How many matching listings have one value of a field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FacetCount {
+    pub value: String,
+    pub count: u64,
+}
+
+/// Per field, the values the matching listings have, with their counts: the most frequent
+/// first (ties in value order), at most 50 values per field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Facets {
+    pub pool: Vec<FacetCount>,
+    pub industry: Vec<FacetCount>,
+    /// The region whose log holds the listing.
+    pub region: Vec<FacetCount>,
+    pub category: Vec<FacetCount>,
+}
+
+/// What the catalog's search index reflects: every entry of this node's log below
+/// `log_size`, and of each adopted region every entry below its size. A listing's record is
+/// read as the node holds it when the page is made, so it may show a later change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CatalogFreshness {
+    pub log_size: u64,
+    /// Per adopted region, the size of its log the index reflects.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub regions: std::collections::BTreeMap<RegionId, u64>,
+}
+
+/// One page of a catalog search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    /// How many listings match in all.
+    pub total: u64,
+    pub facets: Facets,
+    /// Pass as `cursor`, with the same query, for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+    pub indexed: CatalogFreshness,
 }
 
 /// The `data` of one streamed event.
