@@ -43,6 +43,15 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "vledger-search",
+        &[
+            "vledger-tlog",
+            "vledger-domain",
+            "vledger-wire",
+            "vledger-node",
+        ],
+    ),
+    (
         "vledger-api",
         &[
             "vledger-tlog",
@@ -51,6 +60,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "vledger-node",
             "vledger-offline",
             "vledger-federation",
+            "vledger-search",
         ],
     ),
     (
@@ -66,6 +76,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "vledger-node",
             "vledger-offline",
             "vledger-federation",
+            "vledger-search",
             "vledger-api",
             "vledger-client",
         ],
@@ -78,6 +89,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "vledger-wire",
             "vledger-node",
             "vledger-federation",
+            "vledger-search",
             "vledger-api",
             "vledger-client",
         ],
@@ -104,6 +116,7 @@ const IMPURE: &[&str] = &[
     "tracing",
     "crossbeam-channel",
     "tempfile",
+    "tantivy",
 ];
 
 /// Crates the client must not reach.
@@ -111,8 +124,10 @@ const NOT_IN_CLIENT: &[&str] = &[
     "rocksdb",
     "librocksdb-sys",
     "axum",
+    "tantivy",
     "vledger-api",
     "vledger-node",
+    "vledger-search",
 ];
 
 const PURE: &[&str] = &["vledger-tlog", "vledger-domain", "vledger-wire"];

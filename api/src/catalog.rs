@@ -192,7 +192,7 @@ pub(crate) async fn get_search(
     let index = state.catalog.clone();
     tokio::task::spawn_blocking(move || {
         wait_for_index(&index, wanted)?;
-        index.search(node.store(), &query).map_err(search_problem)
+        index.search(&node.state(), &query).map_err(search_problem)
     })
     .await
     .expect("search task")
@@ -378,7 +378,7 @@ pub(crate) async fn get_demand_matches(
             .map_err(read_failure)?
             .ok_or_else(|| query_problem(QueryError::DemandNotFound(id)))?;
         index
-            .match_demand(node.store(), &demand, limit)
+            .match_demand(&node.state(), &demand, limit)
             .map_err(search_problem)
     })
     .await

@@ -34,7 +34,7 @@ use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, Term};
 use vledger_domain::catalog::{load_listing, DemandRecord, Industry, Pool};
 use vledger_domain::federation::RegionRecords;
 use vledger_domain::types::{RecordId, RegionId};
-use vledger_node::store::Store;
+use vledger_domain::StateRead;
 use vledger_wire::http::{DemandMatches, FacetCount, Facets, SearchHit, SearchPage, SortOrder};
 
 use crate::index::CatalogIndex;
@@ -538,8 +538,13 @@ fn blank_is_none(value: Option<&str>) -> Option<&str> {
 }
 
 impl CatalogIndex {
-    /// Answers a search from the index, each hit's record read from `store` as it is now.
-    pub fn search(&self, store: &Store, query: &SearchQuery) -> Result<SearchPage, SearchFailure> {
+    /// Answers a search from the index, each hit's record read from `state` (the node's
+    /// committed state) as it is now.
+    pub fn search<S: StateRead>(
+        &self,
+        state: &S,
+        query: &SearchQuery,
+    ) -> Result<SearchPage, SearchFailure> {
         if query.limit == 0 || query.limit > MAX_SEARCH_PAGE {
             return Err(invalid(format!("limit must be 1 to {MAX_SEARCH_PAGE}")));
         }
@@ -583,7 +588,7 @@ impl CatalogIndex {
             None => None,
         };
         self.run(
-            store,
+            state,
             BooleanQuery::new(clauses),
             ranking,
             query.limit,
@@ -595,9 +600,9 @@ impl CatalogIndex {
     /// The active listings of every region that fit a demand: its category and currency, its
     /// pool and industry when it names them, priced within its budget; ranked by how well their
     /// text matches the demand's title and description (BM25), then cheapest first.
-    pub fn match_demand(
+    pub fn match_demand<S: StateRead>(
         &self,
-        store: &Store,
+        state: &S,
         demand: &DemandRecord,
         limit: usize,
     ) -> Result<DemandMatches, SearchFailure> {
@@ -632,7 +637,7 @@ impl CatalogIndex {
             clauses.push((Occur::Should, text_query(&self.fields, &term)));
         }
         let page = self.run(
-            store,
+            state,
             BooleanQuery::new(clauses),
             Ranking::RelevanceThenPrice,
             limit,
@@ -646,9 +651,9 @@ impl CatalogIndex {
         })
     }
 
-    fn run(
+    fn run<S: StateRead>(
         &self,
-        store: &Store,
+        state: &S,
         query: BooleanQuery,
         ranking: Ranking,
         limit: usize,
@@ -731,7 +736,7 @@ impl CatalogIndex {
                     found.listing_id, found.region
                 )));
             };
-            let records = RegionRecords::new(store, &self.own, &region);
+            let records = RegionRecords::new(state, &self.own, &region);
             // A listing withdrawn since the index's last commit is left out.
             let Some(listing) = load_listing(&records, &id)?
                 .filter(|l| l.status == vledger_domain::catalog::ListingStatus::Active)
