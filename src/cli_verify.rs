@@ -97,7 +97,11 @@ pub fn run(args: VerifyArgs) -> i32 {
     match run_all(&args) {
         Ok(reports) if reports.iter().all(VerifyReport::passed) => 0,
         Ok(reports) if reports.iter().any(|r| r.failure_count > 0) => 1,
-        Ok(reports) if reports.iter().all(|r| r.passed() || r.passed_with_uncovered_tail()) => {
+        Ok(reports)
+            if reports
+                .iter()
+                .all(|r| r.passed() || r.passed_with_uncovered_tail()) =>
+        {
             EXIT_UNCOVERED_TAIL
         }
         Ok(_) => 1,
@@ -126,7 +130,10 @@ fn run_all(args: &VerifyArgs) -> Result<Vec<VerifyReport>> {
             ("--against", args.against.is_some()),
         ];
         if let Some((flag, _)) = single.iter().find(|(_, given)| *given) {
-            bail!("{flag} applies to one source; {} were given", args.sources.len());
+            bail!(
+                "{flag} applies to one source; {} were given",
+                args.sources.len()
+            );
         }
         let mut regions = BTreeMap::new();
         for source in &args.sources {
@@ -384,11 +391,7 @@ fn verify_source(
     })
 }
 
-fn print_human(
-    header: &ArchiveHeader,
-    report: &VerifyReport,
-    seconds: f64,
-) {
+fn print_human(header: &ArchiveHeader, report: &VerifyReport, seconds: f64) {
     println!(
         "log {} (region {}), node key {}",
         header.origin, header.region, header.node_key
@@ -480,7 +483,11 @@ fn print_federation(report: &VerifyReport) {
         );
     }
     if !report.views_not_kept.is_empty() {
-        let regions: Vec<String> = report.views_not_kept.iter().map(|r| r.to_string()).collect();
+        let regions: Vec<String> = report
+            .views_not_kept
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
         println!(
             "note: the node's stored state digest was not compared: it holds the views of \
              region(s) {}, which this replay does not",
@@ -519,12 +526,7 @@ fn print_summary(verified: &[Verified]) {
     }
 }
 
-fn push_failure(
-    report: &mut VerifyReport,
-    size: u64,
-    rule: &str,
-    reason: String,
-) {
+fn push_failure(report: &mut VerifyReport, size: u64, rule: &str, reason: String) {
     report.failure_count += 1;
     report.failures.push(vledger_offline::verify::Failure {
         index: None,

@@ -84,7 +84,7 @@ impl RegionNode {
     }
 
     fn adopted_size(&self, region: &str) -> u64 {
-        let federation = Client::new(&self.url())
+        let federation: Value = Client::new(&self.url())
             .get_json("/v1/federation", &[])
             .unwrap();
         federation["peers"]
@@ -195,7 +195,10 @@ fn archives_of_two_regions_verify_together_with_every_cross_region_decision_deci
     assert_eq!(reports.len(), 2);
     let cq_report = &reports[0];
     assert_eq!(cq_report["region"], "cq");
-    assert_eq!(cq_report["federation"]["cross_region_decisions_replayed"], 1);
+    assert_eq!(
+        cq_report["federation"]["cross_region_decisions_replayed"],
+        1
+    );
     assert_eq!(cq_report["federation"]["cross_region_decisions_folded"], 0);
     let sc_seen = peer(cq_report, "sc");
     assert_eq!(sc_seen["archive_given"], true);
@@ -208,7 +211,10 @@ fn archives_of_two_regions_verify_together_with_every_cross_region_decision_deci
 
     let (code, out) = verify(&[&cq_archive, &sc_archive], &[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("region sc: ") && out.contains("1 replayed, 0 folded"), "{out}");
+    assert!(
+        out.contains("region sc: ") && out.contains("1 replayed, 0 folded"),
+        "{out}"
+    );
     assert!(out.contains("VERIFIED"), "{out}");
 
     // Alone: verified, the decision folded, and the report says from which region.

@@ -104,7 +104,11 @@ pub struct PeerAt {
 impl PeerArchive {
     /// The archive whose header is `header` and whose lines come from `source`, replayed onto
     /// `state` (empty).
-    pub fn new(header: &ArchiveHeader, source: Source, state: ScratchState) -> Result<Self, String> {
+    pub fn new(
+        header: &ArchiveHeader,
+        source: Source,
+        state: ScratchState,
+    ) -> Result<Self, String> {
         let region = RegionId::try_from(header.region.as_str())
             .map_err(|e| format!("the archive's region `{}`: {e}", header.region))?;
         let verifier = NoteVerifier::parse(&header.node_key)
@@ -164,10 +168,7 @@ impl PeerArchive {
             }
             let why = match self.read_next_entry() {
                 Ok(true) => continue,
-                Ok(false) => format!(
-                    "its archive holds only {} entries",
-                    self.frontier.size()
-                ),
+                Ok(false) => format!("its archive holds only {} entries", self.frontier.size()),
                 Err(why) => format!(
                     "its archive cannot be read past its first {} entries: {why}",
                     self.frontier.size()

@@ -152,7 +152,6 @@ pub struct PeerFindings {
     pub decisions: CrossRegionDecisions,
 }
 
-
 /// The outcome of a verification.
 pub struct VerifyReport {
     /// Entry lines read.
@@ -205,9 +204,11 @@ impl VerifyReport {
     pub fn cross_region_decisions(&self) -> CrossRegionDecisions {
         self.peers
             .values()
-            .fold(CrossRegionDecisions::default(), |sum, p| CrossRegionDecisions {
-                decided: sum.decided + p.decisions.decided,
-                folded: sum.folded + p.decisions.folded,
+            .fold(CrossRegionDecisions::default(), |sum, p| {
+                CrossRegionDecisions {
+                    decided: sum.decided + p.decisions.decided,
+                    folded: sum.folded + p.decisions.folded,
+                }
             })
     }
 
