@@ -1,10 +1,12 @@
 //! `vledger verify`: checks an archive (or a running node) offline and reports each failure by
-//! entry index and reason. Exit code 0: verified; 1: verification failed; 2: usage or I/O error;
-//! 3: with `--accept-uncovered-tail`, nothing failed but entries after the last checkpoint are
-//! unverified.
+//! entry index and reason; given the archives of several regions of a federation, verifies each
+//! with the others as its peers: every adoption checked against the adopted region's archive,
+//! every cross-region decision decided again on that region's records as adopted. Exit code 0:
+//! verified; 1: verification failed; 2: usage or I/O error; 3: with `--accept-uncovered-tail`,
+//! nothing failed but entries after the last checkpoint are unverified.
 //! Also `vledger verify-evidence`, which checks an equivocation evidence document on its own.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, IsTerminal};
 use std::path::PathBuf;
 
@@ -12,8 +14,11 @@ use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use vledger_offline::archive::{ArchiveHeader, ArchiveLine, ArchiveReader};
+use vledger_offline::peer_views::PeerArchive;
 use vledger_offline::scratch::ScratchState;
-use vledger_offline::verify::{verify, Source, SourceItem, Start, VerifierState, VerifyOptions};
+use vledger_offline::verify::{
+    verify, Source, SourceItem, Start, VerifierState, VerifyOptions, VerifyReport,
+};
 use vledger_tlog::evidence::{implied_old_root, Evidence};
 use vledger_tlog::merkle::verify_consistency;
 use vledger_tlog::note::{Checkpoint, NoteVerifier, SignedNote};
@@ -27,12 +32,17 @@ const URL_PAGE: u64 = 1000;
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
-    /// An archive written by `vledger export`, or a node's base URL (http://...).
-    source: String,
+    /// An archive written by `vledger export`, or a node's base URL (http://...). Several, of
+    /// different regions of one federation: each is verified with the others as its peers
+    /// (each adoption of another region checked against that region's archive, and every
+    /// decision that reads its records decided again on them as adopted).
+    #[arg(required = true, value_name = "SOURCE")]
+    sources: Vec<String>,
     /// Print the report as JSON on standard output.
     #[arg(long)]
     json: bool,
-    /// The node key (C2SP verifier key) you expect; the archive's own is used otherwise.
+    /// The node key (C2SP verifier key) you expect; the archive's own is used otherwise. With
+    /// one source only, as are --from-checkpoint, --save-state and --against.
     #[arg(long)]
     node_key: Option<String>,
     /// Continue from a state saved by an earlier `--save-state`: entries up to its checkpoint
@@ -81,17 +91,115 @@ pub fn work_dir(parent: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
     }
 }
 
-/// Runs `verify`; returns the process exit code.
+/// Runs `verify`; returns the process exit code: 0 when every source verified, 1 when one
+/// failed, 3 when none failed but one has an accepted uncovered tail, 2 on usage or I/O errors.
 pub fn run(args: VerifyArgs) -> i32 {
-    match run_inner(&args) {
-        Ok(report) if report.passed() => 0,
-        Ok(report) if report.passed_with_uncovered_tail() => EXIT_UNCOVERED_TAIL,
+    match run_all(&args) {
+        Ok(reports) if reports.iter().all(VerifyReport::passed) => 0,
+        Ok(reports) if reports.iter().any(|r| r.failure_count > 0) => 1,
+        Ok(reports)
+            if reports
+                .iter()
+                .all(|r| r.passed() || r.passed_with_uncovered_tail()) =>
+        {
+            EXIT_UNCOVERED_TAIL
+        }
         Ok(_) => 1,
         Err(e) => {
             eprintln!("error: {e:#}");
             2
         }
     }
+}
+
+/// One source verified.
+struct Verified {
+    header: ArchiveHeader,
+    report: VerifyReport,
+    seconds: f64,
+    evidence: Option<PathBuf>,
+}
+
+/// Verifies every source, each with the others as its peers, and prints the reports.
+fn run_all(args: &VerifyArgs) -> Result<Vec<VerifyReport>> {
+    if args.sources.len() > 1 {
+        let single = [
+            ("--node-key", args.node_key.is_some()),
+            ("--from-checkpoint", args.from_checkpoint.is_some()),
+            ("--save-state", args.save_state.is_some()),
+            ("--against", args.against.is_some()),
+        ];
+        if let Some((flag, _)) = single.iter().find(|(_, given)| *given) {
+            bail!(
+                "{flag} applies to one source; {} were given",
+                args.sources.len()
+            );
+        }
+        let mut regions = BTreeMap::new();
+        for source in &args.sources {
+            let (header, _) = open_source(source)?;
+            if let Some(other) = regions.insert(header.region.clone(), source) {
+                bail!(
+                    "{other} and {source} are both logs of region `{}`: give one archive per region",
+                    header.region
+                );
+            }
+        }
+    }
+    let work = work_dir(args.work_dir.as_deref())?;
+    let mut verified = Vec::with_capacity(args.sources.len());
+    for (subject, source) in args.sources.iter().enumerate() {
+        let subject_dir = work.path().join(format!("source-{subject}"));
+        std::fs::create_dir(&subject_dir)
+            .with_context(|| format!("cannot make {}", subject_dir.display()))?;
+        let mut peers = Vec::new();
+        for (index, peer) in args.sources.iter().enumerate() {
+            if index == subject {
+                continue;
+            }
+            let (header, lines) = open_source(peer)?;
+            let state = ScratchState::create(&subject_dir.join(format!("peer-{index}")))?;
+            peers.push(
+                PeerArchive::new(&header, lines, state)
+                    .map_err(|e| anyhow::anyhow!("{peer}: {e}"))?,
+            );
+        }
+        verified.push(verify_source(args, source, &subject_dir, peers)?);
+        std::fs::remove_dir_all(&subject_dir).ok();
+    }
+    if args.json {
+        let mut reports: Vec<_> = verified.iter().map(verified_json).collect();
+        let json = if reports.len() == 1 {
+            reports.remove(0)
+        } else {
+            serde_json::json!({
+                "passed": verified.iter().all(|v| v.report.passed()),
+                "regions": reports,
+            })
+        };
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        for (index, v) in verified.iter().enumerate() {
+            if index > 0 {
+                println!();
+            }
+            print_human(&v.header, &v.report, v.seconds);
+            if let Some(path) = &v.evidence {
+                println!("equivocation evidence written to {}", path.display());
+            }
+        }
+        if verified.len() > 1 {
+            print_summary(&verified);
+        }
+    }
+    Ok(verified.into_iter().map(|v| v.report).collect())
+}
+
+fn verified_json(v: &Verified) -> serde_json::Value {
+    let mut json = v.report.to_json(&v.header);
+    json["seconds"] = serde_json::json!(v.seconds);
+    json["evidence"] = serde_json::json!(v.evidence.as_ref().map(|p| p.display().to_string()));
+    json
 }
 
 fn open_source(source: &str) -> Result<(ArchiveHeader, Source)> {
@@ -178,8 +286,15 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
     bar
 }
 
-fn run_inner(args: &VerifyArgs) -> Result<vledger_offline::verify::VerifyReport> {
-    let (header, source) = open_source(&args.source)?;
+/// Verifies one source with `peers`, the archives of other regions, keeping its replayed state
+/// in `work`.
+fn verify_source(
+    args: &VerifyArgs,
+    source_name: &str,
+    work: &std::path::Path,
+    peers: Vec<PeerArchive>,
+) -> Result<Verified> {
+    let (header, source) = open_source(source_name)?;
     if let Some(expected) = &args.node_key {
         NoteVerifier::parse(expected).map_err(|e| anyhow::anyhow!("--node-key: {e}"))?;
         if expected != &header.node_key {
@@ -189,8 +304,7 @@ fn run_inner(args: &VerifyArgs) -> Result<vledger_offline::verify::VerifyReport>
             );
         }
     }
-    let work = work_dir(args.work_dir.as_deref())?;
-    let replay_dir = work.path().join("replay");
+    let replay_dir = work.join("replay");
     let (start, resume_checkpoint) = match &args.from_checkpoint {
         None => (Start::Fresh(ScratchState::create(&replay_dir)?), None),
         Some(path) => {
@@ -214,6 +328,7 @@ fn run_inner(args: &VerifyArgs) -> Result<vledger_offline::verify::VerifyReport>
         start,
         roots_at: served_size.into_iter().collect::<BTreeSet<_>>(),
         accept_uncovered_tail: args.accept_uncovered_tail,
+        peers,
     };
     let bar = progress_bar(header.tree_size);
     let started = std::time::Instant::now();
@@ -224,9 +339,9 @@ fn run_inner(args: &VerifyArgs) -> Result<vledger_offline::verify::VerifyReport>
 
     let mut evidence_written = None;
     if let Some(old_note) = &resume_checkpoint {
-        if args.source.starts_with("http") {
+        if source_name.starts_with("http") {
             check_served_consistency(
-                &args.source,
+                source_name,
                 old_note,
                 &header,
                 &mut report,
@@ -267,28 +382,16 @@ fn run_inner(args: &VerifyArgs) -> Result<vledger_offline::verify::VerifyReport>
             }
         }
     }
-    if args.json {
-        let mut json = report.to_json(&header);
-        json["seconds"] = serde_json::json!(elapsed);
-        json["evidence"] = serde_json::json!(evidence_written
-            .as_ref()
-            .map(|p: &PathBuf| p.display().to_string()));
-        println!("{}", serde_json::to_string_pretty(&json)?);
-    } else {
-        print_human(&header, &report, elapsed);
-        if let Some(path) = &evidence_written {
-            println!("equivocation evidence written to {}", path.display());
-        }
-    }
     report.replayer = None;
-    Ok(report)
+    Ok(Verified {
+        header,
+        report,
+        seconds: elapsed,
+        evidence: evidence_written,
+    })
 }
 
-fn print_human(
-    header: &ArchiveHeader,
-    report: &vledger_offline::verify::VerifyReport,
-    seconds: f64,
-) {
+fn print_human(header: &ArchiveHeader, report: &VerifyReport, seconds: f64) {
     println!(
         "log {} (region {}), node key {}",
         header.origin, header.region, header.node_key
@@ -306,6 +409,7 @@ fn print_human(
     if let Some(d) = report.state_digest {
         println!("replayed state digest {}", B64.encode(d));
     }
+    print_federation(report);
     if report.passed() {
         println!("VERIFIED: every signature, the chain, every checkpoint and the replay agree");
         return;
@@ -334,12 +438,95 @@ fn print_human(
     }
 }
 
-fn push_failure(
-    report: &mut vledger_offline::verify::VerifyReport,
-    size: u64,
-    rule: &str,
-    reason: String,
-) {
+/// What the log did with other regions' records: per region, its adoptions and the decisions
+/// that read it.
+fn print_federation(report: &VerifyReport) {
+    if report.peers.is_empty() {
+        return;
+    }
+    let total = report.cross_region_decisions();
+    println!(
+        "cross-region decisions: {} replayed on the adopted regions' records, {} folded",
+        total.decided, total.folded
+    );
+    for (region, peer) in &report.peers {
+        let adoptions = if peer.archive_given {
+            format!(
+                "{} adoption(s), {} checked against its archive",
+                peer.adoptions, peer.adoptions_checked
+            )
+        } else {
+            format!("{} adoption(s), no archive given", peer.adoptions)
+        };
+        let size = if peer.adoptions > 0 {
+            format!(" (up to size {})", peer.adopted_size)
+        } else {
+            String::new()
+        };
+        println!(
+            "  region {region}: {adoptions}{size}; decisions reading it: {} replayed, {} folded",
+            peer.decisions.decided, peer.decisions.folded
+        );
+    }
+    if total.folded > 0 {
+        let regions: Vec<String> = report
+            .peers
+            .iter()
+            .filter(|(_, p)| p.decisions.folded > 0)
+            .map(|(region, _)| region.to_string())
+            .collect();
+        println!(
+            "note: {} cross-region decision(s) folded from their recorded events, not decided \
+             again: give the archives of region(s) {} as well",
+            total.folded,
+            regions.join(", ")
+        );
+    }
+    if !report.views_not_kept.is_empty() {
+        let regions: Vec<String> = report
+            .views_not_kept
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        println!(
+            "note: the node's stored state digest was not compared: it holds the views of \
+             region(s) {}, which this replay does not",
+            regions.join(", ")
+        );
+    }
+}
+
+/// One line per source: what was verified, and the outcome.
+fn print_summary(verified: &[Verified]) {
+    println!();
+    println!(
+        "{:<12} {:>10} {:>18} {:>22} {:>8}  result",
+        "region", "entries", "adoptions checked", "cross-region replayed", "folded"
+    );
+    for v in verified {
+        let (adoptions, checked) = v.report.peers.values().fold((0, 0), |(a, c), p| {
+            (a + p.adoptions, c + p.adoptions_checked)
+        });
+        let decisions = v.report.cross_region_decisions();
+        let result = if v.report.passed() {
+            "VERIFIED"
+        } else if v.report.passed_with_uncovered_tail() {
+            "NOT VERIFIED"
+        } else {
+            "FAILED"
+        };
+        println!(
+            "{:<12} {:>10} {:>18} {:>22} {:>8}  {result}",
+            v.header.region,
+            v.report.entries,
+            format!("{checked}/{adoptions}"),
+            decisions.decided,
+            decisions.folded
+        );
+    }
+}
+
+fn push_failure(report: &mut VerifyReport, size: u64, rule: &str, reason: String) {
     report.failure_count += 1;
     report.failures.push(vledger_offline::verify::Failure {
         index: None,
@@ -356,7 +543,7 @@ fn check_served_consistency(
     url: &str,
     old_note: &str,
     header: &ArchiveHeader,
-    report: &mut vledger_offline::verify::VerifyReport,
+    report: &mut VerifyReport,
     evidence_out: &std::path::Path,
     written: &mut Option<PathBuf>,
 ) -> Result<()> {
@@ -400,7 +587,7 @@ fn compare_served(
     served: &str,
     size: u64,
     header: &ArchiveHeader,
-    report: &mut vledger_offline::verify::VerifyReport,
+    report: &mut VerifyReport,
     evidence_out: &std::path::Path,
     written: &mut Option<PathBuf>,
     url: &str,

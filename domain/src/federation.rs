@@ -26,6 +26,10 @@ use vledger_tlog::note::{Checkpoint, NoteVerifier, SignedNote};
 /// Only the writer writes here, with the adoption entry that makes them current; the domain's
 /// own events never do.
 pub const VIEW_PREFIX: &[u8] = b"fed/";
+/// Within a region's view, the (signer ‖ nonce) pairs that region used, each an empty record
+/// `fed/<region>/\0nonce/<signer ‖ nonce>`: after a byte no record key of the domain starts
+/// with, so that no scan of the region's records meets them.
+pub const VIEW_NONCE_PREFIX: &[u8] = b"\0nonce/";
 /// Prefix of the adoption records, one per region: `adopted/<region>`.
 pub const ADOPTED_PREFIX: &[u8] = b"adopted/";
 

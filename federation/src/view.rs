@@ -4,14 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use vledger_domain::federation::{view_key, view_prefix, VIEW_PREFIX};
+use vledger_domain::federation::{view_key, view_prefix, VIEW_NONCE_PREFIX, VIEW_PREFIX};
 use vledger_domain::types::RegionId;
 use vledger_domain::{merged_scan, ScannedRecords, StateError, StateRead, StateWrite};
 use vledger_offline::replay::ReplayState;
-
-/// The (signer ‖ nonce) pairs a region used, in its view: after a byte no record key of the
-/// domain starts with, so that no scan of records meets them.
-const NONCE_PREFIX: &[u8] = b"\0nonce/";
 
 /// A region's records for a replay of its next entries: reads see the step's changes, then the
 /// view as committed. A decision of that region that reads a third region's records
@@ -99,12 +95,12 @@ impl<B: StateRead> StateWrite for RegionView<'_, B> {
 
 impl<B: StateRead> ReplayState for RegionView<'_, B> {
     fn nonce_used(&self, key: &[u8]) -> Result<bool, StateError> {
-        let mut nonce = NONCE_PREFIX.to_vec();
+        let mut nonce = VIEW_NONCE_PREFIX.to_vec();
         nonce.extend_from_slice(key);
         Ok(self.get_raw(&nonce)?.is_some())
     }
     fn record_nonce(&mut self, key: Vec<u8>) {
-        let mut nonce = NONCE_PREFIX.to_vec();
+        let mut nonce = VIEW_NONCE_PREFIX.to_vec();
         nonce.extend_from_slice(&key);
         self.changes.insert(nonce, Some(Vec::new()));
     }

@@ -3,6 +3,7 @@
 //! state from its log, and the cosigning witness.
 
 pub mod archive;
+pub mod peer_views;
 pub mod rebuild;
 pub mod replay;
 pub mod scratch;

@@ -2,8 +2,10 @@
 //! the hash chain, the envelope's signature, and that the state machine produces exactly the
 //! events the entry recorded. The same code serves `vledger rebuild` and offline verification.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use vledger_domain::federation::{load_adopted, VIEW_PREFIX};
 use vledger_domain::types::{LogIndex, RegionId};
 use vledger_domain::{
     self as domain, ApplyContext, ApplyError, Command, MemoryState, Rejection, ScannedRecords,
@@ -172,6 +174,29 @@ impl ReplayPosition {
     }
 }
 
+/// Which views of other regions (`fed/<region>/...`) a replay's decisions may read.
+#[derive(Debug, Clone, Default)]
+enum ViewReads {
+    /// Whatever the state holds (a node's own store, or a state that raises
+    /// [`StateError::ForeignView`] itself, as the mirror's view of a region does).
+    #[default]
+    AsStored,
+    /// Only these regions' views, which the replay keeps as the node kept them; a decision that
+    /// reads the view of another region this log adopted fails with
+    /// [`StateError::ForeignView`]. The view of a region never adopted is empty at the node
+    /// too, and reads as empty.
+    Only(BTreeSet<RegionId>),
+}
+
+/// How many decisions of a log read one other region's records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrossRegionDecisions {
+    /// Decided again on the region's view, as of the size adopted.
+    pub decided: u64,
+    /// Folded from their recorded events: the replay does not hold the region's view.
+    pub folded: u64,
+}
+
 /// Replays entries in order onto a state.
 #[derive(Clone)]
 pub struct Replayer<S> {
@@ -182,6 +207,9 @@ pub struct Replayer<S> {
     fold_foreign: bool,
     /// Entries folded so, since the replayer was made.
     folded: u64,
+    views: ViewReads,
+    /// Per other region, the decisions that read its records, since the replayer was made.
+    cross_region: BTreeMap<RegionId, CrossRegionDecisions>,
 }
 
 impl Replayer<MemoryReplay> {
@@ -199,6 +227,8 @@ impl<S> Replayer<S> {
             position,
             fold_foreign: false,
             folded: 0,
+            views: ViewReads::AsStored,
+            cross_region: BTreeMap::new(),
         }
     }
 
@@ -214,6 +244,29 @@ impl<S> Replayer<S> {
     /// The entries whose events were folded without deciding them again.
     pub fn folded(&self) -> u64 {
         self.folded
+    }
+
+    /// Lets decisions read the views of `regions` only (`fed/<region>/...`, which the caller
+    /// keeps in the state as the node kept them: see [`crate::peer_views`]); a decision that
+    /// reads the view of another region this log adopted fails with
+    /// [`StateError::ForeignView`], and is folded with [`Self::folding_foreign_decisions`].
+    /// Without this, decisions read whatever the state holds.
+    pub fn reading_views_of(mut self, regions: impl IntoIterator<Item = RegionId>) -> Self {
+        self.views = ViewReads::Only(regions.into_iter().collect());
+        self
+    }
+
+    /// No longer reads `region`'s view (it could not be kept as the node kept it): later
+    /// decisions that read it are folded, if folding.
+    pub fn stop_reading_view_of(&mut self, region: &RegionId) {
+        if let ViewReads::Only(regions) = &mut self.views {
+            regions.remove(region);
+        }
+    }
+
+    /// Per other region, the decisions that read its records: decided again or folded.
+    pub fn cross_region_decisions(&self) -> &BTreeMap<RegionId, CrossRegionDecisions> {
+        &self.cross_region
     }
 
     /// Where the replay stands.
@@ -325,7 +378,22 @@ impl<S: ReplayState> Replayer<S> {
             region: region.clone(),
             node_key,
         };
-        match domain::decide(&self.state, &ctx, &payload.signer, &command) {
+        let (decided, views_read) = match &self.views {
+            ViewReads::AsStored => (
+                domain::decide(&self.state, &ctx, &payload.signer, &command),
+                BTreeSet::new(),
+            ),
+            ViewReads::Only(readable) => {
+                let gate = ViewGate {
+                    state: &self.state,
+                    readable,
+                    read: RefCell::default(),
+                };
+                let decided = domain::decide(&gate, &ctx, &payload.signer, &command);
+                (decided, gate.read.into_inner())
+            }
+        };
+        match decided {
             Ok(events) => {
                 // Refused as the writer refuses it, if its events do not fit an entry.
                 let encoded =
@@ -336,15 +404,21 @@ impl<S: ReplayState> Replayer<S> {
                 for event in &events {
                     domain::evolve(&mut self.state, &ctx, event).map_err(state_error)?;
                 }
+                for region in views_read {
+                    self.cross_region.entry(region).or_default().decided += 1;
+                }
             }
             Err(ApplyError::Rejected(r)) => return Err(fail(ReplayFailure::Refused(r))),
-            Err(ApplyError::State(StateError::ForeignView { .. })) if self.fold_foreign => {
+            Err(ApplyError::State(StateError::ForeignView { region })) if self.fold_foreign => {
                 let events: Vec<domain::Event> = serde_json::from_slice(&entry.events)
                     .map_err(|e| fail(ReplayFailure::UnreadableEvents(e.to_string())))?;
                 for event in &events {
                     domain::evolve(&mut self.state, &ctx, event).map_err(state_error)?;
                 }
                 self.folded += 1;
+                if let Ok(region) = RegionId::try_from(region.as_str()) {
+                    self.cross_region.entry(region).or_default().folded += 1;
+                }
             }
             Err(ApplyError::State(e)) => return Err(fail(ReplayFailure::State(e))),
         }
@@ -357,6 +431,64 @@ impl<S: ReplayState> Replayer<S> {
             origin: Some((region, node_key)),
         };
         Ok(())
+    }
+}
+
+/// A decision's reads of a state whose views of other regions are only partly kept
+/// ([`ViewReads::Only`]): a read of the view of a region adopted but not kept is
+/// [`StateError::ForeignView`]; the regions whose views were read are noted.
+struct ViewGate<'a, S> {
+    state: &'a S,
+    readable: &'a BTreeSet<RegionId>,
+    read: RefCell<BTreeSet<RegionId>>,
+}
+
+impl<S: StateRead> ViewGate<'_, S> {
+    /// Whether a read of `key` (or of the keys it prefixes) may go to the state.
+    fn check(&self, key: &[u8]) -> Result<(), StateError> {
+        let Some(rest) = key.strip_prefix(VIEW_PREFIX) else {
+            return Ok(());
+        };
+        // `<region>/...`; a prefix that ends inside a region's name spans several views.
+        let (name, one_region) = match rest.iter().position(|b| *b == b'/') {
+            Some(end) => (&rest[..end], true),
+            None => (rest, false),
+        };
+        let foreign = || StateError::ForeignView {
+            region: String::from_utf8_lossy(name).into_owned(),
+        };
+        let region = std::str::from_utf8(name)
+            .ok()
+            .and_then(|name| RegionId::try_from(name).ok());
+        let region = match (one_region, region) {
+            (true, Some(region)) => region,
+            _ => return Err(foreign()),
+        };
+        if self.readable.contains(&region) {
+            self.read.borrow_mut().insert(region);
+            return Ok(());
+        }
+        match load_adopted(self.state, &region)? {
+            None => Ok(()),
+            Some(_) => Err(foreign()),
+        }
+    }
+}
+
+impl<S: StateRead> StateRead for ViewGate<'_, S> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.check(key)?;
+        self.state.get_raw(key)
+    }
+
+    fn scan_prefix_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<ScannedRecords, StateError> {
+        self.check(prefix)?;
+        self.state.scan_prefix_from(prefix, start, limit)
     }
 }
 
@@ -477,5 +609,73 @@ impl StateDigest {
     pub fn finish(self) -> Hash {
         use sha2::Digest;
         self.0.finalize().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vledger_domain::federation::view_key;
+    use vledger_domain::Event;
+    use vledger_tlog::keys::SigningKey;
+
+    fn region(id: &str) -> RegionId {
+        RegionId::try_from(id).unwrap()
+    }
+
+    /// A state of region `cq` that adopted `adopted`.
+    fn adopting(adopted: &[&str]) -> MemoryState {
+        let mut state = MemoryState::default();
+        let ctx = ApplyContext {
+            index: 1,
+            node_time_ms: 0,
+            region: region("cq"),
+            node_key: SigningKey::from_bytes(&[1; 32]).public_key(),
+        };
+        for id in adopted {
+            let event = Event::RegionAdopted {
+                region: region(id),
+                origin: format!("vledger.example/{id}"),
+                verifier_key: String::new(),
+                size: 3,
+                root_hash: String::new(),
+            };
+            domain::evolve(&mut state, &ctx, &event).unwrap();
+        }
+        state
+    }
+
+    #[test]
+    fn decisions_read_the_views_kept_and_the_empty_views_of_regions_never_adopted() {
+        let mut state = adopting(&["sc", "cd"]);
+        state.put_raw(view_key(&region("sc"), b"party/a"), b"kept".to_vec());
+        let readable: BTreeSet<RegionId> = [region("sc")].into();
+        let gate = ViewGate {
+            state: &state,
+            readable: &readable,
+            read: RefCell::default(),
+        };
+        let read = |key: &[u8]| gate.get_raw(key);
+        assert_eq!(
+            read(&view_key(&region("sc"), b"party/a")).unwrap(),
+            Some(b"kept".to_vec())
+        );
+        assert!(matches!(
+            read(&view_key(&region("cd"), b"party/a")),
+            Err(StateError::ForeignView { region }) if region == "cd"
+        ));
+        // Never adopted: empty at the node too.
+        assert_eq!(read(&view_key(&region("zj"), b"party/a")).unwrap(), None);
+        // A scan across the views of several regions holds some not kept.
+        assert!(matches!(
+            gate.scan_prefix(VIEW_PREFIX, 10),
+            Err(StateError::ForeignView { .. })
+        ));
+        assert!(matches!(
+            gate.scan_prefix(b"fed/s", 10),
+            Err(StateError::ForeignView { .. })
+        ));
+        assert_eq!(read(b"party/a").unwrap(), None);
+        assert_eq!(gate.read.into_inner(), readable);
     }
 }

@@ -22,10 +22,12 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{ArchiveHeader, ArchiveLine};
-use crate::replay::{ReplayPosition, Replayer};
+use crate::peer_views::PeerArchive;
+use crate::replay::{CrossRegionDecisions, ReplayPosition, Replayer};
 use crate::scratch::ScratchState;
+use vledger_domain::federation::{adopted_checkpoint, adopted_regions, AdoptBody};
 use vledger_domain::types::RegionId;
-use vledger_domain::{Command, Rejection};
+use vledger_domain::{Command, Rejection, StateWrite};
 use vledger_tlog::merkle::{leaf_hash, Frontier, Hash};
 use vledger_tlog::note::{Checkpoint, NoteVerifier, SignedNote};
 use vledger_wire::entry::Entry;
@@ -113,6 +115,11 @@ pub struct VerifyOptions {
     /// checked and replayed, but nothing the node signed vouches for them, so a report with
     /// such a tail never [`passed`](VerifyReport::passed).
     pub accept_uncovered_tail: bool,
+    /// The archives of other regions, read as the log adopts them: each adoption of one is
+    /// checked against it, and its view is kept so that every decision that reads it is
+    /// decided again. A decision that reads a region adopted but not given is folded from its
+    /// recorded events ([`VerifyReport::peers`] counts both).
+    pub peers: Vec<PeerArchive>,
 }
 
 impl VerifyOptions {
@@ -123,8 +130,26 @@ impl VerifyOptions {
             start: Start::Fresh(state),
             roots_at: BTreeSet::new(),
             accept_uncovered_tail: false,
+            peers: Vec::new(),
         }
     }
+}
+
+/// What the verified log did with one other region's records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerFindings {
+    /// Whether that region's archive was given ([`VerifyOptions::peers`]).
+    pub archive_given: bool,
+    /// `federation.adopt` entries of that region replayed.
+    pub adoptions: u64,
+    /// Of those, the ones checked against the region's archive (its tree has the adopted root
+    /// at the adopted size, the checkpoint verifies under the archive's key) whose view was
+    /// then kept.
+    pub adoptions_checked: u64,
+    /// The largest size of that region adopted.
+    pub adopted_size: u64,
+    /// The decisions that read the region's records: decided again, or folded.
+    pub decisions: CrossRegionDecisions,
 }
 
 /// The outcome of a verification.
@@ -156,6 +181,11 @@ pub struct VerifyReport {
     pub failure_count: u64,
     /// The replayer at the end (its state is the replayed state) if the replay did not stop.
     pub replayer: Option<Replayer<ScratchState>>,
+    /// Per other region the log adopted or read, what the log did with its records.
+    pub peers: BTreeMap<RegionId, PeerFindings>,
+    /// The regions adopted whose views the replay does not hold (no archive given, or one that
+    /// did not match an adoption): the stored state holds them, so its digest was not compared.
+    pub views_not_kept: Vec<RegionId>,
 }
 
 impl VerifyReport {
@@ -170,8 +200,36 @@ impl VerifyReport {
         self.failure_count == 0 && self.uncovered.is_some()
     }
 
+    /// Cross-region decisions decided again and folded, over every region.
+    pub fn cross_region_decisions(&self) -> CrossRegionDecisions {
+        self.peers
+            .values()
+            .fold(CrossRegionDecisions::default(), |sum, p| {
+                CrossRegionDecisions {
+                    decided: sum.decided + p.decisions.decided,
+                    folded: sum.folded + p.decisions.folded,
+                }
+            })
+    }
+
     /// The report as JSON (without the state).
     pub fn to_json(&self, header: &ArchiveHeader) -> serde_json::Value {
+        let total = self.cross_region_decisions();
+        let peers: Vec<_> = self
+            .peers
+            .iter()
+            .map(|(region, p)| {
+                serde_json::json!({
+                    "region": region,
+                    "archive_given": p.archive_given,
+                    "adoptions": p.adoptions,
+                    "adoptions_checked": p.adoptions_checked,
+                    "adopted_size": p.adopted_size,
+                    "decisions_replayed": p.decisions.decided,
+                    "decisions_folded": p.decisions.folded,
+                })
+            })
+            .collect();
         serde_json::json!({
             "passed": self.passed(),
             "origin": header.origin,
@@ -187,6 +245,12 @@ impl VerifyReport {
             "state_digest": self.state_digest.map(|d| B64.encode(d)),
             "failure_count": self.failure_count,
             "failures": self.failures,
+            "federation": {
+                "cross_region_decisions_replayed": total.decided,
+                "cross_region_decisions_folded": total.folded,
+                "views_not_kept": self.views_not_kept,
+                "peers": peers,
+            },
         })
     }
 }
@@ -381,6 +445,13 @@ struct Checker {
     end: Option<(u64, u64, Option<String>)>,
     failures: Vec<Failure>,
     failure_count: u64,
+    /// The other regions' archives given, by region.
+    peers: BTreeMap<RegionId, PeerArchive>,
+    /// What the log did with each other region's records (the decisions' counts are taken
+    /// from the replayer when it ends or stops).
+    peer_findings: BTreeMap<RegionId, PeerFindings>,
+    /// Regions whose adoption did not match their archive: their views are not kept.
+    views_lost: BTreeSet<RegionId>,
 }
 
 impl Checker {
@@ -395,8 +466,29 @@ impl Checker {
             Start::Fresh(_) => 0,
             Start::Resume(r) => r.position.next_index,
         };
+        let peers: BTreeMap<RegionId, PeerArchive> = options
+            .peers
+            .into_iter()
+            .map(|peer| (peer.region().clone(), peer))
+            .collect();
+        let peer_findings = peers
+            .keys()
+            .map(|region| {
+                let findings = PeerFindings {
+                    archive_given: true,
+                    ..PeerFindings::default()
+                };
+                (region.clone(), findings)
+            })
+            .collect();
+        // Decisions read the views of the regions given only; the others' are folded.
+        let replaying = |replayer: Replayer<ScratchState>| {
+            replayer
+                .folding_foreign_decisions()
+                .reading_views_of(peers.keys().cloned())
+        };
         let (replayer, resume, last_good) = match options.start {
-            Start::Fresh(state) => (Some(Replayer::new(state)), None, None),
+            Start::Fresh(state) => (Some(replaying(Replayer::new(state))), None, None),
             Start::Resume(r) => {
                 let root = SignedNote::parse(&r.checkpoint_note)
                     .ok()
@@ -404,7 +496,7 @@ impl Checker {
                     .map_or([0; 32], |c| c.root_hash);
                 let size = r.position.next_index;
                 (
-                    Some(Replayer::resume(r.state, r.position)),
+                    Some(replaying(Replayer::resume(r.state, r.position))),
                     Some((size, root)),
                     Some(r.checkpoint_note),
                 )
@@ -431,6 +523,9 @@ impl Checker {
             end: None,
             failures: Vec::new(),
             failure_count: 0,
+            peers,
+            peer_findings,
+            views_lost: BTreeSet::new(),
         };
         if let Err(e) = &checker.verifier {
             let reason = e.clone();
@@ -469,7 +564,19 @@ impl Checker {
 
     /// Stops the replay after a failure at `index`.
     fn stop_replay(&mut self) {
-        self.replayer = None;
+        if let Some(replayer) = self.replayer.take() {
+            self.take_decision_counts(&replayer);
+        }
+    }
+
+    /// The replayer's counts of cross-region decisions, into the findings per region.
+    fn take_decision_counts(&mut self, replayer: &Replayer<ScratchState>) {
+        for (region, decisions) in replayer.cross_region_decisions() {
+            self.peer_findings
+                .entry(region.clone())
+                .or_default()
+                .decisions = *decisions;
+        }
     }
 
     fn record_root(&mut self) {
@@ -548,13 +655,23 @@ impl Checker {
                         if index == 0 {
                             self.check_genesis_key(line, &envelope);
                         }
+                        let adoption = match &command {
+                            Ok(Command::Adopt(body)) => Some(body.clone()),
+                            _ => None,
+                        };
                         if let Some(replayer) = &mut self.replayer {
-                            if let Err(e) = replayer.apply_parsed(leaf, &entry, &envelope, command)
-                            {
-                                let rule = e.failure.rule();
-                                let reason = e.failure.to_string();
-                                self.fail(Some(e.index), None, Some(line), rule, reason);
-                                self.stop_replay();
+                            match replayer.apply_parsed(leaf, &entry, &envelope, command) {
+                                Err(e) => {
+                                    let rule = e.failure.rule();
+                                    let reason = e.failure.to_string();
+                                    self.fail(Some(e.index), None, Some(line), rule, reason);
+                                    self.stop_replay();
+                                }
+                                Ok(()) => {
+                                    if let Some(body) = adoption {
+                                        self.adoption(index, line, &body);
+                                    }
+                                }
                             }
                         }
                     }
@@ -585,6 +702,76 @@ impl Checker {
                     self.end = Some((entries, checkpoints, state_digest));
                 }
             },
+        }
+    }
+
+    /// After the replay of entry `index`, which adopted `body`'s checkpoint: with the region's
+    /// archive, the archive must hold the adopted tree (the same root at the same size) under
+    /// the key the adoption pins, and the region's view becomes its records at that size, as
+    /// the node's writer made it with this entry.
+    fn adoption(&mut self, index: u64, line: u64, body: &AdoptBody) {
+        let Ok((_, checkpoint)) = adopted_checkpoint(body) else {
+            return; // the replay decided it: it parses
+        };
+        let region = &body.region;
+        let findings = self.peer_findings.entry(region.clone()).or_default();
+        findings.adoptions += 1;
+        findings.adopted_size = checkpoint.size;
+        let Some(peer) = self.peers.get_mut(region) else {
+            return;
+        };
+        if self.views_lost.contains(region) {
+            return;
+        }
+        let size = checkpoint.size;
+        let signed_by_archive_key = SignedNote::parse(&body.checkpoint)
+            .is_ok_and(|note| note.verify(std::slice::from_ref(peer.verifier())).is_ok());
+        let problem = if body.verifier_key != peer.node_key() {
+            Some(format!(
+                "it pins the key {}, but region `{region}`'s archive is signed by {}",
+                body.verifier_key,
+                peer.node_key()
+            ))
+        } else if !signed_by_archive_key {
+            Some(format!(
+                "its checkpoint does not verify under the key of region `{region}`'s archive"
+            ))
+        } else {
+            match peer.view_changes_to(size) {
+                Err(why) => Some(format!("region `{region}`: {why}")),
+                Ok(at) if at.root != checkpoint.root_hash => Some(format!(
+                    "the first {size} entries of region `{region}`'s archive have the root {}",
+                    B64.encode(at.root)
+                )),
+                Ok(at) => match at.view_changes {
+                    Err(why) => Some(format!("region `{region}`: {why}")),
+                    Ok(changes) => {
+                        if let Some(replayer) = &mut self.replayer {
+                            let state = replayer.state_mut();
+                            for (key, value) in changes {
+                                match value {
+                                    Some(value) => state.put_raw(key, value),
+                                    None => state.delete(key),
+                                }
+                            }
+                        }
+                        findings.adoptions_checked += 1;
+                        None
+                    }
+                },
+            }
+        };
+        if let Some(why) = problem {
+            let reason = format!(
+                "adopts region `{region}` at size {size} with the root {}, but {why}",
+                B64.encode(checkpoint.root_hash)
+            );
+            let region = region.clone();
+            if let Some(replayer) = &mut self.replayer {
+                replayer.stop_reading_view_of(&region);
+            }
+            self.views_lost.insert(region);
+            self.fail(Some(index), None, Some(line), "adoption", reason);
         }
     }
 
@@ -689,6 +876,7 @@ impl Checker {
     }
 
     fn finish(mut self) -> Result<VerifyReport, String> {
+        let views_not_kept = self.views_not_kept()?;
         match self.end.take() {
             None => self.fail(
                 None,
@@ -708,6 +896,9 @@ impl Checker {
                     );
                     self.fail(None, None, None, "archive", reason);
                 }
+                // The stored state holds the node's views of the regions it adopted; the
+                // replayed one holds those kept only.
+                let digest = digest.filter(|_| views_not_kept.is_empty());
                 if let (Some(expected), Some(actual)) = (digest, self.replayed_digest()?) {
                     if B64.encode(actual) != expected {
                         let reason = format!(
@@ -737,6 +928,10 @@ impl Checker {
         }
         let uncovered = self.uncovered_tail();
         let state_digest = self.replayed_digest()?;
+        if let Some(replayer) = self.replayer.take() {
+            self.take_decision_counts(&replayer);
+            self.replayer = Some(replayer);
+        }
         Ok(VerifyReport {
             entries: self.entries,
             replayed: self.replayer.as_ref().map_or(0, |r| r.size()),
@@ -751,7 +946,23 @@ impl Checker {
             failures: self.failures,
             failure_count: self.failure_count,
             replayer: self.replayer,
+            peers: self.peer_findings,
+            views_not_kept,
         })
+    }
+
+    /// The regions the replayed log adopted whose views the replay does not hold as the node
+    /// held them (none when the replay stopped: no digest is compared then).
+    fn views_not_kept(&self) -> Result<Vec<RegionId>, String> {
+        let Some(replayer) = &self.replayer else {
+            return Ok(Vec::new());
+        };
+        let adopted = adopted_regions(replayer.state()).map_err(|e| e.to_string())?;
+        Ok(adopted
+            .into_iter()
+            .map(|a| a.region)
+            .filter(|region| !self.peers.contains_key(region) || self.views_lost.contains(region))
+            .collect())
     }
 
     /// Entries after the last verified checkpoint: an `uncovered` failure naming them, or,
