@@ -102,7 +102,10 @@ fn check_index_matches_state(node: &NodeProcess, acknowledged: &BTreeSet<String>
     let search = all_ids(
         &client,
         "/v1/catalog/search",
-        &[("q", "crashproof".into()), ("min_log_size", size.to_string())],
+        &[
+            ("q", "crashproof".into()),
+            ("min_log_size", size.to_string()),
+        ],
         false,
     );
     let state = all_ids(
@@ -113,7 +116,10 @@ fn check_index_matches_state(node: &NodeProcess, acknowledged: &BTreeSet<String>
     );
     assert_eq!(search, state, "the index and the state disagree");
     let missing: Vec<_> = acknowledged.difference(&search).collect();
-    assert!(missing.is_empty(), "acknowledged listings lost: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged listings lost: {missing:?}"
+    );
     let page: Value = client
         .get_json("/v1/catalog/search", &[("limit", "1".to_string())])
         .unwrap();
@@ -143,8 +149,12 @@ fn pour(
 ) -> Vec<std::thread::JoinHandle<()>> {
     (0..4)
         .map(|t| {
-            let (url, agency, stop, acknowledged) =
-                (url.clone(), agency.clone(), stop.clone(), acknowledged.clone());
+            let (url, agency, stop, acknowledged) = (
+                url.clone(),
+                agency.clone(),
+                stop.clone(),
+                acknowledged.clone(),
+            );
             std::thread::spawn(move || {
                 let client = Client::new(&url);
                 let mut i = 0;

@@ -383,7 +383,7 @@ async fn bad_parameters_are_problems() {
         (&[("q", &long)], 400, "invalid-query"),
         (&[("limit", "0")], 400, "invalid-query"),
         (&[("limit", "101")], 400, "invalid-query"),
-        (&[("currency", "cny")], 400, "invalid-query"),
+        (&[("currency", "CNYX")], 400, "invalid-query"),
         (&[("sort", "newest")], 400, "invalid-query"),
         (&[("agency", "not-a-key")], 400, "invalid-query"),
         (&[("min_log_size", &beyond)], 400, "invalid-query"),
