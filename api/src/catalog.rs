@@ -74,8 +74,9 @@ pub(crate) struct SearchParams {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// Answer only once the index reflects at least this many entries of this node's log (a
-    /// receipt's `index` + 1, to see one's own command): at most the log's size; answered 503
-    /// `search-index-behind` if the index has not reached it within 2 s.
+    /// receipt's `index` + 1, to see one's own command): beyond the log's size it is 404
+    /// `out-of-range`; answered 503 `search-index-behind` if the index has not reached it
+    /// within 2 s.
     #[serde(default, deserialize_with = "crate::params::opt_int64")]
     min_log_size: Option<u64>,
 }
@@ -91,8 +92,8 @@ fn wanted_log_size(state: &AppState, min_log_size: Option<u64>) -> Result<Option
     let size = state.node.tree_size();
     if wanted > size {
         return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
+            StatusCode::NOT_FOUND,
+            "out-of-range",
             format!("min_log_size {wanted} is beyond the log, which holds {size} entries"),
         ));
     }
@@ -148,6 +149,7 @@ fn within(name: &str, value: Option<&String>, max: usize) -> Result<(), Problem>
     responses(
         (status = 200, description = "A page of the best matches", body = SearchPage),
         (status = 400, description = "A parameter is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`min_log_size` is beyond the log", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The search index cannot answer, or has not reached `min_log_size` in time", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn get_search(
@@ -345,7 +347,7 @@ pub(crate) async fn get_demand(
     responses(
         (status = 200, description = "The matching listings", body = DemandMatches),
         (status = 400, description = "The id or a parameter is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such demand", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such demand, or `min_log_size` is beyond the log", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The search index cannot answer, or has not reached `min_log_size` in time", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn get_demand_matches(
