@@ -128,6 +128,9 @@ fn ids(page: &SearchPage) -> Vec<String> {
         .collect()
 }
 
+/// A search's query parameters.
+type Params<'a> = &'a [(&'a str, &'a str)];
+
 async fn problem(response: reqwest::Response, status: u16, code: &str) {
     assert_eq!(response.status(), status);
     assert_eq!(
@@ -239,7 +242,7 @@ async fn filters_narrow_and_facets_count_every_match() {
     assert_eq!(count(&all.facets.category, "testing"), 3);
     assert_eq!(all.facets.category[0].value, "testing");
 
-    let cases: [(&[(&str, &str)], &[&str]); 9] = [
+    let cases: [(Params, &[&str]); 9] = [
         (&[("pool", "industry")], &["auto"]),
         (&[("industry", "automotive")], &["auto"]),
         (&[("category", "microscopy")], &["sem"]),
@@ -379,7 +382,7 @@ async fn bad_parameters_are_problems() {
     let app = spawn_app().await;
     let long = "长".repeat(257);
     let beyond = (app.node.tree_size() + 1).to_string();
-    let cases: [(&[(&str, &str)], u16, &str); 7] = [
+    let cases: [(Params, u16, &str); 7] = [
         (&[("min_log_size", &beyond)], 404, "out-of-range"),
         (&[("q", &long)], 400, "invalid-query"),
         (&[("limit", "0")], 400, "invalid-query"),
