@@ -58,6 +58,10 @@ struct Args {
     /// Where the stores go (a fresh temporary directory by default).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Measure searches, memory and the rebuild on the stores an earlier run left in `--dir`
+    /// (steps 3 to 5 only).
+    #[arg(long, requires = "dir")]
+    measure_only: bool,
 }
 
 /// Listings of each agency.
@@ -488,79 +492,83 @@ fn main() -> Result<()> {
     );
     let mut report = json!({ "listings": args.listings });
 
-    // 1. The ingest rate without the index, then with it.
-    {
-        let plain = open(&dir.join("plain"), "cq", &cq_key, &cq_admin)?;
-        let keys = agencies(&plain, &cq_admin, "cq", agency_count);
-        report["ingest_without_index"] = ingest(&plain, None, &keys, ingest_count, 0);
-        plain.shutdown();
-    }
-    std::fs::remove_dir_all(dir.join("plain"))?;
-    let cq = open(&dir.join("cq"), "cq", &cq_key, &cq_admin)?;
     let index_dir = dir.join("cq").join("catalog-index");
-    let index = CatalogIndex::start(&cq, Some(index_dir.clone()))?;
-    let cq_agencies = agencies(&cq, &cq_admin, "cq", agency_count);
-    report["ingest_with_index"] =
-        ingest(&cq, Some(&index), &cq_agencies, ingest_count, RARE_HITS / 2);
-    let ratio = report["ingest_with_index"]["per_second"]
-        .as_f64()
-        .unwrap_or(0.0)
-        / report["ingest_without_index"]["per_second"]
+    if !args.measure_only {
+        // 1. The ingest rate without the index, then with it.
+        {
+            let plain = open(&dir.join("plain"), "cq", &cq_key, &cq_admin)?;
+            let keys = agencies(&plain, &cq_admin, "cq", agency_count);
+            report["ingest_without_index"] = ingest(&plain, None, &keys, ingest_count, 0);
+            plain.shutdown();
+        }
+        std::fs::remove_dir_all(dir.join("plain"))?;
+        let cq = open(&dir.join("cq"), "cq", &cq_key, &cq_admin)?;
+        let index = CatalogIndex::start(&cq, Some(index_dir.clone()))?;
+        let cq_agencies = agencies(&cq, &cq_admin, "cq", agency_count);
+        report["ingest_with_index"] =
+            ingest(&cq, Some(&index), &cq_agencies, ingest_count, RARE_HITS / 2);
+        let ratio = report["ingest_with_index"]["per_second"]
             .as_f64()
-            .unwrap_or(1.0);
-    report["ingest_ratio"] = json!(ratio);
-    eprintln!("ingest: {}", report["ingest_with_index"]);
+            .unwrap_or(0.0)
+            / report["ingest_without_index"]["per_second"]
+                .as_f64()
+                .unwrap_or(1.0);
+        report["ingest_ratio"] = json!(ratio);
+        eprintln!("ingest: {}", report["ingest_with_index"]);
 
-    // 2. The rest of the corpus: Chongqing's, and Sichuan's, mirrored and adopted.
-    let started = Instant::now();
-    list(&cq, "cq", &cq_agencies, ingest_count..half, RARE_HITS / 2);
-    let sc = open(&dir.join("sc"), "sc", &sc_key, &sc_admin)?;
-    let sc_agencies = agencies(&sc, &sc_admin, "sc", agency_count);
-    list(
-        &sc,
-        "sc",
-        &sc_agencies,
-        0..args.listings - half,
-        RARE_HITS - RARE_HITS / 2,
-    );
-    eprintln!("corpus listed in {:.0} s", started.elapsed().as_secs_f64());
-    let started = Instant::now();
-    let peer = Peer {
-        region: sc.region().clone(),
-        url: String::new(),
-        verifier: NoteVerifier::new("vledger.local/sc", sc_key.public_key())?,
-    };
-    let mut mirror = Mirror::new(cq.clone(), peer, None);
-    let mut source = LocalSource { node: sc.clone() };
-    loop {
-        match mirror.step(&mut source, vledger_node::writer::wall_clock_ms()) {
-            StepOutcome::Adopted { .. } => {}
-            StepOutcome::UpToDate => break,
-            other => bail!("mirror step: {other:?}"),
+        // 2. The rest of the corpus: Chongqing's, and Sichuan's, mirrored and adopted.
+        let started = Instant::now();
+        list(&cq, "cq", &cq_agencies, ingest_count..half, RARE_HITS / 2);
+        let sc = open(&dir.join("sc"), "sc", &sc_key, &sc_admin)?;
+        let sc_agencies = agencies(&sc, &sc_admin, "sc", agency_count);
+        list(
+            &sc,
+            "sc",
+            &sc_agencies,
+            0..args.listings - half,
+            RARE_HITS - RARE_HITS / 2,
+        );
+        eprintln!("corpus listed in {:.0} s", started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let peer = Peer {
+            region: sc.region().clone(),
+            url: String::new(),
+            verifier: NoteVerifier::new("vledger.local/sc", sc_key.public_key())?,
+        };
+        let mut mirror = Mirror::new(cq.clone(), peer, None);
+        let mut source = LocalSource { node: sc.clone() };
+        loop {
+            match mirror.step(&mut source, vledger_node::writer::wall_clock_ms()) {
+                StepOutcome::Adopted { .. } => {}
+                StepOutcome::UpToDate => break,
+                other => bail!("mirror step: {other:?}"),
+            }
         }
-    }
-    let sc_size = sc.tree_size();
-    let indexed_at = Instant::now();
-    while index.freshness().regions.get(sc.region()).copied() != Some(sc_size) {
-        if indexed_at.elapsed() > Duration::from_secs(1800) {
-            bail!("the index did not reach Sichuan's adopted size");
+        let sc_size = sc.tree_size();
+        let indexed_at = Instant::now();
+        while index.freshness().regions.get(sc.region()).copied() != Some(sc_size) {
+            if indexed_at.elapsed() > Duration::from_secs(1800) {
+                bail!("the index did not reach Sichuan's adopted size");
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        report["mirror_and_index_seconds"] = json!(started.elapsed().as_secs_f64());
+        drop((mirror, source));
+        sc.shutdown();
+        drop(sc);
+        let freshness = index.freshness();
+        report["indexed"] = serde_json::to_value(&freshness)?;
+        drop(index);
+        cq.shutdown();
+        drop(cq);
     }
-    report["mirror_and_index_seconds"] = json!(started.elapsed().as_secs_f64());
-    drop((mirror, source));
-    sc.shutdown();
-    drop(sc);
-    let freshness = index.freshness();
-    report["indexed"] = serde_json::to_value(&freshness)?;
-    drop(index);
-    cq.shutdown();
-    drop(cq);
 
     // 3 and 4. The node alone and the old scan; then the index opened and searched.
     let cq = open(&dir.join("cq"), "cq", &cq_key, &cq_admin)?;
     let client = reqwest::blocking::Client::new();
-    let plain = serve(&cq, None)?;
+    // The node alone: its catalog reads served beside an index that is never built.
+    let never_built = CatalogIndex::open(cq.region().clone(), None, cq.tree_size())?;
+    let plain = serve(&cq, Some(Arc::new(never_built)))?;
     let scan_query = [("q", RARE_WORD), ("limit", "100")];
     let (scan_first_page, _) = latency(
         &client,
