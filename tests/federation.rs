@@ -302,6 +302,42 @@ fn three_regions_mirror_each_other_through_partitions_crashes_and_a_fork() {
         .get_json("/v1/catalog/listings?region=cd", &[])
         .unwrap();
     assert_eq!(search["listings"][0]["listing_id"], "l-cd");
+    // The search engine of every node finds the listings of all three regions, each with the
+    // region whose log holds it, and counts them by region.
+    for node in [&cq, &sc, &cd] {
+        let size = node.tree_size().to_string();
+        let found: Value = node
+            .client()
+            .get_json(
+                "/v1/catalog/search",
+                &[
+                    ("q", "材料检测".to_string()),
+                    ("min_log_size", size),
+                    ("sort", "price_asc".to_string()),
+                ],
+            )
+            .unwrap();
+        let mut regions: Vec<(String, String)> = found["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["log_region"].as_str().unwrap().to_string(),
+                    h["listing"]["listing_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        regions.sort();
+        let expected: Vec<(String, String)> = ["cd", "cq", "sc"]
+            .iter()
+            .map(|r| (r.to_string(), format!("l-{r}")))
+            .collect();
+        assert_eq!(regions, expected, "{}: {found}", node.region);
+        assert_eq!(found["facets"]["region"].as_array().unwrap().len(), 3);
+        let adopted = &found["indexed"]["regions"];
+        assert_eq!(adopted.as_object().unwrap().len(), 2, "{found}");
+    }
 
     // 2. A partition between Chongqing and Sichuan: Chengdu keeps up, Chongqing falls behind,
     // then both converge when it heals.

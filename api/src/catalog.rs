@@ -25,7 +25,7 @@ use crate::{AppState, Problem, ProblemPath, ProblemQuery};
 pub use vledger_wire::http::DemandMatches;
 
 /// Most characters of a search's `cursor`.
-pub const MAX_CURSOR_CHARS: usize = 2048;
+pub const MAX_CURSOR_CHARS: usize = 8192;
 
 /// `GET /v1/catalog/search`: every parameter is optional.
 #[derive(Deserialize, IntoParams)]
@@ -38,8 +38,7 @@ pub(crate) struct SearchParams {
     /// together (`质谱仪` matches `高分辨质谱仪`, not `质谱联用仪`), one character wherever it
     /// stands; a term of several pieces (`EMC检测`, `ISO-17025`) or `"a quoted phrase"`
     /// matches its pieces next to each other in that order; a term or phrase after `-` must not
-    /// match. At most 64 tokens (a word is one; a run of Chinese characters one fewer than its
-    /// characters). Blank: every listing matches.
+    /// match. Blank: every listing matches.
     #[param(max_length = 256)]
     q: Option<String>,
     #[param(inline)]
@@ -56,8 +55,8 @@ pub(crate) struct SearchParams {
     min_price: Option<u64>,
     #[serde(default, deserialize_with = "crate::params::opt_int64")]
     max_price: Option<u64>,
-    /// Only listings priced in this currency (ISO 4217).
-    #[param(pattern = "^[A-Z]{3}$")]
+    /// Only listings priced in this currency (ISO 4217, exactly); blank filters nothing.
+    #[param(max_length = 3)]
     currency: Option<String>,
     /// Only listings priced for this unit (exactly); blank filters nothing.
     #[param(max_length = 64)]
@@ -69,14 +68,15 @@ pub(crate) struct SearchParams {
     #[param(inline)]
     sort: Option<SortOrder>,
     /// The `next_cursor` of the previous page, passed with the same query.
-    #[param(max_length = 2048)]
+    #[param(max_length = 8192)]
     cursor: Option<String>,
     /// 1 to 100; 20 by default.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// Answer only once the index reflects at least this many entries of this node's log (a
-    /// receipt's `index` + 1, to see one's own command): at most the log's size; answered 503
-    /// `search-index-behind` if the index has not reached it within 2 s.
+    /// receipt's `index` + 1, to see one's own command): beyond the log's size it is 404
+    /// `out-of-range`; answered 503 `search-index-behind` if the index has not reached it
+    /// within 2 s.
     #[serde(default, deserialize_with = "crate::params::opt_int64")]
     min_log_size: Option<u64>,
 }
@@ -92,8 +92,8 @@ fn wanted_log_size(state: &AppState, min_log_size: Option<u64>) -> Result<Option
     let size = state.node.tree_size();
     if wanted > size {
         return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
+            StatusCode::NOT_FOUND,
+            "out-of-range",
             format!("min_log_size {wanted} is beyond the log, which holds {size} entries"),
         ));
     }
@@ -149,6 +149,7 @@ fn within(name: &str, value: Option<&String>, max: usize) -> Result<(), Problem>
     responses(
         (status = 200, description = "A page of the best matches", body = SearchPage),
         (status = 400, description = "A parameter is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`min_log_size` is beyond the log", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The search index cannot answer, or has not reached `min_log_size` in time", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn get_search(
@@ -163,15 +164,7 @@ pub(crate) async fn get_search(
     within("category", q.category.as_ref(), MAX_CATEGORY_FILTER_CHARS)?;
     within("unit", q.unit.as_ref(), MAX_CATEGORY_FILTER_CHARS)?;
     within("cursor", q.cursor.as_ref(), MAX_CURSOR_CHARS)?;
-    if let Some(currency) = &q.currency {
-        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-query",
-                "currency must be an ISO 4217 code of three capital letters",
-            ));
-        }
-    }
+    within("currency", q.currency.as_ref(), 3)?;
     let wanted = wanted_log_size(&state, q.min_log_size)?;
     let query = SearchQuery {
         text: q.q,
@@ -354,7 +347,7 @@ pub(crate) async fn get_demand(
     responses(
         (status = 200, description = "The matching listings", body = DemandMatches),
         (status = 400, description = "The id or a parameter is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such demand", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such demand, or `min_log_size` is beyond the log", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The search index cannot answer, or has not reached `min_log_size` in time", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn get_demand_matches(

@@ -26,6 +26,9 @@ const FAMILIES: &[(&str, &str)] = &[
     ("vledger_writer_failed_batches_total", "counter"),
     ("vledger_storage_writable", "gauge"),
     ("vledger_writer_longest_commit_microseconds", "gauge"),
+    ("vledger_catalog_index_log_size", "gauge"),
+    ("vledger_catalog_index_lag_entries", "gauge"),
+    ("vledger_catalog_index_failing", "gauge"),
 ];
 
 /// The value of the one sample `line_start` begins (a name, with its labels if it has any).

@@ -380,13 +380,13 @@ async fn bad_parameters_are_problems() {
     let long = "长".repeat(257);
     let beyond = (app.node.tree_size() + 1).to_string();
     let cases: [(&[(&str, &str)], u16, &str); 7] = [
+        (&[("min_log_size", &beyond)], 404, "out-of-range"),
         (&[("q", &long)], 400, "invalid-query"),
         (&[("limit", "0")], 400, "invalid-query"),
         (&[("limit", "101")], 400, "invalid-query"),
-        (&[("currency", "cny")], 400, "invalid-query"),
+        (&[("currency", "CNYX")], 400, "invalid-query"),
         (&[("sort", "newest")], 400, "invalid-query"),
         (&[("agency", "not-a-key")], 400, "invalid-query"),
-        (&[("min_log_size", &beyond)], 400, "invalid-query"),
     ];
     for (query, status, code) in cases {
         let response = app.get("/v1/catalog/search", query).await;

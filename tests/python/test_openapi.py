@@ -55,7 +55,8 @@ class OpenApiConformance(unittest.TestCase):
         paths = set(doc["paths"])
         for path in ("/v1/commands", "/v1/entries/{index}", "/v1/events", "/v1/vouchers",
                      "/v1/orders", "/v1/claims", "/v1/programs", "/v1/parties/{key}",
-                     "/v1/catalog/listings", "/v1/fraud-flags", "/openapi.json"):
+                     "/v1/catalog/listings", "/v1/catalog/search", "/v1/fraud-flags",
+                     "/openapi.json"):
             self.assertIn(path, paths)
         schemas = doc["components"]["schemas"]
         for name in ("Problem", "Command", "Event", "DsseEnvelope", "CommandAccepted"):

@@ -548,6 +548,7 @@ fn main() -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     report["mirror_and_index_seconds"] = json!(started.elapsed().as_secs_f64());
+    drop((mirror, source));
     sc.shutdown();
     drop(sc);
     let freshness = index.freshness();
