@@ -343,6 +343,164 @@ pub fn print_accepted(accepted: &CommandAccepted, sentence: &str, json: bool) ->
     Ok(())
 }
 
+/// Settlement statements between two regions, in the debtor's log (`vledger settle ...`).
+#[derive(clap::Subcommand)]
+pub enum Settle {
+    /// Propose the statement of what this node's region owes `--creditor` for a period (signed
+    /// by the debtor region's admin): the node's open payouts of the period become its lines,
+    /// each with the leaf hash of its payout entry, recomputed here from the entry's bytes.
+    Propose {
+        /// The region owed: the one that advanced the payouts.
+        #[arg(long)]
+        creditor: String,
+        /// A calendar month, YYYY-MM, in the region's time zone; by default the month before.
+        #[arg(long, conflicts_with_all = ["from_ms", "until_ms"])]
+        month: Option<String>,
+        /// The period's start, ms since the Unix epoch (with --until-ms).
+        #[arg(long, requires = "until_ms")]
+        from_ms: Option<u64>,
+        /// The period's end, excluded.
+        #[arg(long, requires = "from_ms")]
+        until_ms: Option<u64>,
+        /// The statement's id; a fresh `stmt-…` id when not given.
+        #[arg(long)]
+        statement: Option<String>,
+        #[command(flatten)]
+        signer: Signer,
+    },
+    /// Sign a statement for the signer's region (an admin of the debtor's region, or of the
+    /// creditor's, on the debtor's node); it takes effect when both regions have signed.
+    Sign {
+        #[arg(long)]
+        statement: String,
+        #[command(flatten)]
+        signer: Signer,
+    },
+    /// Record the payment of a statement signed by both regions (signed by the debtor's admin):
+    /// it closes, and its amounts leave the position.
+    Pay {
+        #[arg(long)]
+        statement: String,
+        /// The bank or treasury reference of the payment.
+        #[arg(long)]
+        reference: String,
+        #[command(flatten)]
+        signer: Signer,
+    },
+}
+
+/// The leaf hash of a log entry, recomputed from its bytes as served (RFC 6962:
+/// SHA-256(0x00 ‖ entry)), standard base64.
+fn entry_leaf_hash(client: &Client, index: u64) -> Result<String> {
+    use base64::Engine;
+    let entry = client
+        .entry(index)
+        .map_err(crate::cli_submit::explain)
+        .with_context(|| format!("reading entry {index}, a payout the statement names"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&entry.entry.entry)
+        .with_context(|| format!("entry {index} is not base64"))?;
+    let mut hasher = Sha256::new();
+    hasher.update([0u8]);
+    hasher.update(&bytes);
+    Ok(base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
+}
+
+/// The body of `settlement.propose` for the node's draft: its open payouts as lines.
+fn proposal_of(client: &Client, statement: &str, draft: &Value) -> Result<Value> {
+    let payouts = draft["payouts"]
+        .as_array()
+        .context("the node's draft has no payouts")?;
+    let mut lines = Vec::with_capacity(payouts.len());
+    let mut gross: u64 = 0;
+    for payout in payouts {
+        let index = payout["log_index"]
+            .as_u64()
+            .context("a payout's log_index")?;
+        let amount = payout["amount_minor"]
+            .as_u64()
+            .context("a payout's amount")?;
+        gross = gross.checked_add(amount).context("the gross overflows")?;
+        lines.push(json!({
+            "region": draft["debtor"], "log_index": index,
+            "leaf_hash": entry_leaf_hash(client, index)?, "order_id": payout["order_id"],
+            "amount_minor": amount, "direction": "debtor_to_creditor",
+        }));
+    }
+    Ok(json!({
+        "statement_id": statement, "creditor": draft["creditor"],
+        "from_ms": draft["from_ms"], "until_ms": draft["until_ms"], "lines": lines,
+        "gross_debtor_to_creditor_minor": gross, "gross_creditor_to_debtor_minor": 0,
+        "net_minor": gross,
+    }))
+}
+
+pub fn settle(command: Settle) -> Result<()> {
+    let (signer, command_type, client, body, sentence) = match &command {
+        Settle::Propose {
+            creditor,
+            month,
+            from_ms,
+            until_ms,
+            statement,
+            signer,
+        } => {
+            let client = Client::new(&signer.url);
+            let mut query = vec![("creditor", creditor.clone())];
+            query.extend(month.clone().map(|m| ("month", m)));
+            query.extend(from_ms.map(|t| ("from_ms", t.to_string())));
+            query.extend(until_ms.map(|t| ("until_ms", t.to_string())));
+            let draft: Value = client
+                .get_json("/v1/settlement/draft", &query)
+                .map_err(crate::cli_submit::explain)?;
+            let id = statement.clone().unwrap_or_else(|| fresh_id("stmt"));
+            let body = proposal_of(&client, &id, &draft)?;
+            let sentence = format!(
+                "statement {id} proposed: {} lines, {} owed to {creditor} for [{}, {})",
+                body["lines"].as_array().map_or(0, Vec::len),
+                body["net_minor"],
+                body["from_ms"],
+                body["until_ms"],
+            );
+            (signer, "settlement.propose", client, body, sentence)
+        }
+        Settle::Sign { statement, signer } => (
+            signer,
+            "settlement.sign",
+            Client::new(&signer.url),
+            json!({ "statement_id": statement }),
+            format!("statement {statement} signed"),
+        ),
+        Settle::Pay {
+            statement,
+            reference,
+            signer,
+        } => {
+            let client = Client::new(&signer.url);
+            let record: Value = client
+                .get_json(
+                    &format!(
+                        "/v1/settlement/statements/{}",
+                        vledger_client::path_segment(statement)
+                    ),
+                    &[],
+                )
+                .map_err(crate::cli_submit::explain)?;
+            let net = record["net_minor"].clone();
+            let body =
+                json!({ "statement_id": statement, "amount_minor": net, "reference": reference });
+            let sentence = format!("statement {statement} is paid: {net} (reference {reference})");
+            (signer, "settlement.record_payment", client, body, sentence)
+        }
+    };
+    let key = crate::read_key(&signer.key)?;
+    let nonce = signer.nonce.clone().unwrap_or_else(fresh_nonce);
+    let accepted = client
+        .submit_with_nonce(&key, command_type, &body, &nonce)
+        .map_err(crate::cli_submit::explain)?;
+    print_accepted(&accepted, &sentence, signer.json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

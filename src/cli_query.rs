@@ -134,6 +134,16 @@ enum Query {
     },
     /// What regions owe each other from advanced cross-region payouts.
     Settlement,
+    /// One settlement statement, or this log's statements (owed to a creditor, in a status).
+    Statements {
+        id: Option<String>,
+        #[arg(long)]
+        creditor: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
 }
 
 fn push(query: &mut Vec<(&'static str, String)>, name: &'static str, value: &Option<String>) {
@@ -257,6 +267,17 @@ pub fn run(args: QueryArgs) -> Result<()> {
             ("/v1/fraud-flags".to_string(), q)
         }
         Query::Settlement => ("/v1/settlement/positions".to_string(), Vec::new()),
+        Query::Statements {
+            id,
+            creditor,
+            status,
+            paging,
+        } => {
+            let mut query = Vec::new();
+            push(&mut query, "creditor", creditor);
+            push(&mut query, "status", status);
+            one_or_list("settlement/statements", id, query, paging)
+        }
     };
     let mut query = query;
     if matches!(args.what, Query::Listings { .. } | Query::Matches { .. }) {

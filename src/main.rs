@@ -57,6 +57,9 @@ enum Commands {
     Submit(cli_submit::SubmitArgs),
     #[command(flatten)]
     Flow(cli_flows::Flow),
+    /// Settlement statements between regions: propose, sign, pay.
+    #[command(subcommand)]
+    Settle(cli_flows::Settle),
     /// Read records, entries and proofs from a node, as JSON.
     Query(cli_query::QueryArgs),
     /// Follow the node's events as they happen (Server-Sent Events), resuming after drops.
@@ -132,6 +135,7 @@ fn main() -> Result<()> {
         }
         Commands::Submit(args) => cli_submit::run(args),
         Commands::Flow(flow) => cli_flows::run(flow),
+        Commands::Settle(command) => cli_flows::settle(command),
         Commands::Query(args) => cli_query::run(args),
         Commands::Tail(args) => cli_query::tail(args),
         Commands::Rebuild {

@@ -181,6 +181,15 @@ fn app(
             "/v1/settlement/positions",
             get(records::get_settlement_positions),
         )
+        .route(
+            "/v1/settlement/statements",
+            get(records::list_settlement_statements),
+        )
+        .route(
+            "/v1/settlement/statements/{statement_id}",
+            get(records::get_settlement_statement),
+        )
+        .route("/v1/settlement/draft", get(records::get_settlement_draft))
         .route("/checkpoint", get(tiles::get_checkpoint))
         .route("/tile/{*path}", get(tiles::get_tile))
         .route("/healthz", get(healthz))

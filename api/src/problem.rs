@@ -185,7 +185,8 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | R::OrderNotFound(_)
         | R::ListingNotFound(_)
         | R::DemandNotFound(_)
-        | R::ClaimNotFound(_) => StatusCode::NOT_FOUND,
+        | R::ClaimNotFound(_)
+        | R::StatementNotFound(_) => StatusCode::NOT_FOUND,
         R::GenesisAlreadyDone
         | R::PartyExists
         | R::KeyAlreadyRevoked
@@ -200,7 +201,9 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | R::DemandExists(_)
         | R::InstallmentAlreadyPaid { .. }
         | R::ClaimExists(_)
-        | R::ShareAlreadyReleased => StatusCode::CONFLICT,
+        | R::ShareAlreadyReleased
+        | R::StatementExists(_)
+        | R::StatementAlreadySigned { .. } => StatusCode::CONFLICT,
         R::GenesisRequired
         | R::WeakKey(_)
         | R::CannotRevokeNodeKey
@@ -247,7 +250,9 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | R::PriceAboveListing { .. }
         | R::RecoveryExceedsReceivable { .. }
         | R::InvalidAdoption(_)
-        | R::EntryTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        | R::EntryTooLarge { .. }
+        | R::StatementWrongState { .. }
+        | R::StatementMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -410,6 +415,11 @@ mod tests {
         ShareAlreadyReleased = Rejection::ShareAlreadyReleased => "share-already-released", 409;
         RecoveryExceedsReceivable = Rejection::RecoveryExceedsReceivable { owed_minor: 1, requested_minor: 2 } => "recovery-exceeds-receivable", 422;
         EntryTooLarge = Rejection::EntryTooLarge { events_bytes: 2, max_events_bytes: 1 } => "entry-too-large", 422;
+        StatementExists = Rejection::StatementExists(s()) => "statement-exists", 409;
+        StatementNotFound = Rejection::StatementNotFound(s()) => "statement-not-found", 404;
+        StatementWrongState = Rejection::StatementWrongState { status: s() } => "statement-wrong-state", 422;
+        StatementAlreadySigned = Rejection::StatementAlreadySigned { region: s() } => "statement-already-signed", 409;
+        StatementMismatch = Rejection::StatementMismatch(s()) => "statement-mismatch", 422;
     }
 
     /// The problem codes of docs/FORMAT.md §7 with their statuses: each row of its table names

@@ -17,8 +17,11 @@ use vledger_domain::limits::{MAX_FLAGS_PAGE, MAX_SETTLEMENT_POSITIONS};
 use vledger_domain::money::AmountMinor;
 use vledger_domain::orders::{load_order, OrderQuote, OrderRecord, OrderStatus};
 use vledger_domain::programs::{load_program, ProgramRecord};
-use vledger_domain::queries::{self, Listed};
-use vledger_domain::types::{RecordId, RegionId};
+use vledger_domain::queries::{self, Listed, StatementDraft};
+use vledger_domain::settlement::{
+    load_statement, ProposeStatementBody, StatementRecord, StatementStatus,
+};
+use vledger_domain::types::{RecordId, RegionId, TimestampMs};
 use vledger_domain::vouchers::{load_voucher, VoucherRecord, VoucherStatus};
 use vledger_node::node::CommittedState;
 use vledger_tlog::keys::PublicKey;
@@ -422,6 +425,132 @@ pub(crate) async fn get_fraud_flags(
         flags: page.flags,
         next_after_index: page.next_after_index,
     }))
+}
+
+/// `GET /v1/settlement/statements` filters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StatementsQuery {
+    /// Only statements owed to this region.
+    creditor: Option<RegionId>,
+    /// Only statements in this status.
+    #[param(inline)]
+    status: Option<StatementStatus>,
+    /// The `next_after` of the previous page (a statement id).
+    after: Option<RecordId>,
+    /// 1 to 200 (the default).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<usize>,
+}
+
+/// Settlement statements of this log (this region is their debtor), in id order, with their
+/// lines, signatures, status and payment.
+#[utoipa::path(get, path = "/v1/settlement/statements", tag = "records", params(StatementsQuery),
+    responses(
+        (status = 200, description = "A page of statements", body = RecordsPage<StatementRecord>),
+        (status = 400, description = "A filter is not valid", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list_settlement_statements(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<StatementsQuery>,
+) -> Result<Json<RecordsPage<StatementRecord>>, Problem> {
+    let limit = page_limit(q.limit)?;
+    list(&state, q.after.as_ref(), limit, |s: &StatementRecord| {
+        q.creditor.as_ref().is_none_or(|c| &s.creditor == c)
+            && q.status.is_none_or(|st| s.status == st)
+    })
+}
+
+/// One settlement statement.
+#[utoipa::path(get, path = "/v1/settlement/statements/{statement_id}", tag = "records",
+    params(("statement_id" = RecordId, Path, description = "The statement's id")),
+    responses(
+        (status = 200, description = "The statement with its lines, signatures and payment", body = StatementRecord),
+        (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such statement", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_settlement_statement(
+    State(state): State<AppState>,
+    ProblemPath(id): ProblemPath<String>,
+) -> Result<Json<StatementRecord>, Problem> {
+    read_record(
+        &state,
+        id,
+        "statement",
+        "statement-not-found",
+        load_statement,
+    )
+}
+
+/// `GET /v1/settlement/draft` parameters: the creditor and the period, as
+/// `settlement.propose` takes them.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DraftQuery {
+    /// The region owed.
+    creditor: RegionId,
+    /// A calendar month, `YYYY-MM`, in the region's time zone.
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}$", min_length = 7, max_length = 7)]
+    month: Option<String>,
+    /// The period's start (with `until_ms`), ms since the Unix epoch.
+    #[param(value_type = Option<TimestampMs>)]
+    #[serde(default, deserialize_with = "params::opt_int64")]
+    from_ms: Option<u64>,
+    /// The period's end, excluded.
+    #[param(value_type = Option<TimestampMs>)]
+    #[serde(default, deserialize_with = "params::opt_int64")]
+    until_ms: Option<u64>,
+}
+
+/// What a statement owed to `creditor` would net now: its period (by default the calendar month
+/// before, in the region's time zone) and the open payouts of it, in the order they were paid
+/// (at most one more than a statement holds). A client proposes it with each payout's entry's
+/// leaf hash.
+#[utoipa::path(get, path = "/v1/settlement/draft", tag = "records", params(DraftQuery),
+    responses(
+        (status = 200, description = "The period and its open payouts", body = StatementDraft),
+        (status = 400, description = "A parameter is not valid", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The period is not one a statement takes", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_settlement_draft(
+    State(state): State<AppState>,
+    ProblemQuery(q): ProblemQuery<DraftQuery>,
+) -> Result<Json<StatementDraft>, Problem> {
+    let instant = |ms: Option<u64>, name: &str| -> Result<Option<TimestampMs>, Problem> {
+        ms.map(|ms| {
+            TimestampMs::new(ms).map_err(|e| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-query",
+                    format!("{name}: {e}"),
+                )
+            })
+        })
+        .transpose()
+    };
+    let period = ProposeStatementBody {
+        statement_id: RecordId::try_from("draft").expect("a record id"),
+        creditor: q.creditor.clone(),
+        month: q.month,
+        from_ms: instant(q.from_ms, "from_ms")?,
+        until_ms: instant(q.until_ms, "until_ms")?,
+        lines: Vec::new(),
+        gross_debtor_to_creditor_minor: AmountMinor::default(),
+        gross_creditor_to_debtor_minor: AmountMinor::default(),
+        net_minor: AmountMinor::default(),
+    };
+    state
+        .node
+        .statement_draft(&q.creditor, &period)
+        .map(Json)
+        .map_err(|e| match e {
+            vledger_domain::ApplyError::Rejected(r) => {
+                Problem::from(vledger_node::writer::SubmitError::Rejected(r))
+            }
+            vledger_domain::ApplyError::State(e) => read_failure(e),
+        })
 }
 
 /// What each region owes another from cross-region payouts it advanced.

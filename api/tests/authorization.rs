@@ -72,8 +72,11 @@ impl Who {
             | Party::DemandEnterprise
             | Party::OrderEnterprise => self == Who::Enterprise,
             Party::ListingAgency | Party::OrderAgency => self == Who::Agency,
-            // Every admin of the node is of the node's region, the listing's.
-            Party::ListingRegionAdmin => self == Who::Role(Role::Admin),
+            // Every admin of the node is of the node's region, the listing's and a statement's
+            // debtor.
+            Party::ListingRegionAdmin | Party::StatementRegionAdmin => {
+                self == Who::Role(Role::Admin)
+            }
             Party::OrderEscrowProvider => self == Who::Escrow,
         }
     }

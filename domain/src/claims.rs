@@ -142,6 +142,29 @@ fn settlement_key(debtor: &RegionId, creditor: &RegionId) -> Vec<u8> {
     format!("settle/{debtor}/{creditor}").into_bytes()
 }
 
+/// Reads the position of what `debtor` owes `creditor`.
+pub fn load_position<S: StateRead>(
+    state: &S,
+    debtor: &RegionId,
+    creditor: &RegionId,
+) -> Result<Option<SettlementPosition>, StateError> {
+    state.get(&settlement_key(debtor, creditor))
+}
+
+/// Writes a position. A position is what advanced payouts added less what paid statements took
+/// off, and a statement takes off only payouts it holds: the amount never goes below zero
+/// ([`crate::settlement`] asserts it before it calls this), and its two regions differ.
+pub(super) fn save_position<S: StateWrite>(state: &mut S, position: &SettlementPosition) {
+    assert_ne!(
+        position.debtor, position.creditor,
+        "a settlement position between a region and itself"
+    );
+    state.put(
+        settlement_key(&position.debtor, &position.creditor),
+        position,
+    );
+}
+
 /// Reads a claim.
 pub fn load_claim<S: StateRead>(
     state: &S,
@@ -483,8 +506,23 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
                         creditor: creditor.clone(),
                         amount_minor: 0,
                     });
-                position.amount_minor += amount_minor;
-                state.put(key, &position);
+                position.amount_minor = position
+                    .amount_minor
+                    .checked_add(*amount_minor)
+                    .ok_or_else(|| corrupt(String::from_utf8_lossy(&key).into_owned()))?;
+                save_position(state, &position);
+                super::settlement::record_payout(
+                    state,
+                    &super::settlement::AdvancedPayout {
+                        order_id: order_id.clone(),
+                        debtor: claim.funding_region.clone(),
+                        creditor: creditor.clone(),
+                        amount_minor: *amount_minor,
+                        log_index: ctx.index,
+                        paid_at_ms: ctx.node_time_ms,
+                        statement_id: None,
+                    },
+                );
             }
         }
         Event::ClaimClawedBack {

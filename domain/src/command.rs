@@ -15,6 +15,7 @@ use super::orders::{
 };
 use super::parties::Role;
 use super::programs::{ProgramTerms, QualifyBody};
+use super::settlement::{ProposeStatementBody, RecordStatementPaymentBody, SignStatementBody};
 use super::standing::{AccreditBody, AffiliationBody, SuspendBody};
 use super::vouchers::{ExpireVoucherBody, IssueVoucherBody, VoucherActionBody};
 use super::Rejection;
@@ -138,6 +139,17 @@ pub enum Command {
     /// decisions read that region's records as of this checkpoint.
     #[serde(rename = "federation.adopt")]
     Adopt(AdoptBody),
+    /// Proposes a settlement statement: the open payouts a creditor region advanced for this
+    /// region's claims in a period, netted.
+    #[serde(rename = "settlement.propose")]
+    ProposeStatement(ProposeStatementBody),
+    /// Signs a statement for the signer's region; it takes effect when both regions have.
+    #[serde(rename = "settlement.sign")]
+    SignStatement(SignStatementBody),
+    /// Records the payment of a statement in effect: it closes, and its amounts leave the
+    /// position.
+    #[serde(rename = "settlement.record_payment")]
+    RecordStatementPayment(RecordStatementPaymentBody),
 }
 
 /// The type of a command without its body, one for each [`Command`] variant, named by the
@@ -180,11 +192,14 @@ pub enum CommandType {
     ReleaseUnclaimed,
     RecoverClaim,
     Adopt,
+    ProposeStatement,
+    SignStatement,
+    RecordStatementPayment,
 }
 
 impl CommandType {
     /// Every command type, in the order of [`Command`]'s variants.
-    pub const ALL: [CommandType; 35] = {
+    pub const ALL: [CommandType; 38] = {
         use CommandType::*;
         [
             Genesis,
@@ -222,6 +237,9 @@ impl CommandType {
             ReleaseUnclaimed,
             RecoverClaim,
             Adopt,
+            ProposeStatement,
+            SignStatement,
+            RecordStatementPayment,
         ]
     };
 
@@ -264,6 +282,9 @@ impl CommandType {
             ReleaseUnclaimed => "order.release_unclaimed",
             RecoverClaim => "claim.recover",
             Adopt => "federation.adopt",
+            ProposeStatement => "settlement.propose",
+            SignStatement => "settlement.sign",
+            RecordStatementPayment => "settlement.record_payment",
         }
     }
 
@@ -385,6 +406,9 @@ impl Command {
             Command::ReleaseUnclaimed(_) => T::ReleaseUnclaimed,
             Command::RecoverClaim(_) => T::RecoverClaim,
             Command::Adopt(_) => T::Adopt,
+            Command::ProposeStatement(_) => T::ProposeStatement,
+            Command::SignStatement(_) => T::SignStatement,
+            Command::RecordStatementPayment(_) => T::RecordStatementPayment,
         }
     }
 }
@@ -926,6 +950,16 @@ pub(crate) mod examples {
             T::RecoverClaim => json!({ "order_id": "o", "amount_minor": 1, "reference": "r" }),
             T::Adopt => json!({ "region": "sc", "verifier_key": "sc+00000000+AQ==",
                                 "checkpoint": "sc\n1\nAA==\n\n" }),
+            T::ProposeStatement => json!({ "statement_id": "s", "creditor": "sc",
+                "month": "2026-01", "lines": [{ "region": "cq", "log_index": 1,
+                    "leaf_hash": "A".repeat(43) + "=", "order_id": "o", "amount_minor": 1,
+                    "direction": "debtor_to_creditor" }],
+                "gross_debtor_to_creditor_minor": 1, "gross_creditor_to_debtor_minor": 0,
+                "net_minor": 1 }),
+            T::SignStatement => json!({ "statement_id": "s" }),
+            T::RecordStatementPayment => {
+                json!({ "statement_id": "s", "amount_minor": 1, "reference": "r" })
+            }
         }
     }
 

@@ -6,6 +6,7 @@ use super::catalog::{DemandBody, ListingBody, UpdateListingBody};
 use super::orders::{Evidence, FraudRule, PaymentPlan};
 use super::parties::Role;
 use super::programs::ProgramTerms;
+use super::settlement::StatementLine;
 use crate::limits::MAX_EVENTS_BYTES;
 use crate::types::{RecordId, RegionId, TimeMs};
 use vledger_tlog::keys::PublicKey;
@@ -234,6 +235,37 @@ pub enum Event {
         order_id: RecordId,
         program_id: RecordId,
         detail: String,
+    },
+    /// A settlement statement proposed by the debtor's admin: every open payout of the period
+    /// owed to the creditor, with the gross amounts and the net.
+    #[serde(rename = "settlement.proposed")]
+    StatementProposed {
+        statement_id: RecordId,
+        debtor: RegionId,
+        creditor: RegionId,
+        from_ms: TimeMs,
+        until_ms: TimeMs,
+        lines: Vec<StatementLine>,
+        gross_debtor_to_creditor_minor: u64,
+        gross_creditor_to_debtor_minor: u64,
+        net_minor: u64,
+        proposed_by: PublicKey,
+    },
+    /// A region's admin signed a statement; `in_effect` when both regions have.
+    #[serde(rename = "settlement.signed")]
+    StatementSigned {
+        statement_id: RecordId,
+        region: RegionId,
+        signer: PublicKey,
+        in_effect: bool,
+    },
+    /// The statement's net was paid: it is closed and its amounts leave the position.
+    #[serde(rename = "settlement.paid")]
+    StatementPaid {
+        statement_id: RecordId,
+        amount_minor: u64,
+        reference: String,
+        by: PublicKey,
     },
     #[serde(rename = "party.affiliation_declared")]
     AffiliationDeclared {

@@ -21,6 +21,7 @@ pub mod permissions;
 pub mod programs;
 pub mod queries;
 mod rejection;
+pub mod settlement;
 pub mod standing;
 mod state;
 pub mod vouchers;
@@ -178,6 +179,13 @@ pub fn decide<S: StateRead>(
                     orders::decide_release_unclaimed(state, ctx, body)
                 }
                 Command::Adopt(body) => federation::decide_adopt(state, ctx, body),
+                Command::ProposeStatement(body) => {
+                    settlement::decide_propose(state, ctx, &region, &actor, body)
+                }
+                Command::SignStatement(body) => settlement::decide_sign(state, &actor, body),
+                Command::RecordStatementPayment(body) => {
+                    settlement::decide_record_payment(state, &actor, body)
+                }
             }
         }
     }
@@ -227,6 +235,9 @@ pub fn evolve<S: StateRead + StateWrite>(
         | Event::ClaimClawedBack { .. }
         | Event::ClaimRecovered { .. } => claims::evolve(state, ctx, event),
         Event::RegionAdopted { .. } => federation::evolve(state, ctx, event),
+        Event::StatementProposed { .. }
+        | Event::StatementSigned { .. }
+        | Event::StatementPaid { .. } => settlement::evolve(state, ctx, event),
     }
 }
 
@@ -234,6 +245,8 @@ pub fn evolve<S: StateRead + StateWrite>(
 mod catalog_tests;
 #[cfg(test)]
 mod orders_tests;
+#[cfg(test)]
+mod settlement_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

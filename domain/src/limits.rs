@@ -59,6 +59,9 @@ pub const MAX_INSTALLMENTS: usize = 24;
 pub const MAX_EVIDENCE_ITEMS: usize = 32;
 /// Longest payment or escrow reference, in bytes.
 pub const MAX_REFERENCE_BYTES: usize = 128;
+/// The lines of one settlement statement: a proposal's envelope (at most 32 KiB) holds them
+/// with room to spare, and so do its events.
+pub const MAX_STATEMENT_LINES: usize = 64;
 /// The window in which orders between one enterprise and one agency count together for the
 /// split-order flag: 30 days.
 pub const SPLIT_ORDER_WINDOW_MS: u64 = 30 * 86_400_000;

@@ -453,7 +453,11 @@ fn require_serving_agency<S: StateRead>(
     now: TimeMs,
     agency: &PublicKey,
 ) -> Result<PartyRecord, ApplyError> {
-    let party = load_party(state, agency)?.ok_or(Rejection::PartyNotFound)?;
+    // An agency of another region is read as its region's log gives it, as of the size adopted:
+    // its accreditation and standing are its home region's.
+    let party = super::federation::find_party(state, agency)?
+        .map(|known| known.party)
+        .ok_or(Rejection::PartyNotFound)?;
     if party.role != Role::Agency {
         return Err(Rejection::WrongPartyRole {
             needed: "agency",

@@ -17,6 +17,7 @@ use super::catalog::{load_demand, load_listing, DemandRecord, ListingRecord};
 use super::orders::{load_order, OrderRecord};
 use super::parties::{PartyRecord, Role};
 use super::rejection::Refusal;
+use super::settlement::{load_statement, StatementRecord};
 use super::state::{StateError, StateRead};
 use super::vouchers::{load_voucher, VoucherRecord};
 use super::{ApplyContext, ApplyError, Command, CommandType, Rejection};
@@ -68,6 +69,9 @@ pub enum Party {
     OrderAgency,
     /// The escrow provider of an order paid through escrow.
     OrderEscrowProvider,
+    /// An admin whose home region is the statement's debtor (this log's region) or its
+    /// creditor: the one party of another region that may act here as an admin.
+    StatementRegionAdmin,
 }
 
 /// Who may sign each command type.
@@ -119,6 +123,9 @@ pub fn rule(command_type: CommandType) -> Permission {
         T::ReleaseUnclaimed => Roles(NODE),
         T::RecoverClaim => Roles(ADMIN),
         T::Adopt => Roles(NODE),
+        T::ProposeStatement => Roles(ADMIN),
+        T::SignStatement => RoleAndParty(Role::Admin, Party::StatementRegionAdmin),
+        T::RecordStatementPayment => Roles(ADMIN),
     }
 }
 
@@ -189,6 +196,7 @@ impl Party {
             Party::OrderEnterprise => "the order's enterprise",
             Party::OrderAgency => "the order's agency",
             Party::OrderEscrowProvider => "the order's escrow provider",
+            Party::StatementRegionAdmin => "an admin of the statement's debtor or creditor region",
         }
     }
 
@@ -200,9 +208,15 @@ impl Party {
                 Some(Role::Enterprise)
             }
             Party::ListingAgency | Party::OrderAgency => Some(Role::Agency),
-            Party::ListingRegionAdmin => Some(Role::Admin),
+            Party::ListingRegionAdmin | Party::StatementRegionAdmin => Some(Role::Admin),
             Party::OrderEscrowProvider => Some(Role::Escrow),
         }
+    }
+
+    /// Whether this party may be of another region although its role acts in its own region
+    /// only ([`Role::acts_across_regions`]): the creditor's admin signing a statement.
+    fn admits_foreign_authority(self) -> bool {
+        self == Party::StatementRegionAdmin
     }
 
     /// The rejection of a signer who is not this party.
@@ -214,7 +228,8 @@ impl Party {
             Party::Named
             | Party::OrderEnterprise
             | Party::OrderAgency
-            | Party::OrderEscrowProvider => Rejection::NotAuthorized(refusal),
+            | Party::OrderEscrowProvider
+            | Party::StatementRegionAdmin => Rejection::NotAuthorized(refusal),
         }
     }
 
@@ -234,6 +249,7 @@ impl Party {
             Party::OrderEnterprise | Party::OrderAgency | Party::OrderEscrowProvider => {
                 RecordKind::Order
             }
+            Party::StatementRegionAdmin => RecordKind::Statement,
         }
     }
 
@@ -254,6 +270,11 @@ impl Party {
             (Party::OrderEscrowProvider, Record::Order(order)) => {
                 order.escrow.as_ref().map(|e| e.provider == actor.key)
             }
+            (Party::StatementRegionAdmin, Record::Statement(statement)) => Some(
+                actor.role == Role::Admin
+                    && (actor.home_region == statement.debtor
+                        || actor.home_region == statement.creditor),
+            ),
             (party, record) => unreachable!(
                 "the permission table names {party:?} for a command that names {:?}",
                 record.kind()
@@ -270,6 +291,7 @@ enum RecordKind {
     Listing,
     Demand,
     Order,
+    Statement,
 }
 
 /// What a command names that its permission's parties are found in.
@@ -279,6 +301,7 @@ enum Subject<'a> {
     Listing(&'a RecordId),
     Demand(&'a RecordId),
     Order(&'a RecordId),
+    Statement(&'a RecordId),
 }
 
 impl Subject<'_> {
@@ -298,6 +321,7 @@ impl Subject<'_> {
             Command::AcknowledgePayment(body) => Some(Subject::Order(&body.order_id)),
             Command::DeliverOrder(body) => Some(Subject::Order(&body.order_id)),
             Command::SubmitClaim(body) => Some(Subject::Order(&body.order_id)),
+            Command::SignStatement(body) => Some(Subject::Statement(&body.statement_id)),
             Command::Genesis(_)
             | Command::RegisterParty(_)
             | Command::CreateProgram(_)
@@ -319,7 +343,9 @@ impl Subject<'_> {
             | Command::ClawbackClaim(_)
             | Command::ReleaseUnclaimed(_)
             | Command::RecoverClaim(_)
-            | Command::Adopt(_) => None,
+            | Command::Adopt(_)
+            | Command::ProposeStatement(_)
+            | Command::RecordStatementPayment(_) => None,
         }
     }
 
@@ -331,6 +357,7 @@ impl Subject<'_> {
             Subject::Listing(_) => RecordKind::Listing,
             Subject::Demand(_) => RecordKind::Demand,
             Subject::Order(_) => RecordKind::Order,
+            Subject::Statement(_) => RecordKind::Statement,
         }
     }
 
@@ -342,6 +369,7 @@ impl Subject<'_> {
             Subject::Listing(id) => load_listing(state, id)?.map(Record::Listing),
             Subject::Demand(id) => load_demand(state, id)?.map(Record::Demand),
             Subject::Order(id) => load_order(state, id)?.map(Record::Order),
+            Subject::Statement(id) => load_statement(state, id)?.map(Record::Statement),
         })
     }
 }
@@ -355,6 +383,7 @@ enum Record {
     Listing(ListingRecord),
     Demand(DemandRecord),
     Order(OrderRecord),
+    Statement(StatementRecord),
 }
 
 impl Record {
@@ -373,6 +402,7 @@ impl Record {
             Record::Listing(_) => RecordKind::Listing,
             Record::Demand(_) => RecordKind::Demand,
             Record::Order(_) => RecordKind::Order,
+            Record::Statement(_) => RecordKind::Statement,
         }
     }
 }
@@ -399,11 +429,16 @@ pub(crate) fn authorize<S: StateRead>(
 ) -> Result<(), ApplyError> {
     let permission = rule(command.command_type());
     if actor.home_region != ctx.region && !actor.role.acts_across_regions() {
-        return Err(Rejection::ForeignAuthority {
-            home_region: actor.home_region.to_string(),
-            role: a_role(actor.role).to_string(),
-        }
-        .into());
+        // A node, admin or regulator of another region acts here only as a party the row names
+        // that may be of another region, and only when it is that party of the record.
+        return match foreign_authority_admitted(state, permission, actor, command)? {
+            true => Ok(()),
+            false => Err(Rejection::ForeignAuthority {
+                home_region: actor.home_region.to_string(),
+                role: a_role(actor.role).to_string(),
+            }
+            .into()),
+        };
     }
     let refusal = |parties: &[Party]| Refusal {
         command: command.command_type().name(),
@@ -441,6 +476,29 @@ pub(crate) fn authorize<S: StateRead>(
             Err(first.refuse(refusal(&parties)).into())
         }
     }
+}
+
+/// Whether `actor`, of another region and of a role that acts in its own region only, is a party
+/// of the command's record that its row admits from another region: an admin of the statement's
+/// creditor region signing it. A record that does not exist admits nobody from another region.
+fn foreign_authority_admitted<S: StateRead>(
+    state: &S,
+    permission: Permission,
+    actor: &PartyRecord,
+    command: &Command,
+) -> Result<bool, StateError> {
+    let parties: Vec<Party> = permission
+        .parties()
+        .into_iter()
+        .filter(|p| p.admits_foreign_authority() && p.role() == Some(actor.role))
+        .collect();
+    if parties.is_empty() {
+        return Ok(false);
+    }
+    let Some(record) = Record::of(state, command)? else {
+        return Ok(false);
+    };
+    Ok(parties.iter().any(|p| p.is(&record, actor) == Some(true)))
 }
 
 /// The signer in words: its role, and, when the role is right, that it is not the party.

@@ -36,6 +36,9 @@ impl Listed for OrderRecord {
 impl Listed for ClaimRecord {
     const PREFIX: &'static [u8] = claims::CLAIM_PREFIX;
 }
+impl Listed for crate::settlement::StatementRecord {
+    const PREFIX: &'static [u8] = crate::settlement::STATEMENT_PREFIX;
+}
 
 /// One page of a list: the records kept, and the id to resume after when there may be more.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +153,45 @@ pub fn settlement_positions(
         .iter()
         .map(|(k, v)| decode_record(k, v))
         .collect()
+}
+
+/// What a statement for `creditor` would net: its period and the open payouts of it, in the
+/// order they were paid, at most one more than a statement's lines
+/// ([`MAX_STATEMENT_LINES`](crate::limits::MAX_STATEMENT_LINES)) so that a period with too many
+/// shows it. The period is read as `settlement.propose` reads it at `now` (`month`, or
+/// `from_ms` and `until_ms`, or the month before), and refused as it would be.
+pub fn statement_draft(
+    state: &impl StateRead,
+    now: TimeMs,
+    creditor: &crate::types::RegionId,
+    period: &crate::settlement::ProposeStatementBody,
+) -> Result<StatementDraft, crate::ApplyError> {
+    let region = crate::parties::load_region(state)?.ok_or(crate::Rejection::GenesisRequired)?;
+    let (from_ms, until_ms) = crate::settlement::statement_period(&region, now, period)?;
+    let payouts = crate::settlement::open_payouts(
+        state,
+        creditor,
+        from_ms,
+        until_ms,
+        crate::limits::MAX_STATEMENT_LINES + 1,
+    )?;
+    Ok(StatementDraft {
+        debtor: region.region,
+        creditor: creditor.clone(),
+        from_ms,
+        until_ms,
+        payouts,
+    })
+}
+
+/// The period and open payouts a statement would net ([`statement_draft`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct StatementDraft {
+    pub debtor: crate::types::RegionId,
+    pub creditor: crate::types::RegionId,
+    pub from_ms: TimeMs,
+    pub until_ms: TimeMs,
+    pub payouts: Vec<crate::settlement::AdvancedPayout>,
 }
 
 /// A command the node signs itself because a time has passed (a voucher's expiry, an order's

@@ -67,7 +67,7 @@ pub enum Rejection {
     },
     #[error("federation.adopt: {0}")]
     InvalidAdoption(String),
-    #[error("the signer is {role} of region `{home_region}`; a party of another region may act here only as an agency, an enterprise or an escrow provider")]
+    #[error("the signer is {role} of region `{home_region}`; a party of another region may act here only as an agency, an enterprise or an escrow provider, or as an admin of a statement's creditor region signing it")]
     ForeignAuthority { home_region: String, role: String },
     #[error("role `node` is held only by the node's own key")]
     NodeRoleReserved,
@@ -215,6 +215,17 @@ pub enum Rejection {
         owed_minor: u64,
         requested_minor: u64,
     },
+    #[error("statement `{0}` already exists")]
+    StatementExists(String),
+    #[error("no statement `{0}`")]
+    StatementNotFound(String),
+    #[error("the statement is {status}; this command does not apply")]
+    StatementWrongState { status: String },
+    #[error("region `{region}` has already signed this statement")]
+    StatementAlreadySigned { region: String },
+    /// A statement that does not net the positions it claims to net.
+    #[error("the statement does not match the positions: {0}")]
+    StatementMismatch(String),
     /// The command's events would make an entry too long for an entry bundle (docs/FORMAT.md
     /// §3): nothing of it is recorded.
     #[error(
@@ -311,6 +322,11 @@ impl Rejection {
             Self::ShareAlreadyReleased => "share-already-released",
             Self::RecoveryExceedsReceivable { .. } => "recovery-exceeds-receivable",
             Self::EntryTooLarge { .. } => "entry-too-large",
+            Self::StatementExists(_) => "statement-exists",
+            Self::StatementNotFound(_) => "statement-not-found",
+            Self::StatementWrongState { .. } => "statement-wrong-state",
+            Self::StatementAlreadySigned { .. } => "statement-already-signed",
+            Self::StatementMismatch(_) => "statement-mismatch",
         }
     }
 }

@@ -263,6 +263,21 @@ impl Node {
         )
     }
 
+    /// What a settlement statement for `creditor` would net now (on the node's clock): its
+    /// period, read as `settlement.propose` reads it, and the open payouts of that period.
+    pub fn statement_draft(
+        &self,
+        creditor: &vledger_domain::types::RegionId,
+        period: &vledger_domain::settlement::ProposeStatementBody,
+    ) -> Result<vledger_domain::queries::StatementDraft, vledger_domain::ApplyError> {
+        vledger_domain::queries::statement_draft(
+            self.store.as_ref(),
+            crate::writer::wall_clock_ms(),
+            creditor,
+            period,
+        )
+    }
+
     /// Signs a command with the node's own key.
     fn seal_own(
         &self,

@@ -173,6 +173,17 @@ impl Market {
             }
             T::Adopt => json!({ "region": "sc", "verifier_key": "sc+00000000+AQ==",
                                 "checkpoint": "sc\n1\nAA==\n\n" }),
+            // No payout of this market was advanced by another region: a proposal for the last
+            // day has nothing to net (`statement-mismatch`), and there is no statement to sign
+            // or pay (`statement-not-found`).
+            T::ProposeStatement => json!({ "statement_id": "st", "creditor": "sc",
+                "from_ms": self.now_ms - DAY_MS, "until_ms": self.now_ms, "lines": [],
+                "gross_debtor_to_creditor_minor": 0, "gross_creditor_to_debtor_minor": 0,
+                "net_minor": 0 }),
+            T::SignStatement => json!({ "statement_id": "st" }),
+            T::RecordStatementPayment => {
+                json!({ "statement_id": "st", "amount_minor": 0, "reference": "BANK-9" })
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ pub struct Served {
     pub base: String,
     pub node_key: SigningKey,
     pub dir: tempfile::TempDir,
+    pub node: Arc<Node>,
 }
 
 /// A new random key.
@@ -46,6 +47,7 @@ pub async fn serve_node_with(admin: &SigningKey, limits: vledger_api::Connection
         base,
         node_key,
         dir,
+        node,
     }
 }
 
@@ -91,14 +93,21 @@ pub struct Api {
 
 impl Api {
     pub async fn start(admin: &SigningKey) -> Self {
+        Self::start_with_node(admin).await.0
+    }
+
+    /// [`Api::start`], with the node it serves (for a test that mirrors another region into it).
+    pub async fn start_with_node(admin: &SigningKey) -> (Self, Arc<Node>) {
         let served = serve_node(admin).await;
-        Self {
+        let node = Arc::clone(&served.node);
+        let api = Self {
             base: served.base,
             client: reqwest::Client::new(),
             node_key: served.node_key,
             nonce: Default::default(),
             _dir: served.dir,
-        }
+        };
+        (api, node)
     }
 
     /// Signs a command for region `cq` and posts it: the status and the JSON answer.
