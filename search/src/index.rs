@@ -30,6 +30,10 @@ pub const CATCH_UP_ENTRIES: u64 = 20_000;
 const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 /// How long the indexer waits for a commit before it looks at the log again by itself.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// The shortest time between the starts of two rounds of indexing: under a steady ingest, each
+/// index commit then takes the entries of a few hundred milliseconds rather than of one batch,
+/// making fewer segments to flush and merge (the lag stays well under a second).
+const MIN_ROUND: Duration = Duration::from_millis(250);
 /// How many records one scan of the state reads at a time.
 const SCAN_CHUNK: usize = 1024;
 
@@ -324,6 +328,7 @@ fn follow(node: Weak<Node>, index: Weak<CatalogIndex>, woken: std::sync::mpsc::R
         let (Some(node), Some(index)) = (node.upgrade(), index.upgrade()) else {
             return;
         };
+        let round = std::time::Instant::now();
         match index.catch_up(node.store()) {
             Ok(()) => {
                 *index.last_error.lock().expect("error lock") = None;
@@ -336,6 +341,9 @@ fn follow(node: Weak<Node>, index: Weak<CatalogIndex>, woken: std::sync::mpsc::R
             }
         }
         drop((node, index));
+        if let Some(rest) = MIN_ROUND.checked_sub(round.elapsed()) {
+            std::thread::sleep(rest);
+        }
         match woken.recv_timeout(backoff) {
             Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
