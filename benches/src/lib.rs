@@ -211,3 +211,31 @@ pub fn spread(count: usize, lo: u64, hi: u64) -> Vec<u64> {
         })
         .collect()
 }
+
+/// Submits `commands` to `node` with up to 4,096 in flight at once, and waits for every answer;
+/// each command must be accepted.
+pub fn submit_all(
+    node: &vledger_node::node::Node,
+    commands: impl Iterator<Item = vledger_wire::envelope::VerifiedEnvelope>,
+) {
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(8192);
+    let mut in_flight = 0u64;
+    for envelope in commands {
+        let done = done_tx.clone();
+        node.submit(
+            envelope,
+            Box::new(move |answer| {
+                answer.expect("command accepted");
+                let _ = done.send(());
+            }),
+        );
+        in_flight += 1;
+        if in_flight >= 4096 {
+            done_rx.recv().expect("answers");
+            in_flight -= 1;
+        }
+    }
+    for _ in 0..in_flight {
+        done_rx.recv().expect("answers");
+    }
+}

@@ -61,39 +61,24 @@ fn open(dir: &Path, region: &str, key: &SigningKey, admin: &SigningKey) -> Resul
 /// Fills `node` with `count` registrations, many in flight at once.
 fn fill(node: &Node, admin: &SigningKey, count: u64) {
     let region = node.region().clone();
-    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(8192);
-    let mut in_flight = 0u64;
-    for i in 0..count {
-        let mut seed = [3u8; 32];
-        seed[..8].copy_from_slice(&i.to_be_bytes());
-        let party = SigningKey::from_bytes(&seed).public_key();
-        let payload = CommandPayload {
-            v: u64::from(COMMAND_FORMAT_VERSION),
-            command_type: "party.register".into(),
-            region: region.clone(),
-            signer: admin.public_key(),
-            nonce: format!("fill-{i}"),
-            body: serde_json::json!({ "key": party.to_base64(), "role": "enterprise",
-                                      "home_region": region.as_str(), "name": format!("firm {i}") }),
-        };
-        let envelope = VerifiedEnvelope::parse_and_verify(&seal(&payload, admin)).expect("sealed");
-        let done = done_tx.clone();
-        node.submit(
-            envelope,
-            Box::new(move |answer| {
-                answer.expect("registration accepted");
-                let _ = done.send(());
-            }),
-        );
-        in_flight += 1;
-        if in_flight >= 4096 {
-            done_rx.recv().expect("answers");
-            in_flight -= 1;
-        }
-    }
-    for _ in 0..in_flight {
-        done_rx.recv().expect("answers");
-    }
+    vledger_benches::submit_all(
+        node,
+        (0..count).map(|i| {
+            let mut seed = [3u8; 32];
+            seed[..8].copy_from_slice(&i.to_be_bytes());
+            let party = SigningKey::from_bytes(&seed).public_key();
+            let payload = CommandPayload {
+                v: u64::from(COMMAND_FORMAT_VERSION),
+                command_type: "party.register".into(),
+                region: region.clone(),
+                signer: admin.public_key(),
+                nonce: format!("fill-{i}"),
+                body: serde_json::json!({ "key": party.to_base64(), "role": "enterprise",
+                                          "home_region": region.as_str(), "name": format!("firm {i}") }),
+            };
+            VerifiedEnvelope::parse_and_verify(&seal(&payload, admin)).expect("sealed")
+        }),
+    );
 }
 
 fn main() -> Result<()> {

@@ -31,6 +31,7 @@ use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use vledger_benches::submit_all;
 use vledger_domain::types::RegionId;
 use vledger_domain::GenesisBody;
 use vledger_federation::source::LocalSource;
@@ -86,30 +87,6 @@ fn open(dir: &Path, region: &str, key: &SigningKey, admin: &SigningKey) -> Resul
         max_batch_commands: vledger_domain::limits::MAX_BATCH_COMMANDS,
     })
     .context("open node")
-}
-
-/// Submits commands with up to 4,096 in flight; every one must be accepted.
-fn submit_all(node: &Node, commands: impl Iterator<Item = VerifiedEnvelope>) {
-    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(8192);
-    let mut in_flight = 0u64;
-    for envelope in commands {
-        let done = done_tx.clone();
-        node.submit(
-            envelope,
-            Box::new(move |answer| {
-                answer.expect("command accepted");
-                let _ = done.send(());
-            }),
-        );
-        in_flight += 1;
-        if in_flight >= 4096 {
-            done_rx.recv().expect("answers");
-            in_flight -= 1;
-        }
-    }
-    for _ in 0..in_flight {
-        done_rx.recv().expect("answers");
-    }
 }
 
 fn command(
