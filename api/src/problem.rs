@@ -350,7 +350,7 @@ mod tests {
         KeyAlreadyRevoked = Rejection::KeyAlreadyRevoked => "key-already-revoked", 409;
         CannotRevokeNodeKey = Rejection::CannotRevokeNodeKey => "cannot-revoke-node-key", 422;
         LastAdmin = Rejection::LastAdmin => "last-admin", 422;
-        HomeRegionMismatch = Rejection::HomeRegionMismatch { node_region: s(), home_region: s() } => "home-region-mismatch", 422;
+        HomeRegionMismatch = Rejection::HomeRegionMismatch { record: "a party", node_region: s(), home_region: s() } => "home-region-mismatch", 422;
         NodeRoleReserved = Rejection::NodeRoleReserved => "node-role-reserved", 422;
         InvalidAdoption = Rejection::InvalidAdoption(s()) => "invalid-adoption", 422;
         ForeignAuthority = Rejection::ForeignAuthority { home_region: s(), role: s() } => "foreign-authority", 403;

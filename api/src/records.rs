@@ -15,7 +15,7 @@ use vledger_domain::claims::{load_claim, ClaimRecord, ClaimStatus, SettlementPos
 use vledger_domain::federation::find_party;
 use vledger_domain::limits::{MAX_FLAGS_PAGE, MAX_SETTLEMENT_POSITIONS};
 use vledger_domain::money::AmountMinor;
-use vledger_domain::orders::{load_order, OrderQuote, OrderRecord, OrderStatus};
+use vledger_domain::orders::{load_order, ListingRef, OrderQuote, OrderRecord, OrderStatus};
 use vledger_domain::programs::{load_program, ProgramRecord};
 use vledger_domain::queries::{self, Listed, StatementDraft};
 use vledger_domain::settlement::{
@@ -338,6 +338,9 @@ pub(crate) struct QuoteQuery {
     voucher: RecordId,
     /// The listing ordered.
     listing: RecordId,
+    /// The region whose log holds the listing, when it is another region of the federation
+    /// (read as of the size this node adopted of it); omitted for a listing of this region.
+    listing_region: Option<RegionId>,
     /// The order's price in minor units (at most the listing's price).
     price: AmountMinor,
 }
@@ -361,7 +364,14 @@ pub(crate) async fn get_order_quote(
 ) -> Result<Json<OrderQuote>, Problem> {
     state
         .node
-        .quote_order(&q.voucher, &q.listing, q.price)
+        .quote_order(
+            &q.voucher,
+            ListingRef {
+                id: &q.listing,
+                region: q.listing_region.as_ref(),
+            },
+            q.price,
+        )
         .map(Json)
         .map_err(|e| match e {
             vledger_domain::ApplyError::Rejected(r) => {

@@ -1,7 +1,7 @@
 //! Settlement statements over HTTP, on a real node of region `cq` that mirrors and adopts a
-//! real node of region `sc`: a Chongqing enterprise buys a test from a Sichuan lab, `sc`
-//! advances the payout, and `cq`'s admin proposes the statement that `sc`'s admin signs on
-//! `cq`'s node; it is paid and read back.
+//! real node of region `sc`: a Chongqing enterprise buys a test a Sichuan lab listed in `sc`'s
+//! log, `sc` advances the payout, and `cq`'s admin proposes the statement that `sc`'s admin
+//! signs on `cq`'s node; it is paid and read back.
 
 mod common;
 
@@ -55,6 +55,10 @@ async fn a_statement_is_proposed_signed_by_both_regions_paid_and_read_back() {
     submit(&sc_node, "sc", &sc_admin, "party.register", register);
     let accredit = json!({ "agency": b64(&agency), "expires_at_ms": now + 300 * DAY_MS });
     submit(&sc_node, "sc", &sc_admin, "agency.accredit", accredit);
+    // The listing lives in `sc`'s log; `cq` reads it as adopted.
+    let listing = json!({ "listing_id": "emc", "pool": "instruments_equipment", "category": "testing",
+        "title": "EMC 测试", "description": "EMC testing", "price_minor": 200_000, "currency": "CNY" });
+    submit(&sc_node, "sc", &agency, "catalog.list", listing);
     let peer = Peer {
         region: "sc".try_into().unwrap(),
         url: String::new(),
@@ -86,10 +90,8 @@ async fn a_statement_is_proposed_signed_by_both_regions_paid_and_read_back() {
     api.ok(&cq_admin, "enterprise.qualify", qualify).await;
     let issue = json!({ "voucher_id": "v", "program_id": "p", "holder": b64(&enterprise), "face_value_minor": 300_000 });
     api.ok(&cq_admin, "voucher.issue", issue).await;
-    let listing = json!({ "listing_id": "emc", "pool": "instruments_equipment", "category": "testing",
-        "title": "EMC 测试", "description": "EMC testing", "price_minor": 200_000, "currency": "CNY" });
-    api.ok(&agency, "catalog.list", listing).await;
-    let place = json!({ "order_id": "o1", "listing_id": "emc", "voucher_id": "v", "price_minor": 200_000,
+    let place = json!({ "order_id": "o1", "listing_id": "emc", "listing_region": "sc",
+        "voucher_id": "v", "price_minor": 200_000,
         "payment": { "mode": "direct" }, "auto_confirm_after_ms": DAY_MS });
     api.ok(&enterprise, "order.place", place).await;
     let ack = json!({ "order_id": "o1", "installment": 0, "reference": "BANK-1" });

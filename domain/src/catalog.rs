@@ -284,6 +284,21 @@ pub fn load_listing<S: StateRead>(
     state.get(&listing_key(id))
 }
 
+/// Reads a listing of `region`: this region's own, or another region's as of the size this
+/// region last adopted of it (`None` if it is not in that view, or nothing of it is adopted).
+pub fn load_listing_of<S: StateRead>(
+    state: &S,
+    here: &RegionId,
+    region: &RegionId,
+    id: &RecordId,
+) -> Result<Option<ListingRecord>, StateError> {
+    if region == here {
+        load_listing(state, id)
+    } else {
+        state.get(&crate::federation::view_key(region, &listing_key(id)))
+    }
+}
+
 /// Reads a demand.
 pub fn load_demand<S: StateRead>(
     state: &S,

@@ -128,6 +128,9 @@ pub enum Event {
     OrderPlaced {
         order_id: RecordId,
         listing_id: RecordId,
+        /// The region whose log holds the listing, when it is another region's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        listing_region: Option<RegionId>,
         voucher_id: RecordId,
         program_id: RecordId,
         enterprise: PublicKey,

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{load_listing, ListingRecord, ListingStatus};
+use super::catalog::{ListingRecord, ListingStatus};
 
 use super::money::AmountMinor;
 use super::parties::{load_party, PartyRecord, Role};
@@ -105,6 +105,11 @@ impl PaymentRequest {
 pub struct PlaceOrderBody {
     pub order_id: RecordId,
     pub listing_id: RecordId,
+    /// The region whose log holds the listing, when it is another region of the federation:
+    /// the listing, its agency's accreditation and standing are read as of the size this
+    /// region last adopted of it. Omitted for a listing of this region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing_region: Option<RegionId>,
     pub voucher_id: RecordId,
     /// The agreed price of the whole order: at most the listing's price.
     pub price_minor: AmountMinor,
@@ -247,6 +252,9 @@ pub struct InstallmentRecord {
 pub struct OrderRecord {
     pub order_id: RecordId,
     pub listing_id: RecordId,
+    /// The region whose log holds the listing, when it is not this one (`null` for a listing
+    /// of this region).
+    pub listing_region: Option<RegionId>,
     pub voucher_id: RecordId,
     pub program_id: RecordId,
     pub enterprise: PublicKey,
@@ -544,6 +552,29 @@ pub struct OrderQuote {
     pub year: i32,
 }
 
+/// The listing an order names: its id, and the region whose log holds it when that is another
+/// region's (read from the view adopted of that region).
+#[derive(Debug, Clone, Copy)]
+pub struct ListingRef<'a> {
+    pub id: &'a RecordId,
+    pub region: Option<&'a RegionId>,
+}
+
+impl ListingRef<'_> {
+    /// The listing, from this log (`here`) or from the view of the region adopted.
+    fn load<S: StateRead>(self, state: &S, here: &RegionId) -> Result<ListingRecord, ApplyError> {
+        let region = self.region.unwrap_or(here);
+        let listing = super::catalog::load_listing_of(state, here, region, self.id)?;
+        listing.ok_or_else(|| {
+            let name = match self.region {
+                Some(region) if region != here => format!("{} of region `{region}`", self.id),
+                _ => self.id.to_string(),
+            };
+            Rejection::ListingNotFound(name).into()
+        })
+    }
+}
+
 /// An order priced against its voucher, listing and program, every placement rule checked.
 struct Pricing {
     program: ProgramRecord,
@@ -562,9 +593,10 @@ fn price_order<S: StateRead>(
     now: TimeMs,
     enterprise: &PartyRecord,
     voucher: VoucherRecord,
-    listing_id: &RecordId,
+    listing: ListingRef<'_>,
     price: AmountMinor,
 ) -> Result<Pricing, ApplyError> {
+    let listing_id = listing.id;
     if voucher.status != VoucherStatus::Active || now >= voucher.expires_at_ms {
         return Err(Rejection::VoucherNotActive {
             voucher_id: voucher.voucher_id.to_string(),
@@ -590,8 +622,7 @@ fn price_order<S: StateRead>(
     if terms.use_mode == UseMode::Single && voucher.uses > 0 {
         return Err(Rejection::VoucherAlreadyUsed.into());
     }
-    let listing = load_listing(state, listing_id)?
-        .ok_or_else(|| Rejection::ListingNotFound(listing_id.to_string()))?;
+    let listing = listing.load(state, &voucher.funding_region)?;
     if listing.status != ListingStatus::Active {
         return Err(Rejection::ListingWithdrawn(listing_id.to_string()).into());
     }
@@ -650,15 +681,15 @@ pub fn quote_order<S: StateRead>(
     state: &S,
     now: TimeMs,
     voucher_id: &RecordId,
-    listing_id: &RecordId,
+    listing: ListingRef<'_>,
     price: AmountMinor,
 ) -> Result<OrderQuote, ApplyError> {
     let voucher = require_voucher(state, voucher_id)?;
     let holder = load_party(state, &voucher.holder)?.ok_or(Rejection::PartyNotFound)?;
-    let pricing = price_order(state, now, &holder, voucher, listing_id, price)?;
+    let pricing = price_order(state, now, &holder, voucher, listing, price)?;
     Ok(OrderQuote {
         voucher_id: voucher_id.clone(),
-        listing_id: listing_id.clone(),
+        listing_id: listing.id.clone(),
         program_id: pricing.program.terms.program_id.clone(),
         price_minor: price.get(),
         listing_price_minor: pricing.listing.price_minor,
@@ -694,9 +725,14 @@ pub(super) fn decide_place<S: StateRead>(
         ctx.node_time_ms,
         actor,
         voucher,
-        &body.listing_id,
+        ListingRef {
+            id: &body.listing_id,
+            region: body.listing_region.as_ref(),
+        },
         price,
     )?;
+    // The listing's region as the order records it: named only when it is another region's.
+    let listing_region = body.listing_region.clone().filter(|r| *r != ctx.region);
     let terms = &program.terms;
     let enterprise_share = price.get() - share;
     let payment = body.payment.resolve(enterprise_share, ctx.node_time_ms);
@@ -705,6 +741,7 @@ pub(super) fn decide_place<S: StateRead>(
     let mut events = vec![Event::OrderPlaced {
         order_id: body.order_id.clone(),
         listing_id: body.listing_id.clone(),
+        listing_region,
         voucher_id: body.voucher_id.clone(),
         program_id: terms.program_id.clone(),
         enterprise: actor.key,
@@ -818,7 +855,10 @@ fn check_payment_plan<S: StateRead>(
                 )
                 .into());
             }
-            let provider = load_party(state, escrow_provider)?.ok_or(Rejection::PartyNotFound)?;
+            // A provider of another region is read as of the size adopted of its region.
+            let provider = super::federation::find_party(state, escrow_provider)?
+                .map(|known| known.party)
+                .ok_or(Rejection::PartyNotFound)?;
             if provider.role != Role::Escrow {
                 return Err(Rejection::WrongPartyRole {
                     needed: "escrow",
@@ -1117,6 +1157,7 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
         Event::OrderPlaced {
             order_id,
             listing_id,
+            listing_region,
             voucher_id,
             program_id,
             enterprise,
@@ -1174,6 +1215,7 @@ pub(super) fn evolve<S: StateRead + StateWrite>(
             let order = OrderRecord {
                 order_id: order_id.clone(),
                 listing_id: listing_id.clone(),
+                listing_region: listing_region.clone(),
                 voucher_id: voucher_id.clone(),
                 program_id: program_id.clone(),
                 enterprise: *enterprise,

@@ -1154,7 +1154,10 @@ fn the_quote_is_the_share_placement_gives_and_names_the_binding_limit() {
             &m.w.state,
             m.w.time_ms,
             &v1,
-            &lab,
+            orders::ListingRef {
+                id: &lab,
+                region: None,
+            },
             money::AmountMinor::new(price).unwrap(),
         )
     };

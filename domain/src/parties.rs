@@ -203,6 +203,7 @@ pub(super) fn decide_register<S: StateRead>(
     }
     if body.home_region != region.region {
         return Err(Rejection::HomeRegionMismatch {
+            record: "a party",
             node_region: region.region.to_string(),
             home_region: body.home_region.to_string(),
         }

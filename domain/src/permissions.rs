@@ -129,6 +129,106 @@ pub fn rule(command_type: CommandType) -> Permission {
     }
 }
 
+/// Which signers of another region of the federation a command type admits on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtherRegions {
+    /// None: the command changes a record that lives in its signer's home log (a party, a
+    /// listing), or it is signed by roles that act in their own region only.
+    Nobody,
+    /// The agencies, enterprises and escrow providers the row admits, of whichever region:
+    /// they serve the whole market (a Chengdu lab delivers and claims a Chongqing order on
+    /// Chongqing's node).
+    MarketRoles,
+    /// Besides this region's admins, the admin of the statement's creditor region.
+    CreditorAdmin,
+}
+
+/// The record a command type changes that lives in its signer's home log, in words (a party,
+/// a listing); the node of another region refuses such a command `home-region-mismatch`,
+/// whoever signs it. `None` for commands on this log's own records. A demand lives in the log
+/// it is posted in: an enterprise of any region may seek services in any region's market.
+pub fn home_log_record(command_type: CommandType) -> Option<&'static str> {
+    use CommandType as T;
+    match command_type {
+        T::RevokeKey | T::DeclareAffiliation => Some("a party"),
+        T::AddListing | T::UpdateListing | T::WithdrawListing => Some("a listing"),
+        T::Genesis
+        | T::PostDemand
+        | T::CloseDemand
+        | T::RegisterParty
+        | T::CreateProgram
+        | T::QualifyEnterprise
+        | T::IssueVoucher
+        | T::FreezeVoucher
+        | T::UnfreezeVoucher
+        | T::RevokeVoucher
+        | T::ExpireVoucher
+        | T::AccreditAgency
+        | T::SuspendParty
+        | T::ReinstateParty
+        | T::PlaceOrder
+        | T::CancelOrder
+        | T::FundEscrow
+        | T::AcknowledgePayment
+        | T::DeliverOrder
+        | T::ConfirmOrder
+        | T::AutoConfirmOrder
+        | T::DisputeOrder
+        | T::ResolveDispute
+        | T::SubmitClaim
+        | T::ReviewClaim
+        | T::PayClaim
+        | T::ClawbackClaim
+        | T::ReleaseUnclaimed
+        | T::RecoverClaim
+        | T::Adopt
+        | T::ProposeStatement
+        | T::SignStatement
+        | T::RecordStatementPayment => None,
+    }
+}
+
+/// Which signers of another region `command_type` admits, from its row and [`home_log_record`].
+pub fn other_regions(command_type: CommandType) -> OtherRegions {
+    let permission = rule(command_type);
+    if home_log_record(command_type).is_some() {
+        return OtherRegions::Nobody;
+    }
+    if permission
+        .parties()
+        .iter()
+        .any(|party| party.admits_foreign_authority())
+    {
+        return OtherRegions::CreditorAdmin;
+    }
+    let market_role = |role: &Role| role.acts_across_regions();
+    let admits_market_role = match permission {
+        Permission::NodeKey => false,
+        Permission::Roles(roles) => roles.iter().any(market_role),
+        Permission::RoleAndParty(role, _) => market_role(&role),
+        Permission::AnyOf(signers) => signers.iter().any(|signer| match signer {
+            Signer::Role(role) => market_role(role),
+            Signer::Party(party) => party.role().is_some_and(|role| market_role(&role)),
+        }),
+    };
+    if admits_market_role {
+        OtherRegions::MarketRoles
+    } else {
+        OtherRegions::Nobody
+    }
+}
+
+impl OtherRegions {
+    /// In words, for the documented table.
+    pub fn describe(self) -> &'static str {
+        match self {
+            OtherRegions::Nobody => "nobody",
+            OtherRegions::MarketRoles => "the same, of any region",
+            OtherRegions::CreditorAdmin => "the creditor region's admin",
+        }
+    }
+}
+
 /// Every command type with who may sign it, in the order of [`CommandType::ALL`].
 pub fn table() -> impl Iterator<Item = (CommandType, Permission)> {
     CommandType::ALL.into_iter().map(|t| (t, rule(t)))
@@ -428,6 +528,16 @@ pub(crate) fn authorize<S: StateRead>(
     command: &Command,
 ) -> Result<(), ApplyError> {
     let permission = rule(command.command_type());
+    if let Some(record) = home_log_record(command.command_type()) {
+        if actor.home_region != ctx.region {
+            return Err(Rejection::HomeRegionMismatch {
+                record,
+                node_region: ctx.region.to_string(),
+                home_region: actor.home_region.to_string(),
+            }
+            .into());
+        }
+    }
     if actor.home_region != ctx.region && !actor.role.acts_across_regions() {
         // A node, admin or regulator of another region acts here only as a party the row names
         // that may be of another region, and only when it is that party of the record.
@@ -591,7 +701,7 @@ mod tests {
             .nth(1)
             .and_then(|rest| rest.split("\n## ").next())
             .expect("FORMAT.md says who may sign");
-        let documented: Vec<(String, String, String)> = section
+        let documented: Vec<(String, String, String, String)> = section
             .lines()
             .filter(|l| l.starts_with("| `"))
             .map(|line| {
@@ -600,15 +710,17 @@ mod tests {
                     cells[1].trim_matches('`').to_string(),
                     cells[2].to_string(),
                     cells[3].replace('`', ""),
+                    cells[4].to_string(),
                 )
             })
             .collect();
-        let stated: Vec<(String, String, String)> = table()
+        let stated: Vec<(String, String, String, String)> = table()
             .map(|(t, p)| {
                 (
                     t.name().to_string(),
                     p.describe(),
                     p.refusal_codes().join(", "),
+                    other_regions(t).describe().to_string(),
                 )
             })
             .collect();

@@ -60,8 +60,11 @@ pub enum Rejection {
     CannotRevokeNodeKey,
     #[error("this is the region's last active admin; register another admin first")]
     LastAdmin,
-    #[error("parties are registered in their home region; this node serves `{node_region}`, not `{home_region}`")]
+    /// A record that lives in its party's home log (a party, a listing, a demand) sent to the
+    /// node of another region.
+    #[error("{record} lives in the log of its home region `{home_region}`; this node serves `{node_region}`: send the command to `{home_region}`'s node")]
     HomeRegionMismatch {
+        record: &'static str,
         node_region: String,
         home_region: String,
     },

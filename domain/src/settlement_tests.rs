@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use super::catalog::{ListingRecord, ListingStatus};
 use super::claims::{load_position, SettlementPosition};
 use super::federation::{view_key, AdoptedRecord, ADOPTED_PREFIX};
 use super::parties::party_key;
@@ -88,10 +89,8 @@ impl Settling {
         w.run(&admin, "enterprise.qualify", q).unwrap();
         let issue = json!({ "voucher_id": "v1", "program_id": "p", "holder": b64(&enterprise), "face_value_minor": 1_000_000 });
         w.run(&admin, "voucher.issue", issue).unwrap();
-        let listing = json!({ "listing_id": "lab-sc", "pool": "instruments_equipment",
-            "category": "testing", "title": "EMC 测试", "description": "EMC testing",
-            "price_minor": 100_000, "currency": "CNY" });
-        w.run(&sc_agency, "catalog.list", listing).unwrap();
+        // The listing lives in `sc`'s log: `cq` reads it from the view adopted.
+        adopt_listing(&mut w, "sc", "lab-sc", &sc_agency, 100_000);
         Settling {
             w,
             admin,
@@ -113,8 +112,8 @@ impl Settling {
             self.enterprise.clone(),
         );
         let w = &mut self.w;
-        let place = json!({ "order_id": order, "listing_id": "lab-sc", "voucher_id": "v1",
-            "price_minor": price, "payment": { "mode": "direct" }, "auto_confirm_after_ms": 7 * DAY_MS });
+        let place = json!({ "order_id": order, "listing_id": "lab-sc", "listing_region": "sc",
+            "voucher_id": "v1", "price_minor": price, "payment": { "mode": "direct" }, "auto_confirm_after_ms": 7 * DAY_MS });
         w.run(&enterprise, "order.place", place).unwrap();
         let ack = json!({ "order_id": order, "installment": 0, "reference": "BANK" });
         w.run(&agency, "payment.acknowledge", ack).unwrap();
@@ -227,6 +226,35 @@ fn adopt(w: &mut World, id: &str, parties: &[(&SigningKey, &str)]) {
             &record,
         );
     }
+}
+
+/// What region `id`'s view would hold of a listing of `agency` at `price_minor`, adopted.
+pub(super) fn adopt_listing(
+    w: &mut World,
+    id: &str,
+    listing_id: &str,
+    agency: &SigningKey,
+    price_minor: u64,
+) {
+    let listing = ListingRecord {
+        listing_id: listing_id.try_into().unwrap(),
+        agency: agency.public_key(),
+        region: region(id),
+        pool: catalog::Pool::InstrumentsEquipment,
+        industry: None,
+        category: "testing".into(),
+        title: "EMC 测试".into(),
+        description: "EMC testing".into(),
+        price_minor,
+        currency: "CNY".into(),
+        unit: None,
+        tags: Vec::new(),
+        status: ListingStatus::Active,
+        listed_at_ms: NOW - DAY_MS,
+        updated_at_ms: NOW - DAY_MS,
+    };
+    let key = [catalog::LISTING_PREFIX, listing_id.as_bytes()].concat();
+    w.state.put(view_key(&region(id), &key), &listing);
 }
 
 fn line(p: &Payout) -> Value {
@@ -719,4 +747,137 @@ fn a_position_never_goes_below_zero() {
     };
     s.w.state.put(b"settle/cq/sc".to_vec(), &smaller);
     let _ = s.pay(&admin, "st-1", a.amount);
+}
+
+/// An order on a listing of another region reads the listing as adopted: its price bounds the
+/// order, its withdrawal in the view stops new orders, and a region not adopted has no listings.
+#[test]
+fn an_order_on_another_regions_listing_reads_it_as_adopted() {
+    let mut s = Settling::new();
+    let enterprise = s.enterprise.clone();
+    let place = |id: &str, region: Option<&str>, price: u64| {
+        let mut body = json!({ "order_id": id, "listing_id": "lab-sc", "voucher_id": "v1",
+            "price_minor": price, "payment": { "mode": "direct" }, "auto_confirm_after_ms": DAY_MS });
+        if let Some(region) = region {
+            body["listing_region"] = json!(region);
+        }
+        body
+    };
+    // Named without its region, the listing is looked for in this log, where it is not.
+    assert!(matches!(
+        s.run(&enterprise, "order.place", place("o1", None, 50_000)),
+        Err(Rejection::ListingNotFound(name)) if name == "lab-sc"
+    ));
+    // A region adopted, but not holding it; a region never adopted.
+    for region in ["cd", "gz"] {
+        assert!(matches!(
+            s.run(&enterprise, "order.place", place("o1", Some(region), 50_000)),
+            Err(Rejection::ListingNotFound(name)) if name == format!("lab-sc of region `{region}`")
+        ));
+    }
+    assert!(matches!(
+        s.run(&enterprise, "order.place", place("o1", Some("sc"), 100_001)),
+        Err(Rejection::PriceAboveListing {
+            listing_price_minor: 100_000,
+            ..
+        })
+    ));
+    let events = s
+        .run(&enterprise, "order.place", place("o1", Some("sc"), 80_000))
+        .unwrap();
+    assert!(matches!(&events[0],
+        Event::OrderPlaced { listing_region: Some(r), agency_region, .. }
+            if r.as_str() == "sc" && agency_region.as_str() == "sc"));
+    let order = orders::load_order(&s.w.state, &"o1".try_into().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(order.listing_region, Some(region("sc")));
+    // `sc` withdrew the listing, and `cq` adopted that state.
+    let mut withdrawn: ListingRecord =
+        s.w.state
+            .get(&view_key(
+                &region("sc"),
+                &[catalog::LISTING_PREFIX, b"lab-sc"].concat(),
+            ))
+            .unwrap()
+            .unwrap();
+    withdrawn.status = ListingStatus::Withdrawn;
+    s.w.state.put(
+        view_key(
+            &region("sc"),
+            &[catalog::LISTING_PREFIX, b"lab-sc"].concat(),
+        ),
+        &withdrawn,
+    );
+    assert!(matches!(
+        s.run(&enterprise, "order.place", place("o2", Some("sc"), 50_000)),
+        Err(Rejection::ListingWithdrawn(_))
+    ));
+}
+
+/// Listings and parties live in their party's home log: another region's node refuses to found
+/// or change them, whoever signs; the order's foreign agency still acts on the order.
+#[test]
+fn records_of_a_home_log_are_refused_on_another_regions_node() {
+    let mut s = Settling::new();
+    let agency = s.sc_agency.clone();
+    let listing = json!({ "listing_id": "lab-2", "pool": "instruments_equipment",
+        "category": "testing", "title": "EMC 测试", "description": "EMC testing",
+        "price_minor": 100_000, "currency": "CNY" });
+    let refused = s.run(&agency, "catalog.list", listing);
+    assert!(
+        matches!(&refused, Err(Rejection::HomeRegionMismatch { record: "a listing", node_region, home_region })
+            if node_region == "cq" && home_region == "sc"),
+        "{refused:?}"
+    );
+    assert!(refused
+        .unwrap_err()
+        .to_string()
+        .contains("send the command to `sc`'s node"));
+    let update = json!({ "listing_id": "lab-sc", "price_minor": 1 });
+    assert!(matches!(
+        s.run(&agency, "catalog.update", update),
+        Err(Rejection::HomeRegionMismatch {
+            record: "a listing",
+            ..
+        })
+    ));
+    let revoke = json!({ "key": b64(&agency), "reason": "lost" });
+    assert!(matches!(
+        s.run(&agency, "party.revoke_key", revoke),
+        Err(Rejection::HomeRegionMismatch {
+            record: "a party",
+            ..
+        })
+    ));
+    // The order on `sc`'s listing is `cq`'s, and `sc`'s agency delivers and claims it here.
+    let payout = s.paid("o1", 100_000);
+    assert_eq!(payout.amount, 50_000);
+}
+
+/// An escrow provider of another region holds the enterprise's share of an order here.
+#[test]
+fn an_escrow_provider_of_another_region_funds_an_order() {
+    let mut s = Settling::new();
+    let provider = key();
+    adopt(
+        &mut s.w,
+        "cd",
+        &[(&s.cd_admin.clone(), "admin"), (&provider, "escrow")],
+    );
+    let enterprise = s.enterprise.clone();
+    let place = json!({ "order_id": "o1", "listing_id": "lab-sc", "listing_region": "sc",
+        "voucher_id": "v1", "price_minor": 100_000,
+        "payment": { "mode": "escrow", "escrow_provider": b64(&provider), "fee_minor": 0 },
+        "auto_confirm_after_ms": DAY_MS });
+    s.run(&enterprise, "order.place", place).unwrap();
+    let fund = json!({ "order_id": "o1", "amount_minor": 50_000, "reference": "ESCROW-1" });
+    let events = s.run(&provider, "escrow.fund", fund).unwrap();
+    assert!(matches!(
+        &events[0],
+        Event::EscrowFunded {
+            amount_minor: 50_000,
+            ..
+        }
+    ));
 }

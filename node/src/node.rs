@@ -251,14 +251,14 @@ impl Node {
     pub fn quote_order(
         &self,
         voucher_id: &vledger_domain::types::RecordId,
-        listing_id: &vledger_domain::types::RecordId,
+        listing: vledger_domain::orders::ListingRef<'_>,
         price: vledger_domain::money::AmountMinor,
     ) -> Result<vledger_domain::orders::OrderQuote, vledger_domain::ApplyError> {
         vledger_domain::orders::quote_order(
             self.store.as_ref(),
             crate::writer::wall_clock_ms(),
             voucher_id,
-            listing_id,
+            listing,
             price,
         )
     }

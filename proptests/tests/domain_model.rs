@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use vledger_domain::claims::{ClaimStatus, SettlementPosition, SETTLEMENT_PREFIX};
 use vledger_domain::money::AmountMinor;
-use vledger_domain::orders::{quote_order, EscrowStatus, OrderRecord, OrderStatus};
+use vledger_domain::orders::{quote_order, EscrowStatus, ListingRef, OrderRecord, OrderStatus};
 use vledger_domain::programs::{load_program, BudgetBuckets};
 use vledger_domain::vouchers::{load_voucher, VoucherStatus};
 use vledger_domain::{
@@ -251,7 +251,10 @@ impl World {
                     &self.ledger.state,
                     self.ledger.time_ms,
                     &voucher_id.as_str().try_into().unwrap(),
-                    &listing_id.as_str().try_into().unwrap(),
+                    ListingRef {
+                        id: &listing_id.as_str().try_into().unwrap(),
+                        region: None,
+                    },
                     AmountMinor::new(price).unwrap(),
                 );
                 let payment = match (escrow, &quote) {
