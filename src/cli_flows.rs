@@ -56,6 +56,10 @@ pub enum Flow {
     Order {
         #[arg(long)]
         listing: String,
+        /// The region whose log holds the listing, when it is another region of the federation
+        /// (a listing lives in its agency's home region); the order lives in the voucher's.
+        #[arg(long)]
+        listing_region: Option<String>,
         #[arg(long)]
         voucher: String,
         /// The agreed price of the whole order, in minor units.
@@ -217,6 +221,7 @@ fn command_of(flow: &Flow) -> Result<(&'static str, Value, String)> {
         }
         Flow::Order {
             listing,
+            listing_region,
             voucher,
             price_minor,
             escrow,
@@ -238,11 +243,14 @@ fn command_of(flow: &Flow) -> Result<(&'static str, Value, String)> {
                     "installments": installment.iter().map(|s| installment_item(s)).collect::<Result<Vec<_>>>()?,
                 }),
             };
-            let body = json!({
+            let mut body = json!({
                 "order_id": order, "listing_id": listing, "voucher_id": voucher,
                 "price_minor": price_minor, "payment": payment,
                 "auto_confirm_after_ms": auto_confirm_after_ms,
             });
+            if let Some(region) = listing_region {
+                body["listing_region"] = json!(region);
+            }
             (
                 "order.place",
                 body,
@@ -320,11 +328,9 @@ pub fn run(flow: Flow) -> Result<()> {
     let (command_type, body, sentence) = command_of(&flow)?;
     let signer = signer_of(&flow);
     let key = crate::read_key(&signer.key)?;
-    let client = Client::new(&signer.url);
     let nonce = signer.nonce.clone().unwrap_or_else(fresh_nonce);
-    let accepted = client
-        .submit_with_nonce(&key, command_type, &body, &nonce)
-        .map_err(crate::cli_submit::explain)?;
+    let accepted =
+        crate::cli_submit::submit_routed(&signer.url, &key, command_type, &body, &nonce, None)?;
     print_accepted(&accepted, &sentence, signer.json)
 }
 
@@ -436,7 +442,7 @@ fn proposal_of(client: &Client, statement: &str, draft: &Value) -> Result<Value>
 }
 
 pub fn settle(command: Settle) -> Result<()> {
-    let (signer, command_type, client, body, sentence) = match &command {
+    let (signer, command_type, body, sentence) = match &command {
         Settle::Propose {
             creditor,
             month,
@@ -462,12 +468,11 @@ pub fn settle(command: Settle) -> Result<()> {
                 body["from_ms"],
                 body["until_ms"],
             );
-            (signer, "settlement.propose", client, body, sentence)
+            (signer, "settlement.propose", body, sentence)
         }
         Settle::Sign { statement, signer } => (
             signer,
             "settlement.sign",
-            Client::new(&signer.url),
             json!({ "statement_id": statement }),
             format!("statement {statement} signed"),
         ),
@@ -490,14 +495,13 @@ pub fn settle(command: Settle) -> Result<()> {
             let body =
                 json!({ "statement_id": statement, "amount_minor": net, "reference": reference });
             let sentence = format!("statement {statement} is paid: {net} (reference {reference})");
-            (signer, "settlement.record_payment", client, body, sentence)
+            (signer, "settlement.record_payment", body, sentence)
         }
     };
     let key = crate::read_key(&signer.key)?;
     let nonce = signer.nonce.clone().unwrap_or_else(fresh_nonce);
-    let accepted = client
-        .submit_with_nonce(&key, command_type, &body, &nonce)
-        .map_err(crate::cli_submit::explain)?;
+    let accepted =
+        crate::cli_submit::submit_routed(&signer.url, &key, command_type, &body, &nonce, None)?;
     print_accepted(&accepted, &sentence, signer.json)
 }
 

@@ -4,7 +4,9 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use vledger_client::{Client, ClientError};
+use vledger_client::{Client, ClientError, CommandAccepted, Federation, RouteError};
+use vledger_domain::types::RegionId;
+use vledger_tlog::keys::SigningKey;
 
 #[derive(clap::Args)]
 pub struct SubmitArgs {
@@ -17,9 +19,13 @@ pub struct SubmitArgs {
     /// The signer's private key (PKCS#8 PEM).
     #[arg(long)]
     key: PathBuf,
-    /// The node's base URL.
+    /// A node of the federation. The command goes to the node of the region whose log it
+    /// belongs in, found from this node's federation map (docs/FORMAT.md §15).
     #[arg(long, env = "VLEDGER_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// Send the command to this region's node instead of the one the routing rule finds.
+    #[arg(long)]
+    region: Option<RegionId>,
     /// The idempotency nonce; a fresh random one when not given. Resubmitting the same command
     /// with the same nonce returns a receipt of the original entry.
     #[arg(long)]
@@ -40,13 +46,47 @@ pub fn run(args: SubmitArgs) -> Result<()> {
     };
     let body: serde_json::Value =
         serde_json::from_str(&body_text).context("the command body is not valid JSON")?;
-    let client = Client::new(&args.url);
     let nonce = args.nonce.unwrap_or_else(vledger_client::fresh_nonce);
-    let accepted = client
-        .submit_with_nonce(&key, &args.command_type, &body, &nonce)
-        .map_err(explain)?;
+    let accepted = submit_routed(
+        &args.url,
+        &key,
+        &args.command_type,
+        &body,
+        &nonce,
+        args.region.as_ref(),
+    )?;
     println!("{}", serde_json::to_string(&accepted)?);
     Ok(())
+}
+
+/// Signs and submits a command to the node of the region whose log it belongs in (or of
+/// `region`), found from the federation map of the node at `url`; says on standard error when
+/// that is another node than `url`.
+pub fn submit_routed(
+    url: &str,
+    key: &SigningKey,
+    command_type: &str,
+    body: &serde_json::Value,
+    nonce: &str,
+    region: Option<&RegionId>,
+) -> Result<CommandAccepted> {
+    let federation = Federation::discover(url).map_err(explain)?;
+    let (region, accepted) = federation
+        .submit_with_nonce(key, command_type, body, nonce, region)
+        .map_err(|e| match e {
+            RouteError::Client(e) => explain(e),
+            other => anyhow::anyhow!("{other}"),
+        })?;
+    let node = federation
+        .node(&region)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if node.base_url() != Client::new(url).base_url() {
+        eprintln!(
+            "sent to region `{region}`'s node {}, whose log holds it",
+            node.base_url()
+        );
+    }
+    Ok(accepted)
 }
 
 /// Turns a client error into a message that says what to fix.

@@ -12,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use vledger_domain::claims::{load_claim, ClaimRecord, ClaimStatus, SettlementPosition};
-use vledger_domain::federation::find_party;
+use vledger_domain::federation::{adopted_regions, find_party, RegionRecords};
 use vledger_domain::limits::{MAX_FLAGS_PAGE, MAX_SETTLEMENT_POSITIONS};
 use vledger_domain::money::AmountMinor;
 use vledger_domain::orders::{load_order, ListingRef, OrderQuote, OrderRecord, OrderStatus};
@@ -442,6 +442,9 @@ pub(crate) async fn get_fraud_flags(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct StatementsQuery {
+    /// The region whose log holds the statements (their debtor): this node's own by default,
+    /// or another region of the federation, as of the size of its log this node adopted.
+    region: Option<RegionId>,
     /// Only statements owed to this region.
     creditor: Option<RegionId>,
     /// Only statements in this status.
@@ -454,8 +457,9 @@ pub(crate) struct StatementsQuery {
     limit: Option<usize>,
 }
 
-/// Settlement statements of this log (this region is their debtor), in id order, with their
-/// lines, signatures, status and payment.
+/// Settlement statements of one region's log (that region is their debtor), in id order, with
+/// their lines, signatures, status and payment: this node's own, or, with `region`, another
+/// region's as of the size this node adopted, so every node answers the same once it adopted.
 #[utoipa::path(get, path = "/v1/settlement/statements", tag = "records", params(StatementsQuery),
     responses(
         (status = 200, description = "A page of statements", body = RecordsPage<StatementRecord>),
@@ -466,15 +470,34 @@ pub(crate) async fn list_settlement_statements(
     ProblemQuery(q): ProblemQuery<StatementsQuery>,
 ) -> Result<Json<RecordsPage<StatementRecord>>, Problem> {
     let limit = page_limit(q.limit)?;
-    list(&state, q.after.as_ref(), limit, |s: &StatementRecord| {
+    let committed = state.node.state();
+    let own = state.node.region();
+    let region = q.region.as_ref().unwrap_or(own);
+    let records = RegionRecords::new(&committed, own, region);
+    let found = queries::list(&records, q.after.as_ref(), limit, |s: &StatementRecord| {
         q.creditor.as_ref().is_none_or(|c| &s.creditor == c)
             && q.status.is_none_or(|st| s.status == st)
     })
+    .map_err(read_failure)?;
+    Ok(Json(RecordsPage {
+        records: found.records,
+        next_after: found.next_after,
+    }))
+}
+
+/// `GET /v1/settlement/statements/{statement_id}` parameters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StatementQuery {
+    /// The region whose log holds the statement (its debtor): this node's own by default, or
+    /// another region of the federation, as of the size of its log this node adopted.
+    region: Option<RegionId>,
 }
 
 /// One settlement statement.
 #[utoipa::path(get, path = "/v1/settlement/statements/{statement_id}", tag = "records",
-    params(("statement_id" = RecordId, Path, description = "The statement's id")),
+    params(("statement_id" = RecordId, Path, description = "The statement's id"), StatementQuery),
     responses(
         (status = 200, description = "The statement with its lines, signatures and payment", body = StatementRecord),
         (status = 400, description = "The id is not a valid record id", body = Problem, content_type = "application/problem+json"),
@@ -483,13 +506,16 @@ pub(crate) async fn list_settlement_statements(
 pub(crate) async fn get_settlement_statement(
     State(state): State<AppState>,
     ProblemPath(id): ProblemPath<String>,
+    ProblemQuery(q): ProblemQuery<StatementQuery>,
 ) -> Result<Json<StatementRecord>, Problem> {
+    let own = state.node.region().clone();
+    let region = q.region.unwrap_or_else(|| own.clone());
     read_record(
         &state,
         id,
         "statement",
         "statement-not-found",
-        load_statement,
+        |committed, id| load_statement(&RegionRecords::new(committed, &own, &region), id),
     )
 }
 
@@ -563,13 +589,27 @@ pub(crate) async fn get_settlement_draft(
         })
 }
 
-/// What each region owes another from cross-region payouts it advanced.
+/// What each region of the federation owes another for the cross-region payouts that other
+/// advanced: the positions of this node's own log (it is their debtor) and of every region it
+/// adopted (as of the size adopted), in (debtor, creditor) order, so every node answers the same
+/// once it adopted the others.
 #[utoipa::path(get, path = "/v1/settlement/positions", tag = "records",
-    responses((status = 200, description = "Every open position", body = Vec<SettlementPosition>)))]
+    responses((status = 200, description = "Every position of every region", body = Vec<SettlementPosition>)))]
 pub(crate) async fn get_settlement_positions(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<SettlementPosition>>, Problem> {
-    queries::settlement_positions(&state.node.state(), MAX_SETTLEMENT_POSITIONS)
-        .map(Json)
-        .map_err(read_failure)
+    let committed = state.node.state();
+    let own = state.node.region();
+    let mut positions = queries::settlement_positions(&committed, MAX_SETTLEMENT_POSITIONS)
+        .map_err(read_failure)?;
+    for adopted in adopted_regions(&committed).map_err(read_failure)? {
+        let records = RegionRecords::new(&committed, own, &adopted.region);
+        positions.extend(
+            queries::settlement_positions(&records, MAX_SETTLEMENT_POSITIONS)
+                .map_err(read_failure)?,
+        );
+    }
+    positions.sort_by(|a, b| (&a.debtor, &a.creditor).cmp(&(&b.debtor, &b.creditor)));
+    positions.truncate(MAX_SETTLEMENT_POSITIONS);
+    Ok(Json(positions))
 }

@@ -72,9 +72,9 @@ impl Who {
             | Party::DemandEnterprise
             | Party::OrderEnterprise => self == Who::Enterprise,
             Party::ListingAgency | Party::OrderAgency => self == Who::Agency,
-            // Every admin of the node is of the node's region, the listing's and a statement's
-            // debtor.
-            Party::ListingRegionAdmin | Party::StatementRegionAdmin => {
+            // Every admin of the node is of the node's region, the listing's, a statement's
+            // debtor and the payer of a claim of this region's agencies.
+            Party::ListingRegionAdmin | Party::StatementRegionAdmin | Party::ClaimPayerAdmin => {
                 self == Who::Role(Role::Admin)
             }
             Party::OrderEscrowProvider => self == Who::Escrow,

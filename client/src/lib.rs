@@ -11,6 +11,7 @@
 //! ```
 
 mod events;
+mod routing;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use vledger_tlog::keys::{PublicKey, SigningKey};
 use vledger_wire::envelope::{seal, CommandPayload, COMMAND_FORMAT_VERSION};
 
 pub use events::{EventStream, EventsRequest, ReceivedEvent};
+pub use routing::{Federation, RouteError};
 pub use vledger_domain::catalog::{CatalogPage, DemandRecord, ListingRecord};
 pub use vledger_domain::claims::{ClaimRecord, SettlementPosition};
 pub use vledger_domain::orders::OrderRecord;

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::money::AmountMinor;
 use super::orders::{clear_claim_deadline, release_voucher_share, require_order, OrderStatus};
 use super::parties::PartyRecord;
-use super::programs::{load_program, require_program, save_program, CrossRegionPayer};
+use super::programs::{
+    load_program, require_program, save_program, CrossRegionPayer, ProgramRecord,
+};
 use super::rejection::state_word;
 use super::state::{StateError, StateRead, StateWrite};
 use super::vouchers::{corrupt, load_voucher, voucher_key};
@@ -284,6 +286,19 @@ pub(super) fn decide_review<S: StateRead>(
     Ok(vec![event])
 }
 
+/// The region that advances the payout of a claim of an agency of `agency_region` on a voucher
+/// of `funding_region`: the agency's, when it is another region and the program says so
+/// (`cross_region_payer: agency_region`); `None` when the funding region pays directly.
+pub fn advancing_region(
+    agency_region: &RegionId,
+    funding_region: &RegionId,
+    program: &ProgramRecord,
+) -> Option<RegionId> {
+    (agency_region != funding_region
+        && program.terms.cross_region_payer == CrossRegionPayer::AgencyRegion)
+        .then(|| agency_region.clone())
+}
+
 pub(super) fn decide_pay<S: StateRead>(
     state: &S,
     ctx: &ApplyContext,
@@ -298,9 +313,7 @@ pub(super) fn decide_pay<S: StateRead>(
     }
     require_voucher_not_frozen(state, &claim)?;
     let program = require_program(state, &claim.program_id)?;
-    let advanced_by = (claim.agency_region != claim.funding_region
-        && program.terms.cross_region_payer == CrossRegionPayer::AgencyRegion)
-        .then(|| claim.agency_region.clone());
+    let advanced_by = advancing_region(&claim.agency_region, &claim.funding_region, &program);
     Ok(vec![Event::ClaimPaid {
         order_id: body.order_id.clone(),
         amount_minor: claim.amount_minor,

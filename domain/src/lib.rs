@@ -21,6 +21,7 @@ pub mod permissions;
 pub mod programs;
 pub mod queries;
 mod rejection;
+pub mod routing;
 pub mod settlement;
 pub mod standing;
 mod state;

@@ -16,12 +16,13 @@
 use super::catalog::{load_demand, load_listing, DemandRecord, ListingRecord};
 use super::orders::{load_order, OrderRecord};
 use super::parties::{PartyRecord, Role};
+use super::programs::{load_program, ProgramRecord};
 use super::rejection::Refusal;
 use super::settlement::{load_statement, StatementRecord};
 use super::state::{StateError, StateRead};
 use super::vouchers::{load_voucher, VoucherRecord};
 use super::{ApplyContext, ApplyError, Command, CommandType, Rejection};
-use crate::types::RecordId;
+use crate::types::{RecordId, RegionId};
 use vledger_tlog::keys::PublicKey;
 
 /// Who may sign a command type.
@@ -70,8 +71,12 @@ pub enum Party {
     /// The escrow provider of an order paid through escrow.
     OrderEscrowProvider,
     /// An admin whose home region is the statement's debtor (this log's region) or its
-    /// creditor: the one party of another region that may act here as an admin.
+    /// creditor: a party of another region that may act here as an admin.
     StatementRegionAdmin,
+    /// An admin of the region that pays the claim: the voucher's funding region (this log's),
+    /// or, when the program has the agency's region advance cross-region payouts, the agency's
+    /// region, whose admin signs the payout here.
+    ClaimPayerAdmin,
 }
 
 /// Who may sign each command type.
@@ -118,7 +123,7 @@ pub fn rule(command_type: CommandType) -> Permission {
         T::ResolveDispute => Roles(ADMIN),
         T::SubmitClaim => AnyOf(&[Signer::Party(Party::OrderAgency)]),
         T::ReviewClaim => Roles(ADMIN),
-        T::PayClaim => Roles(ADMIN),
+        T::PayClaim => RoleAndParty(Role::Admin, Party::ClaimPayerAdmin),
         T::ClawbackClaim => Roles(ADMIN_OR_REGULATOR),
         T::ReleaseUnclaimed => Roles(NODE),
         T::RecoverClaim => Roles(ADMIN),
@@ -141,6 +146,8 @@ pub enum OtherRegions {
     MarketRoles,
     /// Besides this region's admins, the admin of the statement's creditor region.
     CreditorAdmin,
+    /// The admin of the region that advances the payout, instead of this region's.
+    AdvancingAdmin,
 }
 
 /// The record a command type changes that lives in its signer's home log, in words (a party,
@@ -194,12 +201,12 @@ pub fn other_regions(command_type: CommandType) -> OtherRegions {
     if home_log_record(command_type).is_some() {
         return OtherRegions::Nobody;
     }
-    if permission
-        .parties()
-        .iter()
-        .any(|party| party.admits_foreign_authority())
-    {
-        return OtherRegions::CreditorAdmin;
+    for party in permission.parties() {
+        match party {
+            Party::StatementRegionAdmin => return OtherRegions::CreditorAdmin,
+            Party::ClaimPayerAdmin => return OtherRegions::AdvancingAdmin,
+            _ => {}
+        }
     }
     let market_role = |role: &Role| role.acts_across_regions();
     let admits_market_role = match permission {
@@ -225,6 +232,7 @@ impl OtherRegions {
             OtherRegions::Nobody => "nobody",
             OtherRegions::MarketRoles => "the same, of any region",
             OtherRegions::CreditorAdmin => "the creditor region's admin",
+            OtherRegions::AdvancingAdmin => "the advancing region's admin",
         }
     }
 }
@@ -297,6 +305,7 @@ impl Party {
             Party::OrderAgency => "the order's agency",
             Party::OrderEscrowProvider => "the order's escrow provider",
             Party::StatementRegionAdmin => "an admin of the statement's debtor or creditor region",
+            Party::ClaimPayerAdmin => "an admin of the region that pays the claim",
         }
     }
 
@@ -308,15 +317,18 @@ impl Party {
                 Some(Role::Enterprise)
             }
             Party::ListingAgency | Party::OrderAgency => Some(Role::Agency),
-            Party::ListingRegionAdmin | Party::StatementRegionAdmin => Some(Role::Admin),
+            Party::ListingRegionAdmin | Party::StatementRegionAdmin | Party::ClaimPayerAdmin => {
+                Some(Role::Admin)
+            }
             Party::OrderEscrowProvider => Some(Role::Escrow),
         }
     }
 
     /// Whether this party may be of another region although its role acts in its own region
-    /// only ([`Role::acts_across_regions`]): the creditor's admin signing a statement.
+    /// only ([`Role::acts_across_regions`]): the creditor's admin signing a statement, the
+    /// advancing region's admin paying a claim.
     fn admits_foreign_authority(self) -> bool {
-        self == Party::StatementRegionAdmin
+        matches!(self, Party::StatementRegionAdmin | Party::ClaimPayerAdmin)
     }
 
     /// The rejection of a signer who is not this party.
@@ -329,7 +341,8 @@ impl Party {
             | Party::OrderEnterprise
             | Party::OrderAgency
             | Party::OrderEscrowProvider
-            | Party::StatementRegionAdmin => Rejection::NotAuthorized(refusal),
+            | Party::StatementRegionAdmin
+            | Party::ClaimPayerAdmin => Rejection::NotAuthorized(refusal),
         }
     }
 
@@ -350,6 +363,7 @@ impl Party {
                 RecordKind::Order
             }
             Party::StatementRegionAdmin => RecordKind::Statement,
+            Party::ClaimPayerAdmin => RecordKind::Payout,
         }
     }
 
@@ -375,6 +389,9 @@ impl Party {
                     && (actor.home_region == statement.debtor
                         || actor.home_region == statement.creditor),
             ),
+            (Party::ClaimPayerAdmin, Record::Payout { payer }) => {
+                Some(actor.role == Role::Admin && actor.home_region == *payer)
+            }
             (party, record) => unreachable!(
                 "the permission table names {party:?} for a command that names {:?}",
                 record.kind()
@@ -392,6 +409,7 @@ enum RecordKind {
     Demand,
     Order,
     Statement,
+    Payout,
 }
 
 /// What a command names that its permission's parties are found in.
@@ -402,6 +420,8 @@ enum Subject<'a> {
     Demand(&'a RecordId),
     Order(&'a RecordId),
     Statement(&'a RecordId),
+    /// The claim of this order, to be paid.
+    Payout(&'a RecordId),
 }
 
 impl Subject<'_> {
@@ -422,6 +442,7 @@ impl Subject<'_> {
             Command::DeliverOrder(body) => Some(Subject::Order(&body.order_id)),
             Command::SubmitClaim(body) => Some(Subject::Order(&body.order_id)),
             Command::SignStatement(body) => Some(Subject::Statement(&body.statement_id)),
+            Command::PayClaim(body) => Some(Subject::Payout(&body.order_id)),
             Command::Genesis(_)
             | Command::RegisterParty(_)
             | Command::CreateProgram(_)
@@ -439,7 +460,6 @@ impl Subject<'_> {
             | Command::AutoConfirmOrder(_)
             | Command::ResolveDispute(_)
             | Command::ReviewClaim(_)
-            | Command::PayClaim(_)
             | Command::ClawbackClaim(_)
             | Command::ReleaseUnclaimed(_)
             | Command::RecoverClaim(_)
@@ -458,6 +478,7 @@ impl Subject<'_> {
             Subject::Demand(_) => RecordKind::Demand,
             Subject::Order(_) => RecordKind::Order,
             Subject::Statement(_) => RecordKind::Statement,
+            Subject::Payout(_) => RecordKind::Payout,
         }
     }
 
@@ -470,6 +491,14 @@ impl Subject<'_> {
             Subject::Demand(id) => load_demand(state, id)?.map(Record::Demand),
             Subject::Order(id) => load_order(state, id)?.map(Record::Order),
             Subject::Statement(id) => load_statement(state, id)?.map(Record::Statement),
+            Subject::Payout(id) => match load_order(state, id)? {
+                Some(order) => {
+                    load_program(state, &order.program_id)?.map(|program| Record::Payout {
+                        payer: claim_payer(&order, &program),
+                    })
+                }
+                None => None,
+            },
         })
     }
 }
@@ -484,6 +513,10 @@ enum Record {
     Demand(DemandRecord),
     Order(OrderRecord),
     Statement(StatementRecord),
+    /// The region that pays an order's claim.
+    Payout {
+        payer: RegionId,
+    },
 }
 
 impl Record {
@@ -503,8 +536,16 @@ impl Record {
             Record::Demand(_) => RecordKind::Demand,
             Record::Order(_) => RecordKind::Order,
             Record::Statement(_) => RecordKind::Statement,
+            Record::Payout { .. } => RecordKind::Payout,
         }
     }
+}
+
+/// The region that pays the claim of `order`: the region advancing it, or the voucher's funding
+/// region.
+fn claim_payer(order: &OrderRecord, program: &ProgramRecord) -> RegionId {
+    super::claims::advancing_region(&order.agency_region, &order.funding_region, program)
+        .unwrap_or_else(|| order.funding_region.clone())
 }
 
 /// Checks that the node's own key signs `region.genesis`, the one command before any party.

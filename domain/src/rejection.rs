@@ -70,7 +70,7 @@ pub enum Rejection {
     },
     #[error("federation.adopt: {0}")]
     InvalidAdoption(String),
-    #[error("the signer is {role} of region `{home_region}`; a party of another region may act here only as an agency, an enterprise or an escrow provider, or as an admin of a statement's creditor region signing it")]
+    #[error("the signer is {role} of region `{home_region}`; a party of another region may act here only as an agency, an enterprise or an escrow provider, as an admin of a statement's creditor region signing it, or as an admin of the region advancing a claim's payout paying it")]
     ForeignAuthority { home_region: String, role: String },
     #[error("role `node` is held only by the node's own key")]
     NodeRoleReserved,

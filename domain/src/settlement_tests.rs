@@ -8,6 +8,7 @@ use super::catalog::{ListingRecord, ListingStatus};
 use super::claims::{load_position, SettlementPosition};
 use super::federation::{view_key, AdoptedRecord, ADOPTED_PREFIX};
 use super::parties::party_key;
+use super::programs::ProgramRecord;
 use super::settlement::{load_payout, load_statement, StatementRecord, StatementStatus};
 use super::tests::{key, World};
 use super::vouchers_tests::program_body;
@@ -106,8 +107,9 @@ impl Settling {
 
     /// An order with `sc`'s agency, delivered, confirmed, claimed, approved and paid now.
     fn paid(&mut self, order: &str, price: u64) -> Payout {
-        let (admin, agency, enterprise) = (
+        let (admin, sc_admin, agency, enterprise) = (
             self.admin.clone(),
+            self.sc_admin.clone(),
             self.sc_agency.clone(),
             self.enterprise.clone(),
         );
@@ -131,9 +133,10 @@ impl Settling {
         let review = json!({ "order_id": order, "level": 1, "decision": "approve" });
         w.run(&admin, "claim.review", review).unwrap();
         let index = w.next_index;
+        // `sc` advances the payout: its admin signs it here.
         let events = w
             .run(
-                &admin,
+                &sc_admin,
                 "claim.pay",
                 json!({ "order_id": order, "reference": "TREASURY" }),
             )
@@ -688,7 +691,6 @@ fn only_an_admin_of_each_of_the_statements_regions_signs_it() {
             "settlement.propose",
             proposal("st-9", &[line(&a)], a.amount),
         ),
-        ("claim.pay", json!({ "order_id": "o1", "reference": "R" })),
         (
             "party.register",
             json!({ "key": b64(&key()), "role": "agency", "home_region": "cq", "name": "x" }),
@@ -877,6 +879,67 @@ fn an_escrow_provider_of_another_region_funds_an_order() {
         &events[0],
         Event::EscrowFunded {
             amount_minor: 50_000,
+            ..
+        }
+    ));
+}
+
+/// The region that pays a claim signs its payout: the advancing region's admin when the program
+/// has the agency's region advance it, and then not the funding region's; else the funding
+/// region's admin, and no admin of another region.
+#[test]
+fn the_paying_regions_admin_signs_the_payout() {
+    let mut s = Settling::new();
+    let (admin, sc_admin, agency, enterprise) = (
+        s.admin.clone(),
+        s.sc_admin.clone(),
+        s.sc_agency.clone(),
+        s.enterprise.clone(),
+    );
+    let approved = |s: &mut Settling, order: &str| {
+        let place = json!({ "order_id": order, "listing_id": "lab-sc", "listing_region": "sc",
+            "voucher_id": "v1", "price_minor": 100_000, "payment": { "mode": "direct" },
+            "auto_confirm_after_ms": DAY_MS });
+        s.run(&enterprise, "order.place", place).unwrap();
+        let ack = json!({ "order_id": order, "installment": 0, "reference": "BANK" });
+        s.run(&agency, "payment.acknowledge", ack).unwrap();
+        let deliver = json!({ "order_id": order, "evidence": [{ "kind": "report", "sha256": hex_of(order) }] });
+        s.run(&agency, "order.deliver", deliver).unwrap();
+        s.run(&enterprise, "order.confirm", json!({ "order_id": order }))
+            .unwrap();
+        s.run(&agency, "claim.submit", json!({ "order_id": order }))
+            .unwrap();
+        let review = json!({ "order_id": order, "level": 1, "decision": "approve" });
+        s.run(&admin, "claim.review", review).unwrap();
+    };
+    let pay = |order: &str| json!({ "order_id": order, "reference": "TREASURY" });
+    approved(&mut s, "o1");
+    let refused = s.run(&admin, "claim.pay", pay("o1"));
+    assert!(
+        matches!(&refused, Err(Rejection::NotAuthorized(r)) if r.required == "an admin of the region that pays the claim"),
+        "{refused:?}"
+    );
+    let cd_admin = s.cd_admin.clone();
+    assert!(matches!(
+        s.run(&cd_admin, "claim.pay", pay("o1")),
+        Err(Rejection::ForeignAuthority { .. })
+    ));
+    s.run(&sc_admin, "claim.pay", pay("o1")).unwrap();
+
+    // The same program paying directly: the funding region's admin pays, `sc`'s may not.
+    let mut program: ProgramRecord = s.w.state.get(b"program/p").unwrap().unwrap();
+    program.terms.cross_region_payer = programs::CrossRegionPayer::IssuingRegion;
+    s.w.state.put(b"program/p".to_vec(), &program);
+    approved(&mut s, "o2");
+    assert!(matches!(
+        s.run(&sc_admin, "claim.pay", pay("o2")),
+        Err(Rejection::ForeignAuthority { .. })
+    ));
+    let events = s.run(&admin, "claim.pay", pay("o2")).unwrap();
+    assert!(matches!(
+        &events[0],
+        Event::ClaimPaid {
+            advanced_by: None,
             ..
         }
     ));

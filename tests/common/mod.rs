@@ -2,6 +2,8 @@
 //! node to answer, and the admin key a `--demo` node made. Each test file uses part of it.
 #![allow(dead_code)]
 
+pub mod region_node;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
