@@ -35,10 +35,16 @@
 //!   model's (payouts Y advanced for X's claims, less X's statements to Y paid) and, from X's
 //!   state alone, the sum of X's advanced payouts owed to Y less the nets of X's paid statements
 //!   to Y; summed over the regions, what each is owed less what it owes is zero;
-//! - no value is created or lost across regions: every program's buckets add up to its budget,
-//!   and what the agencies were paid (the programs' `spent` buckets, over all regions) equals what
-//!   the funding regions paid them directly, plus what the agencies' regions advanced: the
-//!   statements paid back and the positions still open.
+//! - no value is created or lost across regions: every program's buckets add up to its budget
+//!   (issued = held in buckets + paid to agencies + receivables + recovered), and what the
+//!   agencies were paid over all regions (the programs' `spent`, `clawed_back` and `recovered`
+//!   buckets: a clawback makes a payout a receivable from the agency, it does not undo the
+//!   advance) equals what the funding regions paid them directly, plus what the agencies'
+//!   regions advanced: the statements paid back and the positions still open.
+//!
+//! The claims are reviewed at one level with no notice period, and the programs' caps per
+//! enterprise and group are the budget, so that most lives reach their payout; the single-region
+//! test (`domain_model.rs`) covers the caps, the reviews, freezes, expiries and the replay.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -654,6 +660,16 @@ impl World {
                 "claim.pay",
                 json!({ "order_id": order_id, "reference": "T" }),
             ),
+            Action::Clawback => (
+                admin,
+                "claim.clawback",
+                json!({ "order_id": order_id, "reason": "forged invoice" }),
+            ),
+            Action::Recover(amount) => (
+                admin,
+                "claim.recover",
+                json!({ "order_id": order_id, "amount_minor": amount, "reference": "B" }),
+            ),
         };
         let result =
             self.regions[x].submit(&signer, self.time_ms, command, body.clone(), Vec::new());
@@ -702,6 +718,23 @@ impl World {
                 } else {
                     self.model.paid_directly[x] += amount_minor;
                 }
+            }
+            // A clawback makes the paid amount a receivable from the agency; the position the
+            // payout's advance opened stays: the funding region still owes the agency's region.
+            Event::ClaimClawedBack {
+                receivable_minor, ..
+            } => {
+                let m = &self.model.orders[&(x, order_id.to_string())];
+                assert_eq!(*receivable_minor, m.share);
+                let b = self.model.buckets.get_mut(&(x, m.program)).unwrap();
+                b.spent_minor -= receivable_minor;
+                b.clawed_back_minor += receivable_minor;
+            }
+            Event::ClaimRecovered { amount_minor, .. } => {
+                let m = &self.model.orders[&(x, order_id.to_string())];
+                let b = self.model.buckets.get_mut(&(x, m.program)).unwrap();
+                b.clawed_back_minor -= amount_minor;
+                b.recovered_minor += amount_minor;
             }
             _ => {}
         }
@@ -890,7 +923,7 @@ impl World {
     fn check(&self) {
         let mut owed_to = [0i128; N];
         let mut owing = [0i128; N];
-        let mut spent_total = 0u64;
+        let mut paid_total = 0u64;
         let mut positions_total = 0u64;
         for (x, region) in self.regions.iter().enumerate() {
             let state = &region.state;
@@ -905,7 +938,9 @@ impl World {
                     "program {program} of {x} differs from the model"
                 );
                 assert_eq!(buckets.total(), Some(BUDGET), "value is not conserved");
-                spent_total += buckets.spent_minor;
+                // Paid to agencies: still spent, clawed back (a receivable) or recovered.
+                paid_total +=
+                    buckets.spent_minor + buckets.clawed_back_minor + buckets.recovered_minor;
             }
             // Outstanding is exactly the vouchers' balances and their committed shares.
             let mut outstanding = [0u64; 2];
@@ -1017,7 +1052,7 @@ impl World {
         let settled: u64 = self.model.settled.iter().flatten().sum();
         let direct: u64 = self.model.paid_directly.iter().sum();
         assert_eq!(
-            spent_total,
+            paid_total,
             direct + settled + positions_total,
             "value created or lost across regions"
         );
@@ -1040,6 +1075,8 @@ enum Action {
     Claim,
     Review(bool),
     Pay,
+    Clawback,
+    Recover(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -1101,6 +1138,8 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::Claim),
         1 => prop::bool::weighted(0.7).prop_map(Action::Review),
         1 => Just(Action::Pay),
+        1 => Just(Action::Clawback),
+        1 => (1u64..=60_000).prop_map(Action::Recover),
     ]
 }
 
