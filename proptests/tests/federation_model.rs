@@ -53,7 +53,7 @@ use base64::Engine;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use vledger_domain::claims::{load_claim, ClaimStatus, SettlementPosition, SETTLEMENT_PREFIX};
-use vledger_domain::federation::{load_adopted, view_prefix, ADOPTED_PREFIX, VIEW_PREFIX};
+use vledger_domain::federation::{load_adopted, view_prefix, VIEW_NONCE_PREFIX, VIEW_PREFIX};
 use vledger_domain::money::AmountMinor;
 use vledger_domain::orders::{load_order, quote_order, EscrowStatus, ListingRef, OrderRecord};
 use vledger_domain::programs::{load_program, BudgetBuckets};
@@ -66,6 +66,8 @@ use vledger_domain::vouchers::load_voucher;
 use vledger_domain::{
     self as domain, ApplyContext, ApplyError, Command, Event, MemoryState, Rejection, StateWrite,
 };
+use vledger_federation::view::RegionView;
+use vledger_offline::replay::{EventFolder, ReplayPosition, Replayer};
 use vledger_tlog::keys::SigningKey;
 use vledger_tlog::merkle::{consistency_proof, leaf_hash, MemoryTree};
 use vledger_tlog::note::{Checkpoint, NoteSigner};
@@ -193,15 +195,6 @@ impl Region {
         load_order(&self.state, &id.try_into().unwrap())
             .unwrap()
             .unwrap()
-    }
-
-    /// The records of this region's own log that another region's view holds: all but its own
-    /// views of third regions and its adoption records.
-    fn own_records(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
-        self.state
-            .records
-            .iter()
-            .filter(|(k, _)| !k.starts_with(VIEW_PREFIX) && !k.starts_with(ADOPTED_PREFIX))
     }
 }
 
@@ -376,26 +369,30 @@ impl World {
             Some(b) if b.size <= size => consistency_proof(&source.tree, b.size, size).unwrap(),
             _ => Vec::new(),
         };
-        // R's records as of `size`, against what S's view holds of them.
-        let prefix = view_prefix(&rid(from));
-        let wanted: BTreeMap<Vec<u8>, Vec<u8>> = source
-            .own_records()
-            .map(|(k, v)| ([prefix.as_slice(), k].concat(), v.clone()))
-            .collect();
-        let target = &self.regions[into].state;
-        let mut changes: ViewChanges = target
-            .records
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(k, _)| !wanted.contains_key(*k))
-            .map(|(k, _)| (k.clone(), None))
-            .collect();
-        changes.extend(
-            wanted
-                .into_iter()
-                .filter(|(k, v)| target.records.get(k) != Some(v))
-                .map(|(k, v)| (k, Some(v))),
-        );
+        // The view changes as the node's mirror makes them: R's entries past the size adopted,
+        // replayed by the same state machine onto S's view of R (the decisions that read a
+        // third region's records folded from their recorded events).
+        let adopted = self.model.adopted[into][from];
+        let position = match adopted {
+            0 => ReplayPosition::start(),
+            n => {
+                let last = &source.entries[n as usize - 1];
+                ReplayPosition {
+                    next_index: n,
+                    prev_leaf: leaf_hash(last),
+                    last_time_ms: Entry::decode(last).unwrap().node_time_ms,
+                    origin: Some((rid(from), source.node.public_key())),
+                }
+            }
+        };
+        let view = RegionView::new(&self.regions[into].state, rid(from));
+        let mut replayer = Replayer::resume(view, position).folding_foreign_decisions();
+        for (i, entry) in source.entries.iter().enumerate().skip(adopted as usize) {
+            replayer
+                .apply_entry(entry)
+                .unwrap_or_else(|e| panic!("entry {i} of {from} fails the mirror's replay: {e}"));
+        }
+        let changes = replayer.into_state().into_view_changes();
         let body = json!({
             "region": REGIONS[from], "verifier_key": signer.verifier().to_verifier_key(),
             "checkpoint": note, "consistency": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
@@ -411,6 +408,7 @@ impl World {
                     matches!(&events[..], [Event::RegionAdopted { size: s, .. }] if *s == size)
                 );
                 self.model.adopted[into][from] = size;
+                self.check_view(from, into);
             }
             Err(r) => assert!(
                 !newer && matches!(r, Rejection::InvalidAdoption(_)),
@@ -418,6 +416,58 @@ impl World {
             ),
         }
         result.map(|_| ())
+    }
+
+    /// Just after an adoption, `into`'s view of `from` holds exactly `from`'s records: all but
+    /// its own views of third regions (its adoption records, folded, are there), with the
+    /// (signer, nonce) pairs it used.
+    fn check_view(&self, from: usize, into: usize) {
+        let prefix = view_prefix(&rid(from));
+        let nonces = [prefix.as_slice(), VIEW_NONCE_PREFIX].concat();
+        let view: BTreeMap<&[u8], &Vec<u8>> = self.regions[into]
+            .state
+            .records
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| !k.starts_with(&nonces))
+            .map(|(k, v)| (&k[prefix.len()..], v))
+            .collect();
+        let own: BTreeMap<&[u8], &Vec<u8>> = self.regions[from]
+            .state
+            .records
+            .iter()
+            .filter(|(k, _)| !k.starts_with(VIEW_PREFIX))
+            .map(|(k, v)| (k.as_slice(), v))
+            .collect();
+        assert_eq!(view, own, "{into}'s view of {from} is not {from}'s state");
+    }
+
+    /// Each region's log, its recorded events folded from nothing, gives the region's state but
+    /// for the views of other regions, which the writer adds beside the adoptions' events. (A
+    /// replay that decides again needs those views, from the other regions' archives: the
+    /// federation's verification does that, not this test.)
+    fn check_folded(&self) {
+        for (r, region) in self.regions.iter().enumerate() {
+            let mut folder = EventFolder::default();
+            for (i, entry) in region.entries.iter().enumerate() {
+                folder
+                    .fold(entry)
+                    .unwrap_or_else(|e| panic!("folding entry {i} of {r}: {e}"));
+            }
+            let own = |state: &MemoryState| -> BTreeMap<Vec<u8>, Vec<u8>> {
+                state
+                    .records
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with(VIEW_PREFIX))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            assert_eq!(
+                own(&folder.state().state),
+                own(&region.state),
+                "{r}'s events do not fold into its state"
+            );
+        }
     }
 
     fn issue(&mut self, r: usize, program: usize, holder: usize, face: u64) {
@@ -1200,6 +1250,7 @@ proptest! {
             world.step(op);
             world.check();
         }
+        world.check_folded();
     }
 }
 
