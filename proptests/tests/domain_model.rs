@@ -665,7 +665,7 @@ impl World {
         let mut net: BTreeMap<String, i128> = BTreeMap::new();
         for (key, value) in &state.records {
             if key.starts_with(SETTLEMENT_PREFIX) {
-                let p: SettlementPosition = serde_json::from_slice(value).unwrap();
+                let p: SettlementPosition = domain::decode_record(key, value).unwrap();
                 *net.entry(p.debtor.to_string()).or_default() -= i128::from(p.amount_minor);
                 *net.entry(p.creditor.to_string()).or_default() += i128::from(p.amount_minor);
             }
