@@ -135,16 +135,7 @@ fn run_all(args: &VerifyArgs) -> Result<Vec<VerifyReport>> {
                 args.sources.len()
             );
         }
-        let mut regions = BTreeMap::new();
-        for source in &args.sources {
-            let (header, _) = open_source(source)?;
-            if let Some(other) = regions.insert(header.region.clone(), source) {
-                bail!(
-                    "{other} and {source} are both logs of region `{}`: give one archive per region",
-                    header.region
-                );
-            }
-        }
+        check_one_source_per_region(&args.sources)?;
     }
     let work = work_dir(args.work_dir.as_deref())?;
     let mut verified = Vec::with_capacity(args.sources.len());
@@ -152,18 +143,7 @@ fn run_all(args: &VerifyArgs) -> Result<Vec<VerifyReport>> {
         let subject_dir = work.path().join(format!("source-{subject}"));
         std::fs::create_dir(&subject_dir)
             .with_context(|| format!("cannot make {}", subject_dir.display()))?;
-        let mut peers = Vec::new();
-        for (index, peer) in args.sources.iter().enumerate() {
-            if index == subject {
-                continue;
-            }
-            let (header, lines) = open_source(peer)?;
-            let state = ScratchState::create(&subject_dir.join(format!("peer-{index}")))?;
-            peers.push(
-                PeerArchive::new(&header, lines, state)
-                    .map_err(|e| anyhow::anyhow!("{peer}: {e}"))?,
-            );
-        }
+        let peers = peer_archives(&args.sources, subject, &subject_dir)?;
         verified.push(verify_source(args, source, &subject_dir, peers)?);
         std::fs::remove_dir_all(&subject_dir).ok();
     }
@@ -195,6 +175,41 @@ fn run_all(args: &VerifyArgs) -> Result<Vec<VerifyReport>> {
     Ok(verified.into_iter().map(|v| v.report).collect())
 }
 
+/// Refuses two sources of one region: a federation's sources are one per region.
+pub fn check_one_source_per_region(sources: &[String]) -> Result<()> {
+    let mut regions = BTreeMap::new();
+    for source in sources {
+        let (header, _) = open_source(source)?;
+        if let Some(other) = regions.insert(header.region.clone(), source) {
+            bail!(
+                "{other} and {source} are both logs of region `{}`: give one archive per region",
+                header.region
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every source but `subject`, as a peer of its verification, each replayed in `work`.
+pub fn peer_archives(
+    sources: &[String],
+    subject: usize,
+    work: &std::path::Path,
+) -> Result<Vec<PeerArchive>> {
+    let mut peers = Vec::new();
+    for (index, peer) in sources.iter().enumerate() {
+        if index == subject {
+            continue;
+        }
+        let (header, lines) = open_source(peer)?;
+        let state = ScratchState::create(&work.join(format!("peer-{index}")))?;
+        peers.push(
+            PeerArchive::new(&header, lines, state).map_err(|e| anyhow::anyhow!("{peer}: {e}"))?,
+        );
+    }
+    Ok(peers)
+}
+
 fn verified_json(v: &Verified) -> serde_json::Value {
     let mut json = v.report.to_json(&v.header);
     json["seconds"] = serde_json::json!(v.seconds);
@@ -202,7 +217,8 @@ fn verified_json(v: &Verified) -> serde_json::Value {
     json
 }
 
-fn open_source(source: &str) -> Result<(ArchiveHeader, Source)> {
+/// An archive file, or a running node given by its URL, as a source of verification.
+pub fn open_source(source: &str) -> Result<(ArchiveHeader, Source)> {
     if source.starts_with("http://") || source.starts_with("https://") {
         return url_source(source);
     }
