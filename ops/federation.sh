@@ -99,6 +99,87 @@ f = json.load(sys.stdin)
 print(f'  {f[\"region\"]} (size {f[\"tree_size\"]}):', ', '.join(
     f'{p[\"region\"]} adopted at {p[\"adopted\"][\"size\"]} ({p[\"mirror\"][\"state\"]}, lag {p[\"mirror\"][\"lag_entries\"]})' for p in f['peers']))" >&2
 done
+
+# Then a voucher crosses the border: a Chongqing enterprise buys, with a Chongqing voucher, an
+# EMC test a Chengdu lab lists in Chengdu's log, half the price from the voucher and half through
+# a Chengdu escrow provider. Chengdu advances the payout and recovers it through a statement
+# both regions' admins sign. Every command is sent to the signer's own node; the CLI routes it
+# to the node of the log its record lives in (the order's: Chongqing's).
+submit() { # TYPE KEY URL, the body on standard input
+  "$VLEDGER" submit "$1" --body - --key "$2" --url "$3" >/dev/null 2>&1 ||
+    { echo "$1 was refused:" >&2; "$VLEDGER" submit "$1" --body - --key "$2" --url "$3" </dev/null; exit 1; }
+}
+CQ_ADMIN="$BASE/cq/keys/admin.pem" CD_ADMIN="$BASE/cd/keys/admin.pem"
+for who in cd_lab cd_escrow cq_enterprise; do "$VLEDGER" keygen --out "$KEYS/$who.pem" >/dev/null 2>&1; done
+pub() { "$VLEDGER" pubkey --key "$KEYS/$1.pem"; }
+NOW_MS="$(python3 -c 'import time; print(int(time.time() * 1000))')"
+DAY_MS=86400000
+TAG="$NOW_MS" # ids fresh for every run over the same data directories
+echo "{\"key\":\"$(pub cd_lab)\",\"role\":\"agency\",\"home_region\":\"cd\",\"name\":\"成都检测中心\"}" | submit party.register "$CD_ADMIN" "${URL[cd]}"
+echo "{\"agency\":\"$(pub cd_lab)\",\"expires_at_ms\":$((NOW_MS + 300 * DAY_MS))}" | submit agency.accredit "$CD_ADMIN" "${URL[cd]}"
+echo "{\"key\":\"$(pub cd_escrow)\",\"role\":\"escrow\",\"home_region\":\"cd\",\"name\":\"成都托管\"}" | submit party.register "$CD_ADMIN" "${URL[cd]}"
+echo "{\"listing_id\":\"emc-$TAG\",\"pool\":\"instruments_equipment\",\"category\":\"testing\",\"title\":\"EMC 测试\",\"description\":\"EMC testing\",\"price_minor\":200000,\"currency\":\"CNY\"}" |
+  submit catalog.list "$KEYS/cd_lab.pem" "${URL[cd]}"
+echo "{\"key\":\"$(pub cq_enterprise)\",\"role\":\"enterprise\",\"home_region\":\"cq\",\"name\":\"重庆企业\"}" | submit party.register "$CQ_ADMIN" "${URL[cq]}"
+echo "{\"program_id\":\"p-$TAG\",\"name\":\"创新券 (advanced by the agency's region)\",\"kind\":\"resource_sharing\",\"currency\":\"CNY\",
+  \"budget_minor\":10000000,\"subsidy_ratio_bps\":5000,\"caps\":{\"per_voucher_minor\":400000,\"per_order_minor\":200000,
+  \"per_enterprise_year_minor\":800000,\"per_group_year_minor\":1000000},\"eligible_categories\":[\"testing\"],
+  \"valid_from_ms\":$((NOW_MS - DAY_MS)),\"valid_until_ms\":$((NOW_MS + 365 * DAY_MS)),\"claim_deadline_ms\":$((NOW_MS + 400 * DAY_MS)),
+  \"spend_regions\":[\"cq\",\"sc\",\"cd\"],\"cross_region_payer\":\"agency_region\",\"use_mode\":\"multi\",\"review_levels\":1,\"notice_period_ms\":0}" |
+  submit program.create "$CQ_ADMIN" "${URL[cq]}"
+echo "{\"program_id\":\"p-$TAG\",\"enterprise\":\"$(pub cq_enterprise)\",\"expires_at_ms\":$((NOW_MS + 300 * DAY_MS))}" | submit enterprise.qualify "$CQ_ADMIN" "${URL[cq]}"
+echo "{\"voucher_id\":\"v-$TAG\",\"program_id\":\"p-$TAG\",\"holder\":\"$(pub cq_enterprise)\",\"face_value_minor\":400000}" | submit voucher.issue "$CQ_ADMIN" "${URL[cq]}"
+echo "issued voucher v-$TAG (¥4,000.00 under Chongqing's program p-$TAG) to a Chongqing enterprise" >&2
+for _ in $(seq 1 100); do
+  curl -fsS "${URL[cq]}/v1/catalog/listings/emc-$TAG?region=cd" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$VLEDGER" order --order "o-$TAG" --listing "emc-$TAG" --listing-region cd --voucher "v-$TAG" --price-minor 200000 \
+  --escrow "$(pub cd_escrow)" --key "$KEYS/cq_enterprise.pem" --url "${URL[cq]}" >/dev/null
+echo "{\"order_id\":\"o-$TAG\",\"amount_minor\":100000,\"reference\":\"ESCROW-$TAG\"}" | submit escrow.fund "$KEYS/cd_escrow.pem" "${URL[cd]}"
+echo "{\"order_id\":\"o-$TAG\",\"evidence\":[{\"kind\":\"report\",\"sha256\":\"$(printf 'EMC report %s' "$TAG" | sha256sum | cut -c1-64)\"}]}" |
+  submit order.deliver "$KEYS/cd_lab.pem" "${URL[cd]}"
+echo "{\"order_id\":\"o-$TAG\"}" | submit order.confirm "$KEYS/cq_enterprise.pem" "${URL[cq]}"
+echo "{\"order_id\":\"o-$TAG\"}" | submit claim.submit "$KEYS/cd_lab.pem" "${URL[cd]}"
+echo "{\"order_id\":\"o-$TAG\",\"level\":1,\"decision\":\"approve\"}" | submit claim.review "$CQ_ADMIN" "${URL[cq]}"
+echo "{\"order_id\":\"o-$TAG\",\"reference\":\"CD-ADVANCE-$TAG\"}" | submit claim.pay "$CD_ADMIN" "${URL[cd]}"
+echo "order o-$TAG (¥2,000.00): ¥1,000.00 from the voucher, ¥1,000.00 through Chengdu's escrow; delivered, confirmed, claimed, approved; Chengdu advanced the payout" >&2
+
+# The statement of the period that ends now: proposed and signed by Chongqing's admin, signed by
+# Chengdu's on Chengdu's node (routed to Chongqing's, the debtor's log), paid.
+sleep 1
+UNTIL_MS="$(python3 -c 'import time; print(int(time.time() * 1000))')"
+"$VLEDGER" settle propose --creditor cd --from-ms "$((NOW_MS - DAY_MS))" --until-ms "$UNTIL_MS" --statement "st-$TAG" \
+  --key "$CQ_ADMIN" --url "${URL[cq]}" >/dev/null
+"$VLEDGER" settle sign --statement "st-$TAG" --key "$CQ_ADMIN" --url "${URL[cq]}" >/dev/null
+for _ in $(seq 1 100); do # Chengdu's admin signs what Chengdu's node has adopted of Chongqing
+  curl -fsS "${URL[cd]}/v1/settlement/statements/st-$TAG?region=cq" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$VLEDGER" settle sign --statement "st-$TAG" --key "$CD_ADMIN" --url "${URL[cd]}" >/dev/null 2>&1
+"$VLEDGER" settle pay --statement "st-$TAG" --reference "PBOC-$TAG" --key "$CQ_ADMIN" --url "${URL[cq]}" >/dev/null
+STATUS="$(curl -fsS "${URL[cq]}/v1/settlement/statements/st-$TAG" | json '["status"]')"
+[ "$STATUS" = "paid" ] || { echo "statement st-$TAG is $STATUS, not paid" >&2; exit 1; }
+echo "statement st-$TAG is paid: Chongqing owed Chengdu ¥1,000.00, signed by both regions' admins" >&2
+
+# Where every yuan is, from Chongqing's log.
+yuan() { python3 -c 'import sys; v=int(sys.argv[1]); print(f"¥{v // 100:,}.{v % 100:02d}")' "$1"; }
+curl -fsS "${URL[cq]}/v1/programs/p-$TAG" | python3 -c '
+import json, sys
+b = json.load(sys.stdin)["buckets"]
+y = lambda v: f"¥{v // 100:,}.{v % 100:02d}"
+print("  program p-%s: %s" % (sys.argv[1], ", ".join(f"{k[:-6]} {y(v)}" for k, v in b.items())))' "$TAG" >&2
+echo "  voucher v-$TAG: balance $(yuan "$(curl -fsS "${URL[cq]}/v1/vouchers/v-$TAG" | json '["balance_minor"]')")" >&2
+curl -fsS "${URL[cq]}/v1/orders/o-$TAG" | python3 -c '
+import json, sys
+o = json.load(sys.stdin); e = o["escrow"]
+y = lambda v: f"¥{v // 100:,}.{v % 100:02d}"
+print(f"  order o-{sys.argv[1]}: escrow funded {y(e[\"funded_minor\"])}, released to the lab {y(e[\"released_minor\"])}, refunded {y(e[\"refunded_minor\"])}; voucher share paid to the lab by Chengdu {y(o[\"voucher_share_minor\"])}")' "$TAG" >&2
+curl -fsS "${URL[cd]}/v1/settlement/positions" | python3 -c '
+import json, sys
+y = lambda v: f"¥{v // 100:,}.{v % 100:02d}"
+for p in json.load(sys.stdin):
+    print(f"  position: {p[\"debtor\"]} owes {p[\"creditor\"]} {y(p[\"amount_minor\"])}")' >&2
 rm -rf "$KEYS"
 
 if [ "${VLEDGER_FEDERATION_EXIT:-0}" = "1" ]; then exit 0; fi

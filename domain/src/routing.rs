@@ -1,12 +1,12 @@
 //! Which region's log each command belongs in: the rule a client follows to send a command to
 //! the right node of the federation, so that a user names the record, not the node.
 //!
-//! Every record has one home log (docs/FORMAT.md §15): a party and a listing live in their
-//! party's home region's log, an order and its claim in the log of the voucher's funding
-//! region, a statement in its debtor's log. [`home_log`] says, per command, which record's home
-//! decides: the signer's own (for the commands of a region's admins and regulators, which act in
-//! their own region only, and for the records a party founds in its home log), or that of the
-//! record the body names. A client resolves it from the federation map: the signer's home
+//! Every record has one home log (docs/FORMAT.md §16, "Which node takes a command"): a party
+//! and a listing live in their party's home region's log, an order and its claim in the log of
+//! the voucher's funding region, a statement in its debtor's log. [`home_log`] says, per
+//! command, which record's home decides: the signer's own (for the commands of a region's
+//! admins and regulators, which act in their own region only, and for the records a party
+//! founds in its home log), or that of the record the body names. A client resolves it from the federation map: the signer's home
 //! region from `GET /v1/parties/{key}`, a record's from the node of the region that holds it.
 
 use super::Command;

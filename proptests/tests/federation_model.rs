@@ -14,18 +14,19 @@
 //! before) with R's node key, and applies `federation.adopt` signed by S's node key to S's state;
 //! the entry that records it then writes R's records under S's view (`fed/R/<R's key>`, from
 //! `view_key`), as the node's writer installs a mirror step's view changes after the command's
-//! events. The view changes are computed here as the difference between R's records as of the
-//! checkpoint (less R's own `fed/` view of third regions and R's `adopted/` records, which no
-//! decision of S reads there) and S's view before; the node's mirror obtains the same records by
-//! replaying R's entries onto the view (`vledger_federation::mirror`), which this test does not
-//! run (it needs a node).
+//! events. The view changes are made as the node's mirror makes them: R's entries past the size
+//! S adopted, replayed by the offline replayer onto S's view of R (`RegionView`), the decisions
+//! that read a third region's records folded from their recorded events; after each adoption the
+//! view is checked to hold exactly R's records, and at the end every region's events are checked
+//! to fold into its state.
 //!
 //! The random steps: adoptions, voucher issues, orders placed with a voucher of region X on a
 //! listing of region Y (read from X's view of Y), the enterprise share paid directly or through
 //! the escrow provider of any region, delivery and claims by Y's agency signing on X, reviews and
-//! `claim.pay` by X's admin, disputes and cancels, and settlement statements: proposed by X's
-//! admin from the draft query (`queries::statement_draft`), signed by X's and Y's admins (Y's
-//! admin known on X through the adoption), their payment recorded.
+//! `claim.pay` by the payer's admin (X's, or Y's when Y advances), disputes and cancels, and
+//! settlement statements: proposed by X's admin from the draft query
+//! (`queries::statement_draft`), signed by X's and Y's admins (Y's admin known on X through the
+//! adoption), their payment recorded.
 //!
 //! After every step:
 //! - every program's budget buckets equal the model's and add up to its budget, and each
@@ -705,8 +706,13 @@ impl World {
                     json!({ "order_id": order_id, "level": 1, "decision": decision }),
                 )
             }
+            // The payout's payer signs it: the agency's region's admin when it advances.
             Action::Pay => (
-                admin,
+                if m.listing_region != x && PAYERS[m.program] == "agency_region" {
+                    self.regions[m.listing_region].admin.clone()
+                } else {
+                    admin
+                },
                 "claim.pay",
                 json!({ "order_id": order_id, "reference": "T" }),
             ),

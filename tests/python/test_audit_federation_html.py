@@ -244,7 +244,8 @@ class AuditFederationHtml(unittest.TestCase):
                 cq.submit(enterprise, "order.confirm", {"order_id": order_id})
                 cq.submit(agency, "claim.submit", {"order_id": order_id})
                 cq.submit(cq_admin, "claim.review", {"order_id": order_id, "level": 1, "decision": "approve"})
-                return cq.submit(cq_admin, "claim.pay", {"order_id": order_id,
+                # The program has `sc` advance the payout: `sc`'s admin signs it on `cq`.
+                return cq.submit(sc_admin, "claim.pay", {"order_id": order_id,
                                                          "reference": f"TREASURY-{order_id}"})
 
             paid = buy_and_pay("o1", "emc", 200_000)
