@@ -3,8 +3,11 @@
 # each its own node with its own key, data directory and log, each mirroring and adopting the
 # other two. Prints `region <id> <url>` for each region as soon as it answers, waits until the
 # regions have adopted each other, then runs a short tour: a lab registered in Sichuan becomes
-# known in Chongqing and Chengdu, and each node shows its view of the federation. The nodes run
-# until Ctrl-C (or, with VLEDGER_FEDERATION_EXIT=1, stop after the tour).
+# known in Chongqing and Chengdu, and each node shows its view of the federation; then a
+# Chongqing voucher buys a Chengdu lab's test (half from the voucher, half through escrow),
+# Chengdu advances the payout, a statement signed by both regions' admins is paid ("statement
+# <id> is paid"), and it prints where every yuan is. The nodes run until Ctrl-C (or, with
+# VLEDGER_FEDERATION_EXIT=1, stop after the tour).
 #
 #   ops/federation.sh                 # data in ./federation, ports 8181-8183
 #   ops/federation.sh /tmp/fed        # another data directory
@@ -105,9 +108,11 @@ done
 # a Chengdu escrow provider. Chengdu advances the payout and recovers it through a statement
 # both regions' admins sign. Every command is sent to the signer's own node; the CLI routes it
 # to the node of the log its record lives in (the order's: Chongqing's).
-submit() { # TYPE KEY URL, the body on standard input
-  "$VLEDGER" submit "$1" --body - --key "$2" --url "$3" >/dev/null 2>&1 ||
-    { echo "$1 was refused:" >&2; "$VLEDGER" submit "$1" --body - --key "$2" --url "$3" </dev/null; exit 1; }
+submit() { # TYPE KEY URL, the body on standard input; stops the tour with the node's answer
+  local body answer
+  body="$(cat)"
+  answer="$(echo "$body" | "$VLEDGER" submit "$1" --body - --key "$2" --url "$3" 2>&1)" ||
+    { echo "$1 was refused: $answer" >&2; exit 1; }
 }
 CQ_ADMIN="$BASE/cq/keys/admin.pem" CD_ADMIN="$BASE/cd/keys/admin.pem"
 for who in cd_lab cd_escrow cq_enterprise; do "$VLEDGER" keygen --out "$KEYS/$who.pem" >/dev/null 2>&1; done
@@ -174,12 +179,19 @@ curl -fsS "${URL[cq]}/v1/orders/o-$TAG" | python3 -c '
 import json, sys
 o = json.load(sys.stdin); e = o["escrow"]
 y = lambda v: f"¥{v // 100:,}.{v % 100:02d}"
-print(f"  order o-{sys.argv[1]}: escrow funded {y(e[\"funded_minor\"])}, released to the lab {y(e[\"released_minor\"])}, refunded {y(e[\"refunded_minor\"])}; voucher share paid to the lab by Chengdu {y(o[\"voucher_share_minor\"])}")' "$TAG" >&2
+funded, released, refunded = y(e["funded_minor"]), y(e["released_minor"]), y(e["refunded_minor"])
+share = y(o["voucher_share_minor"])
+print(f"  order o-{sys.argv[1]}: escrow funded {funded}, released to the lab {released}, refunded {refunded}; voucher share paid to the lab by Chengdu {share}")' "$TAG" >&2
+for _ in $(seq 1 100); do # until Chengdu's node adopted the payment
+  [ "$(curl -fsS "${URL[cd]}/v1/settlement/positions")" = "$(curl -fsS "${URL[cq]}/v1/settlement/positions")" ] && break
+  sleep 0.1
+done
 curl -fsS "${URL[cd]}/v1/settlement/positions" | python3 -c '
 import json, sys
 y = lambda v: f"¥{v // 100:,}.{v % 100:02d}"
 for p in json.load(sys.stdin):
-    print(f"  position: {p[\"debtor\"]} owes {p[\"creditor\"]} {y(p[\"amount_minor\"])}")' >&2
+    debtor, creditor, amount = p["debtor"], p["creditor"], y(p["amount_minor"])
+    print(f"  position: {debtor} owes {creditor} {amount} (read on Chengdu'"'"'s node, as on every node)")' >&2
 rm -rf "$KEYS"
 
 if [ "${VLEDGER_FEDERATION_EXIT:-0}" = "1" ]; then exit 0; fi

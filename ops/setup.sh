@@ -69,6 +69,8 @@ vledger_ensure_test_deps() {
   fi
   # The audit report test renders the HTML page in headless Chromium.
   [ -x /usr/bin/chromium ] || vledger_apt_install chromium
+  # ops/federation.sh, which a test runs, reads the nodes with curl.
+  command -v curl >/dev/null 2>&1 || vledger_apt_install curl
   command -v cargo-nextest >/dev/null 2>&1 || vledger_log "cargo-nextest not found; tests run with cargo test"
 }
 
