@@ -118,17 +118,6 @@ impl RegionNode {
         self.client().get_json(path, &[]).unwrap()
     }
 
-    /// The size of `region`'s log this node adopted last (0 before any adoption).
-    pub fn adopted_size(&self, region: &str) -> u64 {
-        self.get("/v1/federation")["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["region"] == region)
-            .and_then(|p| p["adopted"]["size"].as_u64())
-            .unwrap_or(0)
-    }
-
     pub fn tree_size(&self) -> u64 {
         self.client().node().unwrap().tree_size
     }
@@ -188,14 +177,5 @@ impl RegionNode {
 impl Drop for RegionNode {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// Polls `done` every 50 ms until it holds, failing after `limit`.
-pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
